@@ -1,0 +1,1 @@
+"""Wallets, the ledger, holds, prices and usage (filled in by the billing issue)."""

@@ -1,0 +1,48 @@
+"""Project middleware."""
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.conf import settings
+from whitenoise.middleware import WhiteNoiseMiddleware
+
+
+class StaticFilesMiddleware:
+    """WhiteNoise, but async-capable.
+
+    WhiteNoise's middleware is sync-only, which would make Django run every request of the async
+    data plane through a thread. Only requests for static files need WhiteNoise, so everything
+    else passes straight through in whichever mode the stack runs.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+        self.whitenoise = WhiteNoiseMiddleware(get_response)
+        self.prefix = settings.STATIC_URL
+
+    def __call__(self, request):
+        if self.async_mode:
+            return self.__acall__(request)
+        return self._static_response(request) or self.get_response(request)
+
+    async def __acall__(self, request):
+        if request.path_info.startswith(self.prefix):
+            response = await sync_to_async(self._static_response, thread_sensitive=False)(request)
+            if response is not None:
+                return response
+        return await self.get_response(request)
+
+    def _static_response(self, request):
+        """WhiteNoise's answer for a static file it knows, else None."""
+        if not request.path_info.startswith(self.prefix):
+            return None
+        whitenoise = self.whitenoise
+        if whitenoise.autorefresh:
+            static_file = whitenoise.find_file(request.path_info)
+        else:
+            static_file = whitenoise.files.get(request.path_info)
+        return whitenoise.serve(static_file, request) if static_file is not None else None

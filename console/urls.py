@@ -1,0 +1,23 @@
+"""URL map: console pages at the root, auth under /auth/, staff admin under /admin/."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+from console import health, views
+
+console_patterns = (
+    [
+        path("", views.dashboard, name="dashboard"),
+        *(path(f"{name}/", views.section, {"section": name}, name=name) for name in views.SECTIONS),
+    ],
+    "console",
+)
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+    path("auth/", include("allauth.urls")),
+    path("", include("accounts.urls")),
+    path("", include(console_patterns)),
+]

@@ -1,0 +1,1 @@
+"""Channels, models, tasks and their outputs (filled in by the gateway issues)."""
