@@ -1,0 +1,43 @@
+"""What each role may do. One table, read by views, templates and services alike."""
+
+from accounts.models import Role
+
+VIEW = "view"  # read pages and reports
+USE_PLAYGROUND = "use_playground"
+MANAGE_OWN_KEYS = "manage_own_keys"
+MANAGE_ALL_KEYS = "manage_all_keys"
+MANAGE_MANAGEMENT_KEYS = "manage_management_keys"
+MANAGE_WEBHOOKS = "manage_webhooks"
+VIEW_AUDIT = "view_audit"
+MANAGE_BILLING = "manage_billing"
+MANAGE_MEMBERS = "manage_members"
+MANAGE_ACCOUNT = "manage_account"
+
+_EVERYONE = {Role.OWNER, Role.ADMIN, Role.DEVELOPER, Role.VIEWER}
+_BUILDERS = {Role.OWNER, Role.ADMIN, Role.DEVELOPER}
+_ADMINS = {Role.OWNER, Role.ADMIN}
+_OWNERS = {Role.OWNER}
+
+ROLES_WITH = {
+    VIEW: _EVERYONE,
+    USE_PLAYGROUND: _BUILDERS,
+    MANAGE_OWN_KEYS: _BUILDERS,
+    MANAGE_ALL_KEYS: _ADMINS,
+    MANAGE_MANAGEMENT_KEYS: _ADMINS,
+    MANAGE_WEBHOOKS: _ADMINS,
+    VIEW_AUDIT: _ADMINS,
+    MANAGE_BILLING: _OWNERS,
+    MANAGE_MEMBERS: _OWNERS,
+    MANAGE_ACCOUNT: _OWNERS,
+}
+
+ROLE_SUMMARIES = {
+    Role.OWNER: "Everything, including members and billing.",
+    Role.ADMIN: "All keys, management keys and webhooks.",
+    Role.DEVELOPER: "Own keys and the playground.",
+    Role.VIEWER: "Read-only: usage and wallet.",
+}
+
+
+def role_can(role: str, permission: str) -> bool:
+    return role in ROLES_WITH[permission]

@@ -1,0 +1,71 @@
+"""Scoped reads of accounts, memberships and invitations."""
+
+from django.http import Http404
+
+from accounts.models import Account, AuditEvent, Invitation, Membership, User
+from accounts.services import token_digest
+
+SESSION_ACCOUNT_KEY = "bytespike_account"
+
+
+def memberships_for_user(user: User) -> list[Membership]:
+    return list(
+        Membership.objects.filter(user=user).select_related("account").order_by("account__name")
+    )
+
+
+def membership_current(request) -> Membership | None:
+    """The membership of the account selected in this session, else the user's first one."""
+    chosen = request.session.get(SESSION_ACCOUNT_KEY)
+    memberships = Membership.objects.filter(user=request.user).select_related("account", "user")
+    membership = None
+    if chosen:
+        membership = memberships.filter(account__public_id=chosen).first()
+    if membership is None:
+        membership = memberships.order_by("created_at", "id").first()
+        if membership is not None:
+            request.session[SESSION_ACCOUNT_KEY] = membership.account.public_id
+    return membership
+
+
+def membership_get_for_account(*, account: Account, public_id: str) -> Membership:
+    membership = (
+        Membership.objects.select_related("user").filter(account=account, public_id=public_id)
+    ).first()
+    if membership is None:
+        raise Http404("No such member.")
+    return membership
+
+
+def memberships_for_account(account: Account) -> list[Membership]:
+    return list(Membership.objects.filter(account=account).select_related("user"))
+
+
+def invitation_get_for_account(*, account: Account, public_id: str) -> Invitation:
+    invitation = Invitation.objects.filter(account=account, public_id=public_id).first()
+    if invitation is None:
+        raise Http404("No such invitation.")
+    return invitation
+
+
+def invitations_pending_for_account(account: Account) -> list[Invitation]:
+    return list(
+        Invitation.objects.filter(
+            account=account, accepted_at__isnull=True, revoked_at__isnull=True
+        ).select_related("invited_by")
+    )
+
+
+def invitation_get_by_token(token: str) -> Invitation:
+    invitation = (
+        Invitation.objects.select_related("account", "invited_by")
+        .filter(token_digest=token_digest(token))
+        .first()
+    )
+    if invitation is None:
+        raise Http404("This invitation link is not valid.")
+    return invitation
+
+
+def audit_events_for_account(account: Account, limit: int = 50) -> list[AuditEvent]:
+    return list(AuditEvent.objects.filter(account=account)[:limit])

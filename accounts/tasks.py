@@ -1,0 +1,12 @@
+"""Background jobs of the accounts app."""
+
+from celery import shared_task
+
+from accounts import services
+
+
+@shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=8)
+def invitation_email_send(invitation_id: int, token: str, base_url: str) -> bool:
+    return services.invitation_email_deliver(
+        invitation_id=invitation_id, token=token, base_url=base_url
+    )
