@@ -1,0 +1,80 @@
+"""`manage.py serve` on a fresh machine: one command brings up web, worker and beat, and takes
+them all down again."""
+
+import signal
+
+import httpx
+
+from tests.processes import (
+    alive,
+    console_login,
+    descendants,
+    free_port,
+    start_serve,
+    stop,
+    submit,
+    wait_until,
+)
+
+
+def test_serve_runs_the_whole_product_and_stops_cleanly(tmp_path):
+    port = free_port()
+    process, demo = start_serve(tmp_path, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        children = descendants(process.pid)
+        assert len(children) >= 3  # uvicorn, worker (and its pool), beat
+        assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
+        assert httpx.get(f"{base}/readyz").status_code == 200
+        login_page = httpx.get(f"{base}/auth/login/")
+        css = login_page.text.split('rel="stylesheet" href="')[1].split('"')[0]
+        assert httpx.get(f"{base}{css}").status_code == 200  # collected, hashed, served
+
+        client = console_login(base, demo["email"], demo["password"])
+        dashboard = client.get("/")
+        assert dashboard.status_code == 200 and "Demo Labs" in dashboard.text
+
+        # The worker is live: an invitation email goes out through the broker.
+        submit(client, "/team/", {"email": "mate@example.com", "role": "viewer"},
+               action="/team/invitations/")  # fmt: skip
+        assert wait_until(lambda: 'data-status="sent"' in client.get("/team/").text, 30)
+    finally:
+        code = stop(process, signal.SIGTERM)
+    assert code == 0
+    assert wait_until(lambda: not any(alive(pid) for pid in children), 10)
+
+
+def test_serve_children_do_not_outlive_a_killed_parent(tmp_path):
+    process, _ = start_serve(tmp_path, free_port())
+    children = descendants(process.pid)
+    process.kill()
+    process.wait()
+    assert wait_until(lambda: not any(alive(pid) for pid in children), 30)
+
+
+def test_seed_demo_is_idempotent_and_prints_json(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.processes import ROOT, embedded_env
+
+    env = embedded_env(tmp_path, BYTESPIKE_DEMO_PASSWORD="demo-pass-123")
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    runs = [
+        json.loads(
+            subprocess.run(
+                [sys.executable, "manage.py", "seed_demo", "--json"],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1]
+    assert runs[0]["email"] == "demo@example.com"
+    assert runs[0]["password"] == "demo-pass-123"
+    assert runs[0]["account"].startswith("acct_")

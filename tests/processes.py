@@ -1,0 +1,116 @@
+"""Helpers for tests that run ByteSpike's real processes."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICE_VARS = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def embedded_env(data_dir: Path, **extra) -> dict:
+    """The environment of a fresh machine: no services, everything under ``data_dir``."""
+    env = {key: value for key, value in os.environ.items() if key not in SERVICE_VARS}
+    env.update(BYTESPIKE_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead but not yet reaped
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "Z"
+    except OSError:
+        return False
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
+def start_serve(data_dir: Path, port: int, **env) -> tuple[subprocess.Popen, dict]:
+    """Run `manage.py serve` and wait for its banner; returns the process and demo login."""
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--port", str(port), "--concurrency", "1"],
+        cwd=ROOT,
+        env=embedded_env(data_dir, **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        output.append(line)
+        match = re.search(r"Log in as (\S+) with password (\S+)", line)
+        if match:
+            return process, {"email": match[1], "password": match[2], "output": output}
+    process.kill()
+    raise AssertionError("serve did not start:\n" + "".join(output))
+
+
+def stop(process: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 40) -> int:
+    process.send_signal(sig)
+    return process.wait(timeout=timeout)
+
+
+def submit(client: httpx.Client, page: str, data: dict, action: str | None = None):
+    """Post a console form as a browser would: the page's CSRF token and a same-origin Referer."""
+    html = client.get(page).text
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)[1]
+    return client.post(
+        action or page,
+        data={**data, "csrfmiddlewaretoken": token},
+        headers={"Referer": f"{client.base_url}{page}"},
+    )
+
+
+def console_login(base_url: str, email: str, password: str) -> httpx.Client:
+    client = httpx.Client(base_url=base_url, timeout=10)
+    response = submit(client, "/auth/login/", {"login": email, "password": password})
+    assert response.status_code == 302, response.text[:500]
+    return client
