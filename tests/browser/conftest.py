@@ -38,6 +38,7 @@ def browser(live_server, transactional_db, monkeypatch):
     Playwright's sync API runs an event loop in this thread for as long as it is started, so
     the ORM's async guard is lifted for exactly that span and no longer.
     """
+    from django.db import connections
     from playwright.sync_api import sync_playwright
 
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -45,6 +46,9 @@ def browser(live_server, transactional_db, monkeypatch):
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+        # While the loop runs, Django keys connections by async context, not by thread: the
+        # test's own queries used a connection that only this context can close.
+        connections.close_all()
 
 
 @pytest.fixture
@@ -59,11 +63,22 @@ def page(browser):
 def celery_worker(transactional_db):
     """A real Celery worker in a thread, consuming what the live server enqueues."""
     from celery.contrib.testing.worker import start_worker
+    from celery.signals import task_postrun
+    from django.db import connections
 
     from console.celery import app
 
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10) as worker:
-        yield worker
+    # A `celery worker` process closes its database connections after each task (Celery's
+    # Django fixup); this in-thread worker must do the same, or the test database stays busy.
+    def close_connections(**kwargs):
+        connections.close_all()
+
+    task_postrun.connect(close_connections, weak=False)
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10) as w:
+            yield w
+    finally:
+        task_postrun.disconnect(close_connections)
 
 
 @pytest.fixture
