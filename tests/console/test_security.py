@@ -90,3 +90,21 @@ def test_forbidden_action_gets_the_friendly_403(world, client_for):
     response = client_for(world.viewer).post(reverse("accounts:invitation-create"), {})
     assert response.status_code == 403
     assert "do that here" in response.text
+
+
+@pytest.mark.django_db
+def test_a_crash_gets_the_friendly_500_without_details(world, monkeypatch):
+    from django.test import Client
+
+    import console.views
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(console.views, "render", explode)
+    client = Client(raise_request_exception=False)
+    client.force_login(world.owner)
+    response = client.get(reverse("console:dashboard"))
+    assert response.status_code == 500
+    assert "Something went wrong" in response.text
+    assert "secret internals" not in response.text

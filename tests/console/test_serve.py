@@ -1,10 +1,14 @@
 """`manage.py serve` on a fresh machine: one command brings up web, worker and beat, and takes
 them all down again."""
 
+import os
 import signal
+import uuid
 
 import httpx
+import pytest
 
+from accounts.models import Account
 from tests.processes import (
     alive,
     console_login,
@@ -42,6 +46,32 @@ def test_serve_runs_the_whole_product_and_stops_cleanly(tmp_path):
         code = stop(process, signal.SIGTERM)
     assert code == 0
     assert wait_until(lambda: not any(alive(pid) for pid in children), 10)
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_serve_uses_postgresql_and_redis_when_configured(tmp_path):
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    services = {
+        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/"
+        f"{db['NAME']}",
+        "REDIS_URL": os.environ["REDIS_URL"],
+        "CELERY_BROKER_URL": os.environ["CELERY_BROKER_URL"],
+        "BYTESPIKE_CELERY_QUEUE": f"serve-{uuid.uuid4().hex}",
+    }
+    port = free_port()
+    process, demo = start_serve(tmp_path, port, **services)
+    try:
+        assert not (tmp_path / "bytespike.sqlite3").exists()
+        client = console_login(f"http://127.0.0.1:{port}", demo["email"], demo["password"])
+        assert Account.objects.filter(name="Demo Labs").exists()  # seeded into PostgreSQL
+        submit(client, "/team/", {"email": "pg@example.com", "role": "viewer"},
+               action="/team/invitations/")  # fmt: skip
+        assert wait_until(lambda: 'data-status="sent"' in client.get("/team/").text, 30)
+    finally:
+        assert stop(process) == 0
 
 
 def test_serve_children_do_not_outlive_a_killed_parent(tmp_path):
