@@ -1,7 +1,17 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from accounts.models import Account, AuditEvent, Invitation, Membership, User
+from accounts.models import (
+    Account,
+    ApiKey,
+    AuditEvent,
+    GroupGrant,
+    Invitation,
+    ManagementKey,
+    Membership,
+    RoutingGroup,
+    User,
+)
 
 
 @admin.register(User)
@@ -23,12 +33,19 @@ class MembershipInline(admin.TabularInline):
     raw_id_fields = ["user"]
 
 
+class GroupGrantInline(admin.TabularInline):
+    model = GroupGrant
+    extra = 0
+    autocomplete_fields = ["account"]
+    verbose_name = "exclusive group grant"
+
+
 @admin.register(Account)
 class AccountAdmin(admin.ModelAdmin):
     list_display = ["name", "public_id", "created_at"]
     search_fields = ["name", "public_id", "memberships__user__email"]
     readonly_fields = ["public_id", "created_at"]
-    inlines = [MembershipInline]
+    inlines = [MembershipInline, GroupGrantInline]
 
 
 @admin.register(Invitation)
@@ -59,3 +76,41 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(RoutingGroup)
+class RoutingGroupAdmin(admin.ModelAdmin):
+    list_display = ["id", "slug", "name", "rate_multiplier", "exclusive"]
+    list_filter = ["exclusive"]
+    search_fields = ["slug", "name"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [GroupGrantInline]
+
+
+class ReadOnlyKeyAdmin(admin.ModelAdmin):
+    """Staff can look keys up for support; only their owners manage them, in the console."""
+
+    list_display = ["name", "masked", "account", "status", "created_at", "last_used_at"]
+    list_filter = ["status"]
+    search_fields = ["name", "public_id", "prefix", "account__name"]
+    exclude = ["digest"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(ReadOnlyKeyAdmin):
+    list_display = [*ReadOnlyKeyAdmin.list_display, "group"]
+    list_filter = ["status", "group"]
+
+
+@admin.register(ManagementKey)
+class ManagementKeyAdmin(ReadOnlyKeyAdmin):
+    pass

@@ -196,3 +196,154 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.target}"
+
+
+class RoutingGroup(models.Model):
+    """A staff-defined set of models a key can reach, with a price multiplier.
+
+    Public groups are available to every account; exclusive ones only to accounts granted them.
+    """
+
+    slug = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    rate_multiplier = models.DecimalField(max_digits=6, decimal_places=3, default=1)
+    exclusive = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(rate_multiplier__gt=0), name="group_multiplier_positive"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class GroupGrant(models.Model):
+    """An exclusive group made available to one account."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="group_grants")
+    group = models.ForeignKey(RoutingGroup, on_delete=models.CASCADE, related_name="grants")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "group"], name="group_grant_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.group} for {self.account}"
+
+
+class KeyStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    REVOKED = "revoked", "Revoked"
+
+
+class SecretKey(models.Model):
+    """What inference and management keys share: only a digest and a display hint are kept."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=100)
+    digest = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=32)
+    last4 = models.CharField(max_length=4)
+    status = models.CharField(max_length=16, choices=KeyStatus.choices, default=KeyStatus.ACTIVE)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.masked})"
+
+    @property
+    def masked(self) -> str:
+        return f"{self.prefix}…{self.last4}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == KeyStatus.ACTIVE
+
+
+def new_api_key_id() -> str:
+    return new_public_id("key")
+
+
+class ApiKey(SecretKey):
+    """An inference key: calls models of exactly one routing group, within its limits.
+
+    Money limits are micro-credits (0 = unlimited). A deleted key keeps its row (hidden
+    everywhere) so usage stays attributed to it.
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="api_keys")
+    public_id = models.CharField(max_length=40, unique=True, default=new_api_key_id, editable=False)
+    group = models.ForeignKey(RoutingGroup, on_delete=models.PROTECT, related_name="api_keys")
+    quota = models.BigIntegerField(default=0)
+    rate_limit_5h = models.BigIntegerField(default=0)
+    rate_limit_1d = models.BigIntegerField(default=0)
+    rate_limit_7d = models.BigIntegerField(default=0)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    ip_allowlist = models.JSONField(default=list, blank=True)
+    ip_denylist = models.JSONField(default=list, blank=True)
+    created_via_key = models.ForeignKey(
+        "ManagementKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    rolled_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["account", "-created_at"], name="apikey_account_recent")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=KeyStatus.values), name="apikey_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(
+                    quota__gte=0, rate_limit_5h__gte=0, rate_limit_1d__gte=0, rate_limit_7d__gte=0
+                ),
+                name="apikey_limits_not_negative",
+            ),
+        ]
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
+    def display_status(self) -> str:
+        if self.is_active and self.is_expired:
+            return "expired"
+        return self.status
+
+
+def new_management_key_id() -> str:
+    return new_public_id("mkey")
+
+
+class ManagementKey(SecretKey):
+    """A key for the management API (/api/v1); it never calls a model."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="management_keys")
+    public_id = models.CharField(
+        max_length=40, unique=True, default=new_management_key_id, editable=False
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=KeyStatus.values), name="mkey_status_valid"
+            )
+        ]

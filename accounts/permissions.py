@@ -41,3 +41,10 @@ ROLE_SUMMARIES = {
 
 def role_can(role: str, permission: str) -> bool:
     return role in ROLES_WITH[permission]
+
+
+def can_manage_key(membership, key) -> bool:
+    """Admins and owners manage every key; developers only the keys they created."""
+    if membership.can(MANAGE_ALL_KEYS):
+        return True
+    return membership.can(MANAGE_OWN_KEYS) and key.created_by_id == membership.user_id

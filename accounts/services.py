@@ -36,12 +36,18 @@ def token_digest(token: str) -> str:
 
 
 def audit_record(
-    *, account: Account, actor: User | None, action: str, target: str = "", **details
+    *,
+    account: Account,
+    actor: User | None,
+    action: str,
+    target: str = "",
+    actor_label: str = "",
+    **details,
 ) -> AuditEvent:
     return AuditEvent.objects.create(
         account=account,
         actor=actor,
-        actor_label=actor.email if actor else "system",
+        actor_label=actor_label or (actor.email if actor else "system"),
         action=action,
         target=target,
         details=details,

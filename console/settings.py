@@ -5,6 +5,7 @@ broker, all under ``BYTESPIKE_DATA_DIR``. Setting ``DATABASE_URL``, ``REDIS_URL`
 ``CELERY_BROKER_URL`` moves the same code onto PostgreSQL and Redis. See docs/configuration.md.
 """
 
+import base64
 import os
 import secrets
 from pathlib import Path
@@ -52,6 +53,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django.forms",
     "django_htmx",
+    "ninja",
     "allauth",
     "allauth.account",
     "allauth.mfa",
@@ -301,4 +303,24 @@ LOGGING = {
 # --- ByteSpike --------------------------------------------------------------------------------
 
 BYTESPIKE_DEMO_EMAIL = os.environ.get("BYTESPIKE_DEMO_EMAIL", "demo@example.com")
+# API keys are stored as HMAC-SHA256 digests under this pepper; changing it voids every key.
+BYTESPIKE_KEY_PEPPER = os.environ.get("BYTESPIKE_KEY_PEPPER") or read_or_create(
+    DATA_DIR / "key_pepper", lambda: secrets.token_urlsafe(32)
+)
+# Upstream secrets are encrypted with the first key; all of them decrypt (rotation).
+BYTESPIKE_ENCRYPTION_KEYS = env_list("BYTESPIKE_ENCRYPTION_KEYS") or [
+    read_or_create(
+        DATA_DIR / "encryption_key",
+        lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+    )
+]
+# How long a verified key stays cached. Revoking, rolling or editing a key deletes its entry at
+# once; with a per-process cache (no REDIS_URL) another process can only learn by expiry.
+BYTESPIKE_KEY_CACHE_SECONDS = int(
+    os.environ.get("BYTESPIKE_KEY_CACHE_SECONDS", "60" if REDIS_URL else "1")
+)
+# Behind a proxy, the client address is read from this header (e.g. X-Forwarded-For), skipping
+# the given number of trusted proxies from the right. Empty: the socket's peer address.
+BYTESPIKE_CLIENT_IP_HEADER = os.environ.get("BYTESPIKE_CLIENT_IP_HEADER", "")
+BYTESPIKE_TRUSTED_PROXIES = int(os.environ.get("BYTESPIKE_TRUSTED_PROXIES", "1"))
 BYTESPIKE_INVITATION_DAYS = 7

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from console import health, views
+from console.api import api
 
 console_patterns = (
     [
@@ -17,6 +18,8 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
+    path("", include("generation.dataplane.urls")),
+    path("api/v1/", api.urls),
     path("auth/", include("allauth.urls")),
     path("", include("accounts.urls")),
     path("", include(console_patterns)),

@@ -18,3 +18,6 @@ class Command(BaseCommand):
             return
         self.stdout.write(f"Demo login: {result['email']} / {result['password']}")
         self.stdout.write(f"Demo account: {result['account']}")
+        self.stdout.write(f"Management key: {result['management_key']}")
+        for group, key in result["keys"].items():
+            self.stdout.write(f"Inference key for {group}: {key}")

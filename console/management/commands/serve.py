@@ -106,7 +106,7 @@ class Command(BaseCommand):
         self.stdout.write("Applying database migrations...")
         call_command("migrate", interactive=False, verbosity=0)
         self._collect_static_if_changed()
-        demo = seed_demo()
+        demo = seed_demo(issue_keys=False)
 
         env = os.environ.copy()
         if _is_loopback(host) and "BYTESPIKE_HTTPS" not in env:

@@ -1,0 +1,198 @@
+"""Authentication of inference keys on the data plane, and of management keys on /api/v1.
+
+The data-plane path is async and hot: a malformed key is refused before any I/O, a verified key
+is cached by its full digest (shared by all processes when Redis is configured) and the cache
+entry is dropped when the key is revoked, rolled or edited. Expiry is checked on every request.
+"""
+
+import ipaddress
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+
+from accounts.keys import (
+    INFERENCE_KEY_RE,
+    MANAGEMENT_KEY_RE,
+    MANAGEMENT_PREFIX,
+    cache_key_for,
+    key_digest,
+)
+from accounts.models import ApiKey, KeyStatus, ManagementKey
+
+logger = logging.getLogger(__name__)
+
+LAST_USED_EVERY_SECONDS = 60
+
+
+class KeyAuthError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _invalid(message: str = "Invalid API key.") -> KeyAuthError:
+    return KeyAuthError(401, "invalid_api_key", message)
+
+
+@dataclass(frozen=True)
+class KeyPrincipal:
+    """What a request needs to know about the verified key (cached as is)."""
+
+    key_id: int
+    key_public_id: str
+    key_name: str
+    account_id: int
+    group_id: int
+    status: str
+    expires_at: datetime | None
+    ip_allowlist: tuple[str, ...]
+    ip_denylist: tuple[str, ...]
+    quota: int
+    rate_limit_5h: int
+    rate_limit_1d: int
+    rate_limit_7d: int
+
+    @classmethod
+    def from_key(cls, key: ApiKey) -> "KeyPrincipal":
+        return cls(
+            key_id=key.pk,
+            key_public_id=key.public_id,
+            key_name=key.name,
+            account_id=key.account_id,
+            group_id=key.group_id,
+            status=KeyStatus.ACTIVE if key.is_active and not key.deleted_at else key.status,
+            expires_at=key.expires_at,
+            ip_allowlist=tuple(key.ip_allowlist),
+            ip_denylist=tuple(key.ip_denylist),
+            quota=key.quota,
+            rate_limit_5h=key.rate_limit_5h,
+            rate_limit_1d=key.rate_limit_1d,
+            rate_limit_7d=key.rate_limit_7d,
+        )
+
+
+def presented_key(request) -> str | None:
+    """The key from x-api-key, Authorization: Bearer, x-goog-api-key or ?key= (in that order)."""
+    headers = request.headers
+    if value := headers.get("x-api-key"):
+        return value.strip()
+    authorization = headers.get("authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    if value := headers.get("x-goog-api-key"):
+        return value.strip()
+    if value := request.GET.get("key"):
+        return value.strip()
+    return None
+
+
+def client_ip(request) -> str:
+    """The caller's address: the socket peer, or the configured proxy header's entry."""
+    header = settings.BYTESPIKE_CLIENT_IP_HEADER
+    if header:
+        entries = [e.strip() for e in request.headers.get(header, "").split(",") if e.strip()]
+        hops = settings.BYTESPIKE_TRUSTED_PROXIES
+        if len(entries) >= hops:
+            return entries[-hops]
+    return request.META.get("REMOTE_ADDR", "")
+
+
+def ip_permitted(address: str, allowlist, denylist) -> bool:
+    if not allowlist and not denylist:
+        return True
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    if any(ip in ipaddress.ip_network(net) for net in denylist):
+        return False
+    return not allowlist or any(ip in ipaddress.ip_network(net) for net in allowlist)
+
+
+def _check(principal: KeyPrincipal, request) -> None:
+    if principal.status != KeyStatus.ACTIVE:
+        raise _invalid("This API key has been revoked.")
+    if principal.expires_at is not None and principal.expires_at <= timezone.now():
+        raise _invalid("This API key has expired.")
+    if not ip_permitted(client_ip(request), principal.ip_allowlist, principal.ip_denylist):
+        raise KeyAuthError(
+            403, "permission_denied", "This API key may not be used from your IP address."
+        )
+
+
+async def _cache_get(name: str):
+    try:
+        return await cache.aget(name)
+    except Exception:
+        logger.warning("key cache unavailable", exc_info=True)
+        return None
+
+
+async def _cache_set(name: str, value, timeout: int) -> None:
+    try:
+        await cache.aset(name, value, timeout)
+    except Exception:
+        logger.warning("key cache unavailable", exc_info=True)
+
+
+async def authenticate_inference(request) -> KeyPrincipal:
+    """Verify the request's inference key or raise ``KeyAuthError`` (401/403)."""
+    secret = presented_key(request)
+    if not secret:
+        raise _invalid("Missing API key. Send it in the x-api-key or Authorization header.")
+    if secret.startswith(MANAGEMENT_PREFIX):
+        raise _invalid("Management keys only work on the management API (/api/v1).")
+    if not INFERENCE_KEY_RE.fullmatch(secret):
+        raise _invalid()
+    digest = key_digest(secret)
+    principal = await _cache_get(cache_key_for(digest))
+    if principal is None:
+        key = await ApiKey.objects.filter(digest=digest).afirst()
+        if key is None:
+            raise _invalid()
+        principal = KeyPrincipal.from_key(key)
+        await _cache_set(cache_key_for(digest), principal, settings.BYTESPIKE_KEY_CACHE_SECONDS)
+    _check(principal, request)
+    await _note_use(principal.key_id)
+    return principal
+
+
+async def _note_use(key_id: int) -> None:
+    """Record last use at most once a minute per key (one cache add, rarely one UPDATE)."""
+    try:
+        first_this_minute = await cache.aadd(f"apikey-used:{key_id}", 1, LAST_USED_EVERY_SECONDS)
+    except Exception:
+        return
+    if first_this_minute:
+        await ApiKey.objects.filter(pk=key_id).aupdate(last_used_at=timezone.now())
+
+
+def authenticate_management(request) -> ManagementKey:
+    """Verify a management key in x-api-key (only there) or raise ``KeyAuthError``."""
+    secret = (request.headers.get("x-api-key") or "").strip()
+    if not secret:
+        raise _invalid("Missing management key. Send it in the x-api-key header.")
+    if not MANAGEMENT_KEY_RE.fullmatch(secret):
+        if INFERENCE_KEY_RE.fullmatch(secret):
+            raise _invalid("Inference keys cannot use the management API.")
+        raise _invalid()
+    key = (
+        ManagementKey.objects.select_related("account")
+        .filter(digest=key_digest(secret), status=KeyStatus.ACTIVE)
+        .first()
+    )
+    if key is None:
+        raise _invalid()
+    now = timezone.now()
+    if key.last_used_at is None or (now - key.last_used_at).total_seconds() >= 60:
+        ManagementKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    return key

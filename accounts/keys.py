@@ -1,0 +1,334 @@
+"""API keys: their secrets, validation rules and every write to them.
+
+A secret is shown once, when it is issued or rolled. The database keeps its HMAC-SHA256 digest
+under a server pepper, plus a prefix and the last four characters for display.
+"""
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+import re
+import secrets
+import string
+from datetime import datetime
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import (
+    Account,
+    ApiKey,
+    KeyStatus,
+    ManagementKey,
+    RoutingGroup,
+    User,
+)
+from accounts.selectors import group_is_available
+from accounts.services import audit_record
+
+INFERENCE_PREFIX = "sk-byts-"
+MANAGEMENT_PREFIX = "sk-byts-admin-"
+SECRET_LENGTH = 40
+_ALPHABET = string.ascii_letters + string.digits
+INFERENCE_KEY_RE = re.compile(r"sk-byts-[A-Za-z0-9]{32,128}")
+MANAGEMENT_KEY_RE = re.compile(r"sk-byts-admin-[A-Za-z0-9]{32,128}")
+MAX_CIDRS = 100
+logger = logging.getLogger(__name__)
+MAX_NAME = 100
+
+
+class KeyRuleError(ValueError):
+    """A key request that breaks a rule; ``field`` names the offending input."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+def key_digest(secret: str) -> str:
+    return hmac.new(
+        settings.BYTESPIKE_KEY_PEPPER.encode(), secret.encode(), hashlib.sha256
+    ).hexdigest()
+
+
+def _new_secret(prefix: str) -> str:
+    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(SECRET_LENGTH))
+
+
+def _store_secret(key, secret: str, prefix: str) -> None:
+    key.digest = key_digest(secret)
+    key.prefix = secret[: len(prefix) + 4]
+    key.last4 = secret[-4:]
+
+
+def cache_key_for(digest: str) -> str:
+    return f"apikey:{digest}"
+
+
+def _forget_on_commit(*digests: str) -> None:
+    """Drop cached verdicts for these digests once the change is committed."""
+
+    def forget():
+        try:
+            cache.delete_many([cache_key_for(d) for d in digests])
+        except Exception:
+            # The entry still expires after BYTESPIKE_KEY_CACHE_SECONDS.
+            logger.warning("could not drop cached API key entries", exc_info=True)
+
+    transaction.on_commit(forget)
+
+
+# --- Validation shared by the console and the management API --------------------------------
+
+
+def clean_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise KeyRuleError("Give the key a name.", "name")
+    if len(name) > MAX_NAME:
+        raise KeyRuleError(f"Use at most {MAX_NAME} characters for the name.", "name")
+    return name
+
+
+def clean_cidrs(values, field: str) -> list[str]:
+    """Normalise a list of addresses or CIDR blocks (``10.0.0.0/8``, ``2001:db8::/32``)."""
+    if isinstance(values, str):
+        values = [part for part in re.split(r"[\s,]+", values) if part]
+    if not isinstance(values, list | tuple):
+        raise KeyRuleError("Give a list of IP addresses or CIDR blocks.", field)
+    if len(values) > MAX_CIDRS:
+        raise KeyRuleError(f"Give at most {MAX_CIDRS} entries.", field)
+    networks = []
+    for value in values:
+        try:
+            networks.append(str(ipaddress.ip_network(str(value).strip(), strict=False)))
+        except ValueError:
+            raise KeyRuleError(f"“{value}” is not an IP address or CIDR block.", field) from None
+    return list(dict.fromkeys(networks))
+
+
+def _check_limits(limits: dict) -> None:
+    for field in ("quota", "rate_limit_5h", "rate_limit_1d", "rate_limit_7d"):
+        value = limits.get(field, 0)
+        if not isinstance(value, int) or value < 0:
+            raise KeyRuleError("Limits are amounts of credits, zero or more.", field)
+    expires_at = limits.get("expires_at")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise KeyRuleError("The expiry must be in the future.", "expires_at")
+
+
+# --- Inference keys --------------------------------------------------------------------------
+
+EDITABLE = (
+    "name",
+    "quota",
+    "rate_limit_5h",
+    "rate_limit_1d",
+    "rate_limit_7d",
+    "expires_at",
+    "ip_allowlist",
+    "ip_denylist",
+)
+
+
+def _actor_label(actor: User | None, via_key: ManagementKey | None) -> str:
+    if via_key is not None:
+        return f"management key {via_key.name} ({via_key.masked})"
+    return actor.email if actor else "system"
+
+
+def api_key_issue(
+    *,
+    account: Account,
+    group: RoutingGroup,
+    name: str,
+    actor: User | None = None,
+    via_key: ManagementKey | None = None,
+    quota: int = 0,
+    rate_limit_5h: int = 0,
+    rate_limit_1d: int = 0,
+    rate_limit_7d: int = 0,
+    expires_at: datetime | None = None,
+    ip_allowlist=(),
+    ip_denylist=(),
+) -> tuple[ApiKey, str]:
+    """A new inference key bound to ``group``; returns the key and its only plaintext copy."""
+    if not group_is_available(account=account, group=group):
+        raise KeyRuleError("That routing group is not available to this account.", "group_id")
+    limits = {
+        "quota": quota,
+        "rate_limit_5h": rate_limit_5h,
+        "rate_limit_1d": rate_limit_1d,
+        "rate_limit_7d": rate_limit_7d,
+        "expires_at": expires_at,
+    }
+    _check_limits(limits)
+    key = ApiKey(
+        account=account,
+        group=group,
+        name=clean_name(name),
+        created_by=actor,
+        created_via_key=via_key,
+        ip_allowlist=clean_cidrs(list(ip_allowlist), "ip_allowlist"),
+        ip_denylist=clean_cidrs(list(ip_denylist), "ip_denylist"),
+        **limits,
+    )
+    secret = _new_secret(INFERENCE_PREFIX)
+    _store_secret(key, secret, INFERENCE_PREFIX)
+    with transaction.atomic():
+        key.save()
+        audit_record(
+            account=account,
+            actor=actor,
+            actor_label=_actor_label(actor, via_key),
+            action="api_key.create",
+            target=f"{key.name} ({key.masked})",
+            key=key.public_id,
+            group=group.slug,
+        )
+    return key, secret
+
+
+def api_key_update(
+    *, key: ApiKey, actor: User | None = None, via_key: ManagementKey | None = None, **changes
+) -> ApiKey:
+    """Change a key's name, limits, expiry or IP lists; the group stays as issued."""
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        field = sorted(unknown)[0]
+        message = (
+            "A key's group cannot change; create a new key in the other group."
+            if field == "group_id"
+            else f"“{field}” cannot be changed."
+        )
+        raise KeyRuleError(message, field)
+    if "name" in changes:
+        changes["name"] = clean_name(changes["name"])
+    for field in ("ip_allowlist", "ip_denylist"):
+        if field in changes:
+            changes[field] = clean_cidrs(changes[field] or [], field)
+    limits = {field: changes.get(field, getattr(key, field)) for field in EDITABLE}
+    if "expires_at" not in changes:
+        limits["expires_at"] = None  # an unchanged (even past) expiry is not re-validated
+    _check_limits(limits)
+    before = {field: getattr(key, field) for field in changes}
+    for field, value in changes.items():
+        setattr(key, field, value)
+    with transaction.atomic():
+        key.save(update_fields=list(changes))
+        audit_record(
+            account=key.account,
+            actor=actor,
+            actor_label=_actor_label(actor, via_key),
+            action="api_key.update",
+            target=f"{key.name} ({key.masked})",
+            key=key.public_id,
+            fields=sorted(changes),
+            before={f: str(v) for f, v in before.items()},
+        )
+        _forget_on_commit(key.digest)
+    return key
+
+
+def api_key_roll(
+    *, key: ApiKey, actor: User | None = None, via_key: ManagementKey | None = None
+) -> str:
+    """Replace the key's secret; the old one stops working at once. Returns the new secret."""
+    if not key.is_active:
+        raise KeyRuleError("A revoked key cannot be rolled; create a new key.", "status")
+    old_digest = key.digest
+    secret = _new_secret(INFERENCE_PREFIX)
+    _store_secret(key, secret, INFERENCE_PREFIX)
+    key.rolled_at = timezone.now()
+    with transaction.atomic():
+        key.save(update_fields=["digest", "prefix", "last4", "rolled_at"])
+        audit_record(
+            account=key.account,
+            actor=actor,
+            actor_label=_actor_label(actor, via_key),
+            action="api_key.roll",
+            target=f"{key.name} ({key.masked})",
+            key=key.public_id,
+        )
+        _forget_on_commit(old_digest, key.digest)
+    return secret
+
+
+def api_key_revoke(
+    *, key: ApiKey, actor: User | None = None, via_key: ManagementKey | None = None
+) -> ApiKey:
+    """Revoke for good (idempotent): calls with the key fail from now on."""
+    with transaction.atomic():
+        revoked = ApiKey.objects.filter(pk=key.pk, status=KeyStatus.ACTIVE).update(
+            status=KeyStatus.REVOKED, revoked_at=timezone.now()
+        )
+        if revoked:
+            audit_record(
+                account=key.account,
+                actor=actor,
+                actor_label=_actor_label(actor, via_key),
+                action="api_key.revoke",
+                target=f"{key.name} ({key.masked})",
+                key=key.public_id,
+            )
+        _forget_on_commit(key.digest)
+    key.refresh_from_db()
+    return key
+
+
+def api_key_delete(
+    *, key: ApiKey, actor: User | None = None, via_key: ManagementKey | None = None
+) -> None:
+    """Revoke and hide the key. Its row stays so past usage keeps its name."""
+    now = timezone.now()
+    with transaction.atomic():
+        ApiKey.objects.filter(pk=key.pk).update(
+            status=KeyStatus.REVOKED, revoked_at=key.revoked_at or now, deleted_at=now
+        )
+        audit_record(
+            account=key.account,
+            actor=actor,
+            actor_label=_actor_label(actor, via_key),
+            action="api_key.delete",
+            target=f"{key.name} ({key.masked})",
+            key=key.public_id,
+        )
+        _forget_on_commit(key.digest)
+
+
+# --- Management keys -------------------------------------------------------------------------
+
+
+def management_key_issue(*, account: Account, actor: User, name: str) -> tuple[ManagementKey, str]:
+    key = ManagementKey(account=account, name=clean_name(name), created_by=actor)
+    secret = _new_secret(MANAGEMENT_PREFIX)
+    _store_secret(key, secret, MANAGEMENT_PREFIX)
+    with transaction.atomic():
+        key.save()
+        audit_record(
+            account=account,
+            actor=actor,
+            action="management_key.create",
+            target=f"{key.name} ({key.masked})",
+            key=key.public_id,
+        )
+    return key, secret
+
+
+def management_key_revoke(*, key: ManagementKey, actor: User) -> None:
+    with transaction.atomic():
+        revoked = ManagementKey.objects.filter(pk=key.pk, status=KeyStatus.ACTIVE).update(
+            status=KeyStatus.REVOKED, revoked_at=timezone.now()
+        )
+        if revoked:
+            audit_record(
+                account=key.account,
+                actor=actor,
+                action="management_key.revoke",
+                target=f"{key.name} ({key.masked})",
+                key=key.public_id,
+            )
+        _forget_on_commit(key.digest)

@@ -1,0 +1,85 @@
+"""GET /v1/models and /v1beta/models: the models of the calling key's group, in the caller's
+protocol's list shape (OpenAI by default, Anthropic when `anthropic-version` is sent, Gemini
+under /v1beta)."""
+
+from django.http import JsonResponse
+from django.views.decorators.http import require_GET
+
+from accounts.keyauth import KeyPrincipal
+from accounts.models import RoutingGroup
+from billing.pricing import price_card
+from generation.dataplane.base import dataplane_view
+from generation.dataplane.errors import Protocol
+from generation.models import AIModel, Family
+from generation.selectors import models_in_group
+
+
+async def _group_and_models(principal: KeyPrincipal) -> tuple[RoutingGroup, list[AIModel]]:
+    group = await RoutingGroup.objects.aget(pk=principal.group_id)
+    return group, [model async for model in models_in_group(principal.group_id)]
+
+
+def _openai_entry(model: AIModel, group: RoutingGroup) -> dict:
+    return {
+        "id": model.slug,
+        "object": "model",
+        "created": int(model.created_at.timestamp()),
+        "owned_by": "bytespike",
+        "display_name": model.display_name,
+        "family": model.family,
+        "capabilities": model.capabilities,
+        "context_window": model.context_window or None,
+        "max_output_tokens": model.max_output_tokens or None,
+        "pricing": price_card(model, group.rate_multiplier),
+        "group": group.slug,
+    }
+
+
+def _anthropic_entry(model: AIModel) -> dict:
+    return {
+        "type": "model",
+        "id": model.slug,
+        "display_name": model.display_name,
+        "created_at": model.created_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def _gemini_entry(model: AIModel) -> dict:
+    methods = (
+        ["generateContent", "streamGenerateContent", "countTokens"]
+        if model.family == Family.TEXT
+        else ["predict", "predictLongRunning"]
+    )
+    return {
+        "name": f"models/{model.slug}",
+        "version": "001",
+        "displayName": model.display_name,
+        "description": model.description,
+        "inputTokenLimit": model.context_window,
+        "outputTokenLimit": model.max_output_tokens,
+        "supportedGenerationMethods": methods,
+    }
+
+
+@require_GET
+@dataplane_view()
+async def models_list(request, principal: KeyPrincipal):
+    group, models = await _group_and_models(principal)
+    if "anthropic-version" in request.headers:
+        data = [_anthropic_entry(model) for model in models]
+        return JsonResponse(
+            {
+                "data": data,
+                "has_more": False,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+            }
+        )
+    return JsonResponse({"object": "list", "data": [_openai_entry(m, group) for m in models]})
+
+
+@require_GET
+@dataplane_view(Protocol.GEMINI)
+async def gemini_models_list(request, principal: KeyPrincipal):
+    _, models = await _group_and_models(principal)
+    return JsonResponse({"models": [_gemini_entry(model) for model in models]})
