@@ -118,7 +118,8 @@ def new_invitation_id() -> str:
 class Invitation(models.Model):
     """An emailed invitation to join an account with a role, accepted once through its link.
 
-    Only the SHA-256 digest of the link's token is stored; resending issues a new token.
+    The link's token is stored as a SHA-256 digest (to find the invitation) and encrypted (so a
+    worker can email it; cleared once the invitation closes). Resending issues a new token.
     """
 
     public_id = models.CharField(
@@ -128,6 +129,7 @@ class Invitation(models.Model):
     email = models.EmailField()
     role = models.CharField(max_length=16, choices=Role.choices)
     token_digest = models.CharField(max_length=64, unique=True)
+    token_ciphertext = models.TextField(blank=True, editable=False)
     invited_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )

@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Account, AuditEvent, Invitation, Membership, Role, User
+from console import crypto
 
 
 class TeamError(Exception):
@@ -130,18 +131,20 @@ def membership_remove(*, actor: User, membership: Membership) -> None:
 # --- Invitations -----------------------------------------------------------------------------
 
 
-def _invitation_issue_token(invitation: Invitation) -> str:
+def _invitation_issue_token(invitation: Invitation) -> None:
+    """A new link token: its digest finds the invitation, its ciphertext lets a worker email it."""
     token = secrets.token_urlsafe(32)
     invitation.token_digest = token_digest(token)
+    invitation.token_ciphertext = crypto.encrypt(token)
     invitation.expires_at = timezone.now() + timedelta(days=settings.BYTESPIKE_INVITATION_DAYS)
     invitation.sent_at = None
-    return token
 
 
-def _invitation_enqueue(invitation: Invitation, token: str, base_url: str) -> None:
+def _invitation_enqueue(invitation: Invitation, base_url: str) -> None:
     from accounts.tasks import invitation_email_send
 
-    invitation_email_send.delay_on_commit(invitation.pk, token, base_url)
+    # The digest names this version of the link, so a send queued before a resend sends nothing.
+    invitation_email_send.delay_on_commit(invitation.pk, invitation.token_digest, base_url)
 
 
 def invitation_create(
@@ -164,14 +167,14 @@ def invitation_create(
     invitation.role = role
     invitation.invited_by = actor
     invitation.created_at = timezone.now()
-    token = _invitation_issue_token(invitation)
+    _invitation_issue_token(invitation)
     try:
         with transaction.atomic():
             invitation.save()
             audit_record(
                 account=account, actor=actor, action="invitation.create", target=email, role=role
             )
-            _invitation_enqueue(invitation, token, base_url)
+            _invitation_enqueue(invitation, base_url)
     except IntegrityError:  # a concurrent invitation to the same address won
         raise InvitationError(f"{email} already has an open invitation.") from None
     return invitation
@@ -181,16 +184,16 @@ def invitation_resend(*, invitation: Invitation, actor: User, base_url: str) -> 
     """A fresh link and expiry; the previous link stops working."""
     if invitation.accepted_at or invitation.revoked_at:
         raise InvitationError("This invitation is closed; send a new one.")
-    token = _invitation_issue_token(invitation)
+    _invitation_issue_token(invitation)
     with transaction.atomic():
-        invitation.save(update_fields=["token_digest", "expires_at", "sent_at"])
+        invitation.save(update_fields=["token_digest", "token_ciphertext", "expires_at", "sent_at"])
         audit_record(
             account=invitation.account,
             actor=actor,
             action="invitation.resend",
             target=invitation.email,
         )
-        _invitation_enqueue(invitation, token, base_url)
+        _invitation_enqueue(invitation, base_url)
     return invitation
 
 
@@ -198,7 +201,7 @@ def invitation_revoke(*, invitation: Invitation, actor: User) -> None:
     with transaction.atomic():
         updated = Invitation.objects.filter(
             pk=invitation.pk, accepted_at__isnull=True, revoked_at__isnull=True
-        ).update(revoked_at=timezone.now())
+        ).update(revoked_at=timezone.now(), token_ciphertext="")
         if updated:
             audit_record(
                 account=invitation.account,
@@ -208,19 +211,20 @@ def invitation_revoke(*, invitation: Invitation, actor: User) -> None:
             )
 
 
-def invitation_email_deliver(*, invitation_id: int, token: str, base_url: str) -> bool:
-    """Send the invitation email if the invitation is still open with this token.
+def invitation_email_deliver(*, invitation_id: int, digest: str, base_url: str) -> bool:
+    """Send the invitation email if the invitation is still open with this version of its link.
 
     Returns False when there is nothing to send (revoked, accepted, or resent with a newer
     token), so a late or duplicate worker run sends nothing stale.
     """
     invitation = (
         Invitation.objects.select_related("account", "invited_by")
-        .filter(pk=invitation_id, token_digest=token_digest(token))
+        .filter(pk=invitation_id, token_digest=digest)
         .first()
     )
-    if invitation is None or not invitation.is_open:
+    if invitation is None or not invitation.is_open or not invitation.token_ciphertext:
         return False
+    token = crypto.decrypt(invitation.token_ciphertext)
     context = {
         "invitation": invitation,
         "accept_url": urljoin(base_url, reverse("accounts:invitation-accept", args=[token])),
@@ -254,7 +258,7 @@ def invitation_accept(*, invitation: Invitation, user: User) -> Membership:
     with transaction.atomic():
         claimed = Invitation.objects.filter(
             pk=invitation.pk, accepted_at__isnull=True, revoked_at__isnull=True
-        ).update(accepted_at=timezone.now(), accepted_by=user)
+        ).update(accepted_at=timezone.now(), accepted_by=user, token_ciphertext="")
         if not claimed:
             raise InvitationError(closed["accepted"])
         membership, created = Membership.objects.get_or_create(

@@ -6,7 +6,7 @@ from accounts import services
 
 
 @shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=8)
-def invitation_email_send(invitation_id: int, token: str, base_url: str) -> bool:
+def invitation_email_send(invitation_id: int, digest: str, base_url: str) -> bool:
     return services.invitation_email_deliver(
-        invitation_id=invitation_id, token=token, base_url=base_url
+        invitation_id=invitation_id, digest=digest, base_url=base_url
     )

@@ -128,7 +128,7 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "bytespike",
+            "KEY_PREFIX": os.environ.get("BYTESPIKE_CACHE_PREFIX", "bytespike"),
         }
     }
 else:
@@ -295,9 +295,16 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"redact": {"()": "console.logfilters.RedactSecrets"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # uvicorn's access log prints full URLs (?key=...): route it through the redacting handler.
+        "uvicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }
 
 # --- ByteSpike --------------------------------------------------------------------------------
@@ -316,8 +323,8 @@ BYTESPIKE_ENCRYPTION_KEYS = env_list("BYTESPIKE_ENCRYPTION_KEYS") or [
 ]
 # How long a verified key stays cached. Revoking, rolling or editing a key deletes its entry at
 # once; with a per-process cache (no REDIS_URL) another process can only learn by expiry.
-BYTESPIKE_KEY_CACHE_SECONDS = int(
-    os.environ.get("BYTESPIKE_KEY_CACHE_SECONDS", "60" if REDIS_URL else "1")
+BYTESPIKE_KEY_CACHE_SECONDS = float(
+    os.environ.get("BYTESPIKE_KEY_CACHE_SECONDS", "60" if REDIS_URL else "0.5")
 )
 # Behind a proxy, the client address is read from this header (e.g. X-Forwarded-For), skipping
 # the given number of trusted proxies from the right. Empty: the socket's peer address.

@@ -39,3 +39,52 @@ class MembershipFactory(factory.django.DjangoModelFactory):
     account = factory.SubFactory(AccountFactory)
     user = factory.SubFactory(UserFactory)
     role = Role.DEVELOPER
+
+
+class RoutingGroupFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "accounts.RoutingGroup"
+        django_get_or_create = ("slug",)
+
+    slug = factory.Sequence(lambda n: f"group-{n}")
+    name = factory.LazyAttribute(lambda o: o.slug.title())
+    description = "A test group."
+    rate_multiplier = 1
+
+
+class ChannelFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "generation.Channel"
+        django_get_or_create = ("slug",)
+
+    slug = "sandbox-openai"
+    name = "Sandbox OpenAI"
+    kind = "openai"
+
+
+class AIModelFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "generation.AIModel"
+        skip_postgeneration_save = True
+
+    slug = factory.Sequence(lambda n: f"model-{n}")
+    display_name = factory.LazyAttribute(lambda o: o.slug)
+    family = "text"
+    channel = factory.SubFactory(ChannelFactory)
+    upstream_model = factory.LazyAttribute(lambda o: o.slug)
+    input_price = 2_000_000
+    output_price = 8_000_000
+    context_window = 128_000
+    max_output_tokens = 16_000
+
+    @factory.post_generation
+    def groups(self, create, extracted, **kwargs):
+        if create and extracted:
+            self.groups.set(extracted)
+
+
+def issue_key(account, group, **options):
+    """A fresh inference key through the real service; returns (ApiKey, secret)."""
+    from accounts.keys import api_key_issue
+
+    return api_key_issue(account=account, group=group, name=options.pop("name", "test"), **options)

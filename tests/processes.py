@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -79,18 +80,21 @@ def start_serve(data_dir: Path, port: int, **env) -> tuple[subprocess.Popen, dic
         stderr=subprocess.STDOUT,
         text=True,
     )
-    output = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        output.append(line)
-        match = re.search(r"Log in as (\S+) with password (\S+)", line)
-        if match:
-            return process, {"email": match[1], "password": match[2], "output": output}
-    process.kill()
-    raise AssertionError("serve did not start:\n" + "".join(output))
+    output: list[str] = []
+    banner = threading.Event()
+
+    def drain():  # keep reading, or the children block on a full pipe
+        for line in process.stdout:
+            output.append(line)
+            if "Log in as" in line:
+                banner.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    if not banner.wait(120):
+        process.kill()
+        raise AssertionError("serve did not start:\n" + "".join(output))
+    match = re.search(r"Log in as (\S+) with password (\S+)", "".join(output))
+    return process, {"email": match[1], "password": match[2], "output": output}
 
 
 def stop(process: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 40) -> int:

@@ -7,6 +7,7 @@ from django.urls import reverse
 
 from accounts.models import AuditEvent, Invitation, Membership, Role
 from accounts.selectors import SESSION_ACCOUNT_KEY
+from accounts.services import token_digest
 from tests.conftest import run_enqueued
 
 pytestmark = pytest.mark.django_db
@@ -47,6 +48,7 @@ def test_owner_invites_and_the_worker_sends_the_email_after_commit(
     invitation = Invitation.objects.get(account=world.account)
     assert invitation.email == "new@acme.test" and invitation.status == "sending"
     assert [job.name for job in enqueued] == ["accounts.tasks.invitation_email_send"]
+    enqueued_args = enqueued[0].args
 
     assert run_enqueued(enqueued) == [True]
     invitation.refresh_from_db()
@@ -55,9 +57,12 @@ def test_owner_invites_and_the_worker_sends_the_email_after_commit(
     assert message.to == ["new@acme.test"]
     assert "Acme" in message.subject
     assert "/invitations/" in message.body
-    # The token travels only in the email: the database keeps its digest.
+    # The token travels in the email only; the job carried the invitation's id, and the
+    # database keeps a digest and a ciphertext.
     token = message.body.split("/invitations/")[1].split("/")[0]
-    assert token not in invitation.token_digest and len(invitation.token_digest) == 64
+    assert invitation.token_digest == token_digest(token)
+    assert token not in invitation.token_ciphertext
+    assert all(token not in str(arg) for arg in enqueued_args)
     assert AuditEvent.objects.filter(account=world.account, action="invitation.create").exists()
 
 
@@ -104,9 +109,11 @@ def test_only_owners_invite(world, client_for, role):
 
 
 def _sent_token(enqueued) -> str:
+    """Run the queued email job as a worker would; the link's token is read from the email."""
     (job,) = [job for job in enqueued if job.name.endswith("invitation_email_send")]
     enqueued.remove(job)
-    return job.args[1]
+    run_enqueued([job])
+    return mail.outbox[-1].body.split("/invitations/")[1].split("/")[0]
 
 
 @pytest.fixture
@@ -210,17 +217,20 @@ def test_resend_replaces_the_link_and_a_stale_send_sends_nothing(
             reverse("accounts:invitation-resend", args=[invitation.public_id]), **HTMX
         )
     assert "A new link was sent" in response.text
+    (resend_job,) = enqueued
     new_token = _sent_token(enqueued)
     assert new_token != invitation_token
     assert (
         Client().get(reverse("accounts:invitation-accept", args=[invitation_token])).status_code
         == 404
     )
+    # A send queued for the first link, running late, sends nothing.
     from accounts.tasks import invitation_email_send
 
-    assert invitation_email_send(invitation.pk, invitation_token, "http://testserver/") is False
-    assert invitation_email_send(invitation.pk, new_token, "http://testserver/") is True
-    assert len(mail.outbox) == 1 and new_token in mail.outbox[0].body
+    stale_digest = token_digest(invitation_token)
+    assert invitation_email_send(invitation.pk, stale_digest, "http://testserver/") is False
+    assert resend_job.args[1] != stale_digest
+    assert len(mail.outbox) == 2
 
 
 def test_invitation_actions_of_another_account_are_404(world, client_for, enqueued):

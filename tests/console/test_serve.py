@@ -34,6 +34,10 @@ def test_serve_runs_the_whole_product_and_stops_cleanly(tmp_path):
         css = login_page.text.split('rel="stylesheet" href="')[1].split('"')[0]
         assert httpx.get(f"{base}{css}").status_code == 200  # collected, hashed, served
 
+        # Access logs print full URLs; a key sent as ?key= must not reach them.
+        probe_key = "sk-byts-" + "Q" * 40
+        assert httpx.get(f"{base}/v1/models?key={probe_key}").status_code == 401
+
         client = console_login(base, demo["email"], demo["password"])
         dashboard = client.get("/")
         assert dashboard.status_code == 200 and "Demo Labs" in dashboard.text
@@ -46,6 +50,9 @@ def test_serve_runs_the_whole_product_and_stops_cleanly(tmp_path):
         code = stop(process, signal.SIGTERM)
     assert code == 0
     assert wait_until(lambda: not any(alive(pid) for pid in children), 10)
+    log = "".join(demo["output"])
+    assert "GET /v1/models?key=[redacted]" in log
+    assert probe_key not in log
 
 
 @pytest.mark.services
