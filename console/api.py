@@ -1,10 +1,226 @@
 """The management API (/api/v1): JSON resources for scripts, authenticated by a management key
-in ``x-api-key``. Each app contributes a router."""
+in ``x-api-key``. Each app contributes a router.
 
-from ninja import NinjaAPI
+This module owns what every endpoint shares: the key check, the OpenAI-style error envelope
+``{"error": {"message", "type", "param", "code"}}`` for every failure (ninja's own validation
+errors, unknown routes and wrong methods included), and the OpenAPI document (/api/v1/openapi.json)
+with its Swagger UI page (/api/v1/docs).
 
-api = NinjaAPI(
+The docs page needs no exception to the site's strict Content Security Policy: ninja's template
+loads Swagger UI from our own static files, its only inline <script> is a JSON data block (not
+executed), and Swagger UI styles elements through the DOM, which ``style-src 'self'`` allows.
+tests/api/test_docs_browser.py checks this in Chromium.
+"""
+
+from functools import wraps
+from inspect import iscoroutinefunction
+
+from django.core import signals
+from django.http import Http404, JsonResponse
+from django.urls import re_path
+from django.utils.log import log_response
+from django.views.decorators.common import no_append_slash
+from ninja import NinjaAPI, Schema
+from ninja.errors import HttpError, ValidationError
+from ninja.security import APIKeyHeader
+
+from accounts.keyauth import KeyAuthError, authenticate_management
+from accounts.keys import KeyRuleError
+from accounts.models import ManagementKey
+from generation.dataplane.errors import GatewayError, Protocol, error_body
+
+# The code a caller sees for an error that has no more specific one.
+STATUS_CODES = {
+    400: "invalid_request",
+    401: "invalid_api_key",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    429: "rate_limit_exceeded",
+}
+
+
+class ErrorDetail(Schema):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class Error(Schema):
+    error: ErrorDetail
+
+
+def error_response(
+    status: int, message: str, *, code: str | None = None, param: str | None = None
+) -> JsonResponse:
+    error = GatewayError(status, code or STATUS_CODES.get(status, "api_error"), message, param)
+    return JsonResponse(error_body(Protocol.OPENAI, error), status=status)
+
+
+class ManagementKeyAuth(APIKeyHeader):
+    """A management key (``sk-byts-admin-...``) in ``x-api-key``; ``request.auth`` is the key."""
+
+    param_name = "x-api-key"
+
+    def authenticate(self, request, key: str | None) -> ManagementKey:
+        # Raises KeyAuthError (401) with a message that says what is wrong with the key.
+        return authenticate_management(request)
+
+
+def _enveloped(view):
+    """Answer a route's uncaught 404 and ninja's plain-text 405 in the error envelope.
+
+    Ninja sends these without consulting its exception handlers (a wrong method, the API root).
+    """
+
+    def convert(request, response):
+        if response.status_code == 405 and "json" not in response.get("Content-Type", ""):
+            allowed = response["Allow"]
+            converted = error_response(
+                405, f"{request.method} is not allowed here. Allowed: {allowed}."
+            )
+            converted["Allow"] = allowed
+            return converted
+        return response
+
+    if iscoroutinefunction(view):
+
+        @wraps(view)
+        async def async_wrapper(request, *args, **kwargs):
+            try:
+                return convert(request, await view(request, *args, **kwargs))
+            except Http404:
+                return _unknown_route(request)
+
+        return async_wrapper
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        try:
+            return convert(request, view(request, *args, **kwargs))
+        except Http404:
+            return _unknown_route(request)
+
+    return wrapper
+
+
+@no_append_slash
+def _unknown_route(request, *args, **kwargs):
+    return error_response(404, f"Unknown URL: {request.method} {request.path}.")
+
+
+class ManagementAPI(NinjaAPI):
+    """NinjaAPI whose every URL, known or not, answers errors in the envelope, and whose
+    OpenAPI document describes those errors once for all operations."""
+
+    def _get_urls(self):
+        urls = super()._get_urls()
+        for pattern in urls:
+            pattern.callback = _enveloped(pattern.callback)
+        # Last, so it only catches what no route matched; it resolves every path, so
+        # CommonMiddleware never redirects an unknown /api/v1 path to its slash-appended twin.
+        urls.append(re_path(r"^.*$", _unknown_route, name="unknown"))
+        return urls
+
+    def get_openapi_schema(self, **kwargs):
+        schema = super().get_openapi_schema(**kwargs)
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        error_schema = Error.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(error_schema.pop("$defs", {}))
+        schemas["Error"] = error_schema
+        content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        for path, operations in schema["paths"].items():
+            documented = {
+                "400": "Invalid request: `param` names the field.",
+                "401": "Missing, malformed, unknown or revoked management key.",
+            }
+            if "{" in path:
+                documented["404"] = "No such object in your account."
+            for operation in operations.values():
+                for status, description in documented.items():
+                    operation["responses"].setdefault(
+                        status, {"description": description, "content": content}
+                    )
+        return schema
+
+
+api = ManagementAPI(
     title="ByteSpike management API",
     version="1",
+    description=(
+        "Manage routing groups and inference keys of your account. Authenticate with a "
+        "management key (`sk-byts-admin-...`) in the `x-api-key` header. Errors use the "
+        'OpenAI envelope `{"error": {"message", "type", "param", "code"}}`; lists are '
+        '`{"items", "total", "page", "page_size"}`; amounts are credits (1 credit = 1 USD).'
+    ),
     urls_namespace="api",
+    auth=ManagementKeyAuth(),
 )
+
+
+# --- Errors ----------------------------------------------------------------------------------
+
+
+@api.exception_handler(KeyAuthError)
+def _key_auth_error(request, exc: KeyAuthError):
+    return error_response(exc.status, exc.message, code=exc.code)
+
+
+@api.exception_handler(KeyRuleError)
+def _key_rule_error(request, exc: KeyRuleError):
+    return error_response(400, str(exc), code="invalid_param", param=exc.field)
+
+
+@api.exception_handler(ValidationError)
+def _validation_error(request, exc: ValidationError):
+    # Report the first problem, as OpenAI does; `param` is the field's path inside its source.
+    first = exc.errors[0]
+    source, *loc = first.get("loc", ())
+    if source == "body" and loc:
+        loc = loc[1:]  # ninja nests the body under the view's parameter name
+    param = ".".join(str(part) for part in loc) or None
+    message = first.get("msg", "Invalid value.")
+    if source == "body" and param is None:
+        # No body, or a body that is JSON but not an object (a list, a string, null).
+        message = "Send a JSON object in the request body."
+    elif first.get("type") == "extra_forbidden":
+        message = f"Unknown parameter: {param}."
+    return error_response(400, message, code="invalid_param", param=param)
+
+
+@api.exception_handler(HttpError)
+def _http_error(request, exc: HttpError):
+    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
+        # ninja wraps a body that is not JSON (json.JSONDecodeError, UnicodeDecodeError).
+        return error_response(
+            400, "The request body is not valid JSON.", code="invalid_json", param=None
+        )
+    return error_response(exc.status_code, exc.message)
+
+
+@api.exception_handler(Http404)
+def _not_found(request, exc: Http404):
+    return error_response(404, str(exc) or "Not found.")
+
+
+@api.exception_handler(Exception)
+def _server_error(request, exc: Exception):
+    # What Django does for an uncaught exception (signal, logged with the traceback, mailed to
+    # ADMINS when configured), but answered in the envelope a client can parse.
+    signals.got_request_exception.send(sender=None, request=request)
+    response = error_response(500, "The server had an error processing your request.")
+    log_response(
+        "%s: %s",
+        response.reason_phrase,
+        request.path,
+        response=response,
+        request=request,
+        exception=exc,
+    )
+    return response
+
+
+# --- Routers ---------------------------------------------------------------------------------
+
+api.add_router("", "accounts.api.router")

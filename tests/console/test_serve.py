@@ -111,7 +111,17 @@ def test_seed_demo_is_idempotent_and_prints_json(tmp_path):
         )
         for _ in range(2)
     ]
-    assert runs[0] == runs[1]
+    same = ("email", "password", "account")
+    assert [runs[0][k] for k in same] == [runs[1][k] for k in same]
+    # Keys are fresh secrets each call: the demo keys are rolled, never multiplied.
+    assert (
+        runs[0]["keys"].keys()
+        == runs[1]["keys"].keys()
+        == {"claude-default", "gemini-default", "default"}
+    )
+    assert runs[0]["keys"] != runs[1]["keys"]
+    assert runs[0]["management_key"] != runs[1]["management_key"]
+    assert runs[0]["management_key"].startswith("sk-byts-admin-")
     assert runs[0]["email"] == "demo@example.com"
     assert runs[0]["password"] == "demo-pass-123"
     assert runs[0]["account"].startswith("acct_")

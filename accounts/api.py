@@ -1,0 +1,363 @@
+"""Management API resources of an account: its available routing groups and its inference keys.
+
+Every endpoint works inside the account of the calling management key (``request.auth``): it
+parses the body, fetches through a selector scoped to that account (another account's key is a
+404), calls one key service with the management key as the actor, and serialises. Rules that a
+schema cannot express are the key services' ``KeyRuleError``; console/api.py renders all errors.
+"""
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from django.utils import timezone
+from ninja import Field, Query, Router, Schema, Status
+from pydantic import AwareDatetime, BeforeValidator, ConfigDict, StrictInt, WithJsonSchema
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
+
+from accounts.keys import (
+    MAX_CIDRS,
+    MAX_NAME,
+    KeyRuleError,
+    api_key_delete,
+    api_key_issue,
+    api_key_revoke,
+    api_key_roll,
+    api_key_update,
+)
+from accounts.models import ApiKey, RoutingGroup
+from accounts.selectors import (
+    api_key_get_for_account,
+    api_keys_for_account,
+    group_get_available,
+    groups_available,
+)
+from billing.money import AmountError, credits_json, to_micros
+from billing.pricing import price_card
+from generation.selectors import models_in_group
+
+router = Router()
+
+MAX_EXPIRY_DAYS = 3650
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+# Keeps OFFSET inside what every database accepts.
+MAX_PAGE = 1_000_000
+
+
+def _parse_credits(value):
+    try:
+        return to_micros(value)
+    except AmountError as error:
+        raise PydanticCustomError("invalid_amount", str(error)) from None
+
+
+# Credits in, micro-credits out. A JSON number with a fraction arrives as a float; to_micros
+# parses its shortest repr as a decimal, so 0.1 means exactly 0.1 credits, not the binary
+# 0.1000000000000000055...
+Credits = Annotated[
+    int,
+    BeforeValidator(_parse_credits),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": r"^\d+(\.\d{1,6})?$"},
+            ],
+            "description": "Credits (1 credit = 1 USD), at most 6 decimals; 0 = unlimited.",
+        }
+    ),
+]
+# Money out: credits_json gives an int for whole amounts, else a float with <= 6 decimals.
+CreditsOut = int | float
+Days = Annotated[StrictInt, Field(ge=1, le=MAX_EXPIRY_DAYS)]
+Cidrs = Annotated[
+    list[str],
+    Field(description="IP addresses or CIDR blocks, e.g. 10.0.0.0/8.", max_length=MAX_CIDRS),
+]
+
+
+# --- Schemas ---------------------------------------------------------------------------------
+
+
+class ModelOut(Schema):
+    slug: str
+    display_name: str
+    family: str
+    context_window: int
+    max_output_tokens: int
+    pricing: dict[str, Any] = Field(description="Prices in credits after the group multiplier.")
+
+
+class GroupOut(Schema):
+    id: int
+    slug: str
+    name: str
+    description: str
+    rate_multiplier: float
+    exclusive: bool
+    models: list[ModelOut]
+
+
+class GroupPage(Schema):
+    items: list[GroupOut]
+    total: int
+    page: int
+    page_size: int
+
+
+class KeyOut(Schema):
+    id: str = Field(examples=["key_01JD0000000000000000000000"])
+    name: str
+    group_id: int
+    group: str = Field(description="The routing group's slug.")
+    masked_key: str
+    status: Literal["active", "revoked", "expired"]
+    quota: CreditsOut
+    rate_limit_5h: CreditsOut
+    rate_limit_1d: CreditsOut
+    rate_limit_7d: CreditsOut
+    expires_at: datetime | None
+    ip_allowlist: list[str]
+    ip_denylist: list[str]
+    created_by: str | None = Field(description="Email of the console user who created it.")
+    created_via: Literal["console", "api"]
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+class KeyWithSecretOut(KeyOut):
+    key: str = Field(description="The plaintext key. Shown only in this response; store it now.")
+
+
+class KeyPage(Schema):
+    items: list[KeyOut]
+    total: int
+    page: int
+    page_size: int
+
+
+class KeyCreateIn(Schema):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"name": "ci", "group_id": 1, "quota": "25", "expires_in_days": 90},
+            ]
+        },
+    )
+
+    name: str = Field(max_length=MAX_NAME)
+    group_id: StrictInt = Field(description="An id from GET /api/v1/groups/available.")
+    quota: Credits = 0
+    expires_in_days: Days | None = None
+    expires_at: AwareDatetime | None = Field(None, description="ISO 8601 with a time zone.")
+    rate_limit_5h: Credits = 0
+    rate_limit_1d: Credits = 0
+    rate_limit_7d: Credits = 0
+    ip_allowlist: Cidrs = []
+    ip_denylist: Cidrs = []
+
+
+class KeyUpdateIn(Schema):
+    """Only the fields sent change; `"expires_at": null` removes the expiry."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"rate_limit_1d": 5.5, "expires_at": None}]},
+    )
+
+    name: str = Field(None, max_length=MAX_NAME)
+    quota: Credits = None
+    expires_in_days: Days = None
+    expires_at: AwareDatetime | None = None
+    rate_limit_5h: Credits = None
+    rate_limit_1d: Credits = None
+    rate_limit_7d: Credits = None
+    ip_allowlist: Cidrs | None = None
+    ip_denylist: Cidrs | None = None
+    # Not a real field: accepted so the key service can explain why the group cannot change.
+    group_id: SkipJsonSchema[Any] = None
+
+
+# --- Serialisation ---------------------------------------------------------------------------
+
+
+def group_json(group: RoutingGroup) -> dict:
+    return {
+        "id": group.pk,
+        "slug": group.slug,
+        "name": group.name,
+        "description": group.description,
+        "rate_multiplier": float(group.rate_multiplier),
+        "exclusive": group.exclusive,
+        "models": [
+            {
+                "slug": model.slug,
+                "display_name": model.display_name,
+                "family": model.family,
+                "context_window": model.context_window,
+                "max_output_tokens": model.max_output_tokens,
+                "pricing": price_card(model, group.rate_multiplier),
+            }
+            for model in models_in_group(group.pk)
+        ],
+    }
+
+
+def key_json(key: ApiKey) -> dict:
+    return {
+        "id": key.public_id,
+        "name": key.name,
+        "group_id": key.group_id,
+        "group": key.group.slug,
+        "masked_key": key.masked,
+        "status": key.display_status,
+        "quota": credits_json(key.quota),
+        "rate_limit_5h": credits_json(key.rate_limit_5h),
+        "rate_limit_1d": credits_json(key.rate_limit_1d),
+        "rate_limit_7d": credits_json(key.rate_limit_7d),
+        "expires_at": key.expires_at,
+        "ip_allowlist": key.ip_allowlist,
+        "ip_denylist": key.ip_denylist,
+        "created_by": key.created_by.email if key.created_by else None,
+        "created_via": "api" if key.created_via_key_id else "console",
+        "created_at": key.created_at,
+        "last_used_at": key.last_used_at,
+    }
+
+
+def _expiry(fields: dict) -> dict:
+    """Turn ``expires_in_days`` into ``expires_at``; sending both is ambiguous."""
+    if "expires_in_days" not in fields:
+        return fields
+    days = fields.pop("expires_in_days")
+    if days is None:
+        return fields
+    if "expires_at" in fields:
+        raise KeyRuleError("Give expires_at or expires_in_days, not both.", "expires_in_days")
+    fields["expires_at"] = timezone.now() + timedelta(days=days)
+    return fields
+
+
+# --- Groups ----------------------------------------------------------------------------------
+
+
+@router.get(
+    "/groups/available",
+    response=GroupPage,
+    tags=["groups"],
+    operation_id="groups_available",
+    summary="List available routing groups",
+)
+def groups_available_list(request):
+    """Routing groups your keys can use (public ones and exclusive ones granted to you), with
+    their active models and prices."""
+    items = [group_json(group) for group in groups_available(request.auth.account)]
+    return {"items": items, "total": len(items), "page": 1, "page_size": len(items)}
+
+
+# --- Keys ------------------------------------------------------------------------------------
+
+
+@router.get("/keys", response=KeyPage, tags=["keys"], operation_id="keys_list", summary="List keys")
+def keys_list(
+    request,
+    page: int = Query(1, ge=1, le=MAX_PAGE),
+    page_size: int = Query(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE),
+):
+    """Your account's inference keys, newest first. Deleted keys are not listed."""
+    keys = api_keys_for_account(request.auth.account)
+    start = (page - 1) * page_size
+    return {
+        "items": [key_json(key) for key in keys[start : start + page_size]],
+        "total": keys.count(),
+        "page": page,
+        "page_size": page_size,
+    }
+
+
+@router.post(
+    "/keys",
+    response={201: KeyWithSecretOut},
+    tags=["keys"],
+    operation_id="keys_create",
+    summary="Create a key",
+)
+def key_create(request, payload: KeyCreateIn):
+    """Create an inference key in one of your available groups. The response carries the
+    plaintext `key`; it is never shown again."""
+    account = request.auth.account
+    group = group_get_available(account=account, group_id=payload.group_id)
+    if group is None:
+        raise KeyRuleError(
+            "No routing group with this id is available to your account.", "group_id"
+        )
+    fields = _expiry(payload.model_dump(exclude={"group_id"}, exclude_unset=True))
+    key, secret = api_key_issue(account=account, group=group, via_key=request.auth, **fields)
+    return Status(201, {**key_json(key), "key": secret})
+
+
+@router.get(
+    "/keys/{key_id}", response=KeyOut, tags=["keys"], operation_id="keys_get", summary="Get a key"
+)
+def key_detail(request, key_id: str):
+    return key_json(api_key_get_for_account(account=request.auth.account, public_id=key_id))
+
+
+@router.patch(
+    "/keys/{key_id}",
+    response=KeyOut,
+    tags=["keys"],
+    operation_id="keys_update",
+    summary="Update a key",
+)
+def key_update(request, key_id: str, payload: KeyUpdateIn):
+    """Change the name, limits, expiry or IP lists. A key's group cannot change."""
+    key = api_key_get_for_account(account=request.auth.account, public_id=key_id)
+    changes = _expiry(payload.model_dump(exclude_unset=True))
+    if not changes:
+        return key_json(key)  # nothing to write, so nothing to audit
+    return key_json(api_key_update(key=key, via_key=request.auth, **changes))
+
+
+@router.delete(
+    "/keys/{key_id}",
+    response={204: None},
+    tags=["keys"],
+    operation_id="keys_delete",
+    summary="Delete a key",
+)
+def key_delete(request, key_id: str):
+    """Revoke the key and remove it from lists; its past usage stays attributed to it."""
+    key = api_key_get_for_account(account=request.auth.account, public_id=key_id)
+    api_key_delete(key=key, via_key=request.auth)
+    return Status(204, None)
+
+
+@router.post(
+    "/keys/{key_id}/roll",
+    response=KeyWithSecretOut,
+    tags=["keys"],
+    operation_id="keys_roll",
+    summary="Roll a key's secret",
+)
+def key_roll(request, key_id: str):
+    """Replace the key's secret: the old one stops working at once. The response carries the
+    new plaintext `key`; it is never shown again."""
+    key = api_key_get_for_account(account=request.auth.account, public_id=key_id)
+    secret = api_key_roll(key=key, via_key=request.auth)
+    return {**key_json(key), "key": secret}
+
+
+@router.post(
+    "/keys/{key_id}/revoke",
+    response=KeyOut,
+    tags=["keys"],
+    operation_id="keys_revoke",
+    summary="Revoke a key",
+)
+def key_revoke(request, key_id: str):
+    """Revoke the key for good but keep it listed. Revoking a revoked key changes nothing."""
+    key = api_key_get_for_account(account=request.auth.account, public_id=key_id)
+    return key_json(api_key_revoke(key=key, via_key=request.auth))

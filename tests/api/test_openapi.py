@@ -1,0 +1,86 @@
+"""The OpenAPI 3 document at /api/v1/openapi.json and the Swagger UI page at /api/v1/docs, which
+works under the site's strict Content Security Policy (tests/api/test_docs_browser.py checks it
+in Chromium)."""
+
+import re
+
+import pytest
+
+
+@pytest.fixture
+def schema(client, db) -> dict:
+    response = client.get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_document_lists_every_endpoint(schema):
+    assert schema["openapi"].startswith("3.")
+    operations = {
+        (method.upper(), path) for path, item in schema["paths"].items() for method in item
+    }
+    assert operations == {
+        ("GET", "/api/v1/groups/available"),
+        ("GET", "/api/v1/keys"),
+        ("POST", "/api/v1/keys"),
+        ("GET", "/api/v1/keys/{key_id}"),
+        ("PATCH", "/api/v1/keys/{key_id}"),
+        ("DELETE", "/api/v1/keys/{key_id}"),
+        ("POST", "/api/v1/keys/{key_id}/roll"),
+        ("POST", "/api/v1/keys/{key_id}/revoke"),
+    }
+
+
+def test_every_operation_needs_the_management_key_header(schema):
+    schemes = schema["components"]["securitySchemes"]
+    assert list(schemes.values()) == [{"type": "apiKey", "in": "header", "name": "x-api-key"}]
+    for item in schema["paths"].values():
+        for operation in item.values():
+            assert operation["security"] == [{name: []} for name in schemes]
+
+
+def test_errors_are_documented_in_the_envelope(schema):
+    error = schema["components"]["schemas"]["Error"]
+    assert error["properties"]["error"]["$ref"] == "#/components/schemas/ErrorDetail"
+    detail = schema["components"]["schemas"]["ErrorDetail"]
+    assert set(detail["properties"]) == {"message", "type", "param", "code"}
+    keys = schema["paths"]["/api/v1/keys/{key_id}"]
+    for operation in keys.values():
+        assert {"400", "401", "404"} <= set(operation["responses"])
+    assert "404" not in schema["paths"]["/api/v1/keys"]["get"]["responses"]
+
+
+def test_create_documents_its_body_and_the_one_time_secret(schema):
+    create = schema["paths"]["/api/v1/keys"]["post"]
+    assert set(create["responses"]) >= {"201", "400", "401"}
+    body = schema["components"]["schemas"]["KeyCreateIn"]
+    assert body["required"] == ["name", "group_id"]
+    assert body["additionalProperties"] is False
+    assert "key" in schema["components"]["schemas"]["KeyWithSecretOut"]["properties"]
+    assert "key" not in schema["components"]["schemas"]["KeyOut"]["properties"]
+    # The PATCH body does not advertise a group it will refuse.
+    assert "group_id" not in schema["components"]["schemas"]["KeyUpdateIn"]["properties"]
+
+
+def test_docs_page_loads_only_our_own_static_files(client, db):
+    response = client.get("/api/v1/docs")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "/static/ninja/swagger-ui-bundle.js" in html
+    assert "/static/ninja/swagger-ui.css" in html
+    assert "cdn" not in html.lower()
+    # The one inline <script> is a JSON data block, which a CSP does not treat as a script.
+    inline = re.findall(r"<script(?![^>]*\bsrc=)([^>]*)>", html)
+    assert [attributes.strip() for attributes in inline] == [
+        'type="application/json" id="swagger-settings"'
+    ]
+    assert "style=" not in html and "<style" not in html
+
+
+def test_docs_page_keeps_the_strict_content_security_policy(client, db):
+    csp = client.get("/api/v1/docs").headers["Content-Security-Policy"]
+    directives = dict(part.strip().split(" ", 1) for part in csp.split(";"))
+    assert "'unsafe-inline'" not in directives["script-src"]
+    assert "'unsafe-eval'" not in directives["script-src"]
+    assert "'unsafe-inline'" not in directives["style-src"]
