@@ -2,11 +2,13 @@
 
 from django.utils.functional import SimpleLazyObject
 
+from accounts.permissions import ROLES_WITH
 from accounts.selectors import membership_current, memberships_for_user
 
 NAV = [
     ("console:dashboard", "Dashboard", "home"),
-    ("console:keys", "API keys", "key"),
+    ("accounts:keys", "API keys", "key"),
+    ("accounts:groups", "Models & pricing", "bolt"),
     ("console:usage", "Usage", "chart"),
     ("console:wallet", "Wallet", "wallet"),
     ("console:playground", "Playground", "spark"),
@@ -15,6 +17,23 @@ NAV = [
     ("accounts:settings", "Settings", "gear"),
 ]
 
+# Pages under a section keep its nav entry highlighted (URL-name prefixes).
+NAV_ALSO = {
+    "accounts:keys": ("accounts:key-", "accounts:management-key"),
+    "accounts:settings": ("accounts:audit",),
+}
+
+
+def _is_active(name: str, current: str) -> bool:
+    return current == name or any(current.startswith(p) for p in NAV_ALSO.get(name, ()))
+
+
+def _permissions(membership) -> dict[str, bool]:
+    """What the current role may do, for templates: ``{% if can.view_audit %}``."""
+    if not membership:
+        return {}
+    return {permission: membership.can(permission) for permission in ROLES_WITH}
+
 
 def console(request) -> dict:
     user = getattr(request, "user", None)
@@ -22,18 +41,21 @@ def console(request) -> dict:
         return {}
     match = getattr(request, "resolver_match", None)
     current = f"{match.namespace}:{match.url_name}" if match else ""
+    membership = getattr(request, "membership", None) or SimpleLazyObject(
+        lambda: membership_current(request)
+    )
     return {
         "nav": [
             {
                 "url_name": name,
                 "label": label,
                 "icon": icon,
-                "active": current == name,
+                "active": _is_active(name, current),
             }
             for name, label, icon in NAV
         ],
         # Pages behind account_view set request.membership; allauth's pages look it up.
-        "membership": getattr(request, "membership", None)
-        or SimpleLazyObject(lambda: membership_current(request)),
+        "membership": membership,
+        "can": SimpleLazyObject(lambda: _permissions(membership)),
         "user_memberships": SimpleLazyObject(lambda: memberships_for_user(user)),
     }

@@ -11,7 +11,6 @@ def dashboard(request):
 
 
 SECTIONS = {
-    "keys": ("API keys", "Create inference keys bound to a routing group, with limits."),
     "usage": ("Usage", "Spend attribution by key, model and day, with CSV export."),
     "wallet": ("Wallet", "Balance, holds, the ledger and redemption codes."),
     "playground": ("Playground", "Try text, image and video models with one of your keys."),

@@ -113,7 +113,8 @@ def test_the_last_owner_cannot_leave(world, client_for):
 
 CONSOLE_PAGES = [
     "console:dashboard",
-    "console:keys",
+    "accounts:keys",
+    "accounts:groups",
     "console:usage",
     "console:wallet",
     "console:playground",

@@ -1,0 +1,239 @@
+"""Forms of the API key pages: create a key, edit its limits, create a management key.
+
+Amounts are typed in credits and cleaned into micro-credits with ``billing.money``; address
+lists are cleaned with the same rules the management API uses (``accounts.keys``).
+"""
+
+from datetime import UTC, date, datetime, time, timedelta
+
+from django import forms
+from django.utils import timezone
+
+from accounts.keys import MAX_NAME, KeyRuleError, clean_cidrs
+from accounts.models import ApiKey
+from billing.money import AmountError, to_credits, to_micros
+
+LIMIT_FIELDS = ("quota", "rate_limit_5h", "rate_limit_1d", "rate_limit_7d")
+MAX_EXPIRY_DAYS = 3650
+
+
+def credits_text(micros: int) -> str:
+    """A form value in credits: empty for zero (unlimited), no trailing zeros otherwise."""
+    if not micros:
+        return ""
+    text = f"{to_credits(micros):f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+class CreditsField(forms.CharField):
+    """An optional amount of credits, cleaned to micro-credits; empty means 0 (unlimited)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault(
+            "widget",
+            forms.TextInput(
+                attrs={"inputmode": "decimal", "placeholder": "Unlimited", "autocomplete": "off"}
+            ),
+        )
+        super().__init__(**kwargs)
+
+    def clean(self, value):
+        value = super().clean(value)
+        if not value:
+            return 0
+        try:
+            return to_micros(value.replace(",", ""))
+        except AmountError as error:
+            raise forms.ValidationError(str(error)) from None
+
+
+class CidrListField(forms.CharField):
+    """IP addresses or CIDR blocks, one per line (commas and spaces also separate)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault(
+            "widget",
+            forms.Textarea(attrs={"rows": 3, "spellcheck": "false", "autocomplete": "off"}),
+        )
+        super().__init__(**kwargs)
+
+    def clean(self, value):
+        value = super().clean(value)
+        try:
+            return clean_cidrs(value or "", "ip_list")
+        except KeyRuleError as error:
+            raise forms.ValidationError(str(error)) from None
+
+
+def _limit_fields() -> dict:
+    return {
+        "quota": CreditsField(
+            label="Quota (credits)",
+            help_text="A lifetime spending cap for this key. Empty means unlimited.",
+        ),
+        "rate_limit_5h": CreditsField(label="Per 5 hours"),
+        "rate_limit_1d": CreditsField(label="Per day"),
+        "rate_limit_7d": CreditsField(label="Per 7 days"),
+        "ip_allowlist": CidrListField(
+            label="IP allowlist",
+            help_text="One address or CIDR block per line. Empty allows every address.",
+        ),
+        "ip_denylist": CidrListField(
+            label="IP denylist",
+            help_text="One address or CIDR block per line. Checked before the allowlist.",
+        ),
+    }
+
+
+class _KeyForm(forms.Form):
+    name = forms.CharField(
+        label="Name",
+        max_length=MAX_NAME,
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields.update(_limit_fields())
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("Give the key a name.")
+        return name
+
+    def add_rule_error(self, error: KeyRuleError, fields: dict | None = None) -> None:
+        """Show a service's refusal next to the input it is about."""
+        field = (fields or {}).get(error.field, error.field)
+        self.add_error(field if field in self.fields else None, str(error))
+
+    @property
+    def limits_have_input(self) -> bool:
+        """Whether the optional limits section should start open."""
+        names = [*LIMIT_FIELDS, "ip_allowlist", "ip_denylist", "expires_in_days", "expires_on"]
+        return any(self[name].value() for name in names if name in self.fields) or any(
+            name in self.errors for name in names
+        )
+
+
+class ApiKeyCreateForm(_KeyForm):
+    """Name, one group from those available to the account, and optional limits."""
+
+    group = forms.ModelChoiceField(
+        label="Routing group",
+        queryset=None,
+        widget=forms.RadioSelect,
+        empty_label=None,
+        error_messages={
+            "required": "Choose the group whose models the key will call.",
+            "invalid_choice": "Choose one of the groups available to this account.",
+        },
+    )
+    expires_in_days = forms.IntegerField(
+        label="Expires in (days)",
+        required=False,
+        min_value=1,
+        max_value=MAX_EXPIRY_DAYS,
+        help_text="Empty means the key never expires.",
+        widget=forms.NumberInput(attrs={"placeholder": "Never"}),
+    )
+
+    field_order = ["name", "group", "quota", "expires_in_days"]
+
+    def __init__(self, *args, groups, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["group"].queryset = groups
+        # Focused when the dialog opens (showModal honours autofocus inside the dialog).
+        self.fields["name"].widget.attrs["autofocus"] = True
+        self.order_fields(self.field_order)
+
+    def issue_options(self) -> dict:
+        """The keyword arguments ``api_key_issue`` takes, from the cleaned data."""
+        data = self.cleaned_data
+        days = data.get("expires_in_days")
+        return {
+            "name": data["name"],
+            "group": data["group"],
+            "expires_at": timezone.now() + timedelta(days=days) if days else None,
+            "ip_allowlist": data["ip_allowlist"],
+            "ip_denylist": data["ip_denylist"],
+            **{field: data[field] for field in LIMIT_FIELDS},
+        }
+
+
+def expiry_day(expires_at: datetime | None) -> date | None:
+    """The last day (UTC) a key works: the day before an expiry at midnight."""
+    if expires_at is None:
+        return None
+    return (expires_at.astimezone(UTC) - timedelta(microseconds=1)).date()
+
+
+def expiry_from_day(day: date | None) -> datetime | None:
+    """A key set to expire "on" a day works through that day (UTC)."""
+    if day is None:
+        return None
+    return datetime.combine(day + timedelta(days=1), time.min, tzinfo=UTC)
+
+
+class ApiKeyEditForm(_KeyForm):
+    """A key's name, limits, expiry day and IP lists; its group never changes."""
+
+    expires_on = forms.DateField(
+        label="Expires on",
+        required=False,
+        help_text="The key stops working at the end of this day (UTC). Empty: never.",
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+    )
+
+    field_order = ["name", "quota", "expires_on"]
+
+    def __init__(self, *args, key: ApiKey, **kwargs):
+        self.key = key
+        kwargs.setdefault(
+            "initial",
+            {
+                "name": key.name,
+                "expires_on": expiry_day(key.expires_at),
+                "ip_allowlist": "\n".join(key.ip_allowlist),
+                "ip_denylist": "\n".join(key.ip_denylist),
+                **{field: credits_text(getattr(key, field)) for field in LIMIT_FIELDS},
+            },
+        )
+        super().__init__(*args, **kwargs)
+        self.order_fields(self.field_order)
+
+    def clean_expires_on(self):
+        day = self.cleaned_data.get("expires_on")
+        unchanged = day == expiry_day(self.key.expires_at)
+        if day is not None and not unchanged and day < timezone.now().astimezone(UTC).date():
+            raise forms.ValidationError("Choose today or a later day.")
+        return day
+
+    def changes(self) -> dict:
+        """Only what differs from the key, so an untouched past expiry is not re-checked."""
+        data = self.cleaned_data
+        changes = {
+            field: data[field]
+            for field in ("name", *LIMIT_FIELDS, "ip_allowlist", "ip_denylist")
+            if data[field] != getattr(self.key, field)
+        }
+        if data["expires_on"] != expiry_day(self.key.expires_at):
+            changes["expires_at"] = expiry_from_day(data["expires_on"])
+        return changes
+
+
+class ManagementKeyCreateForm(forms.Form):
+    name = forms.CharField(
+        label="Name",
+        max_length=MAX_NAME,
+        help_text="Say where it is used, such as “CI deploys”.",
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("Give the key a name.")
+        return name

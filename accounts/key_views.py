@@ -1,0 +1,435 @@
+"""Console pages for API keys, management keys, groups and pricing, and the audit log.
+
+A key's secret is rendered exactly once: in the response to the request that issued or rolled
+it. Those responses are marked ``no-store``; no page, row, message or log shows it again.
+"""
+
+from decimal import Decimal
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
+
+from accounts import keys, permissions, selectors
+from accounts.decorators import account_view
+from accounts.key_forms import ApiKeyCreateForm, ApiKeyEditForm, ManagementKeyCreateForm
+from accounts.models import ApiKey, AuditEvent, RoutingGroup
+from billing.money import format_credits
+from billing.pricing import apply_multiplier
+from generation.models import Family
+from generation.selectors import models_in_group
+
+AUDIT_PAGE_SIZE = 50
+
+# Where a service's complaint about a field is shown on the console's forms.
+CREATE_FIELDS = {"group_id": "group", "expires_at": "expires_in_days"}
+EDIT_FIELDS = {"expires_at": "expires_on"}
+
+
+# --- Presentation helpers ---------------------------------------------------------------------
+
+
+def _credits_or(micros: int, zero: str) -> str:
+    return format_credits(micros) if micros else zero
+
+
+def _present_key(key: ApiKey, membership) -> ApiKey:
+    """Attach what the templates show about a key and what the viewer may do with it."""
+    key.can_manage = permissions.can_manage_key(membership, key)
+    key.quota_label = _credits_or(key.quota, "Unlimited")
+    key.rate_limits = [
+        ("5 hours", _credits_or(key.rate_limit_5h, "Unlimited")),
+        ("1 day", _credits_or(key.rate_limit_1d, "Unlimited")),
+        ("7 days", _credits_or(key.rate_limit_7d, "Unlimited")),
+    ]
+    if key.created_via_key_id:
+        key.creator_label = "API"
+    elif key.created_by:
+        key.creator_label = key.created_by.email
+    else:
+        key.creator_label = "—"
+    return key
+
+
+def price_label(micros: int) -> str:
+    """A price with as many decimals as it has (two at least, six at most): 0.034, 3.75."""
+    places = 2
+    while places < 6 and micros % 10 ** (6 - places):
+        places += 1
+    return format_credits(micros, places=places)
+
+
+def multiplier_label(multiplier: Decimal) -> str:
+    text = f"{Decimal(multiplier).normalize():f}"
+    return f"\N{MULTIPLICATION SIGN}{text}"
+
+
+QUALITY_ORDER = {"low": 0, "medium": 1, "standard": 1, "high": 2, "hd": 3}
+
+
+def _image_prices(model, price) -> dict:
+    """Image tiers ("<size>/<quality>") as a size-by-quality grid, plus the fallback price."""
+    tiers = dict(model.image_prices or {})
+    fallback = tiers.pop("default", None)
+    grid: dict[str, dict[str, int]] = {}
+    for tier, micros in tiers.items():
+        size, _, quality = tier.partition("/")
+        grid.setdefault(size, {})[quality or "any"] = micros
+    qualities = sorted(
+        {quality for row in grid.values() for quality in row},
+        key=lambda quality: (QUALITY_ORDER.get(quality, 9), quality),
+    )
+    listed = {size: index for index, size in enumerate(model.sizes or [])}
+    sizes = sorted(grid, key=lambda size: (listed.get(size, len(listed)), size))
+    return {
+        "qualities": qualities,
+        "rows": [
+            (size, [price(grid[size][q]) if q in grid[size] else "—" for q in qualities])
+            for size in sizes
+        ],
+        "fallback": price(fallback) if fallback is not None else None,
+    }
+
+
+def _group_entry(group: RoutingGroup) -> dict:
+    """A group with its active models and their prices after the group's multiplier."""
+    models = list(models_in_group(group.pk))
+    multiplier = group.rate_multiplier
+
+    def price(micros: int) -> str:
+        return price_label(apply_multiplier(micros, multiplier))
+
+    text, image, video = [], [], []
+    for model in models:
+        if model.family == Family.TEXT:
+            model.prices = {
+                "input": price(model.input_price),
+                "output": price(model.output_price),
+                "cache_read": price(model.cache_read_price),
+                "cache_write": price(model.cache_write_price),
+            }
+            text.append(model)
+        elif model.family == Family.IMAGE:
+            model.prices = _image_prices(model, price)
+            image.append(model)
+        else:
+            model.prices = {
+                "per_second": price(model.video_price_per_second),
+                "submit_fee": price(model.video_submit_fee),
+            }
+            video.append(model)
+    return {
+        "group": group,
+        "multiplier": multiplier_label(multiplier),
+        "is_list_price": multiplier == 1,
+        "models": models,
+        "text": text,
+        "image": image,
+        "video": video,
+    }
+
+
+def _groups(account) -> list[dict]:
+    return [_group_entry(group) for group in selectors.groups_available(account)]
+
+
+def _announce(response, message: str):
+    """Tell screen readers what an in-place update did (console.js reads the event)."""
+    return trigger_client_event(response, "announce", {"message": message})
+
+
+def _no_store(response):
+    add_never_cache_headers(response)
+    return response
+
+
+# --- API keys ---------------------------------------------------------------------------------
+
+
+def _list_context(request, **extra) -> dict:
+    membership = request.membership
+    api_keys = [
+        _present_key(key, membership) for key in selectors.api_keys_for_account(request.account)
+    ]
+    context = {
+        "keys": api_keys,
+        "can_create": membership.can(permissions.MANAGE_OWN_KEYS),
+        "can_manage_all": membership.can(permissions.MANAGE_ALL_KEYS),
+    }
+    context.update(extra)
+    return context
+
+
+def _create_context(request, form: ApiKeyCreateForm | None = None) -> dict:
+    groups = selectors.groups_available(request.account)
+    if form is None:
+        initial = {}
+        chosen = request.GET.get("group")
+        if chosen and selectors.group_get_available(account=request.account, group_id=chosen):
+            initial["group"] = int(chosen)
+        elif len(groups) == 1:
+            initial["group"] = groups[0].pk
+        form = ApiKeyCreateForm(groups=groups, initial=initial)
+    return {"form": form, "groups": _groups(request.account)}
+
+
+@require_GET
+@account_view()
+def keys_list(request):
+    context = _list_context(request)
+    if context["can_create"]:
+        context.update(_create_context(request))
+    return render(request, "accounts/keys/list.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@account_view(permissions.MANAGE_OWN_KEYS)
+def key_create(request):
+    """The create form (a dialog on the list page, a page of its own without JavaScript)."""
+    full_page = "accounts/keys/create.html"
+    if request.method == "GET":
+        template = "accounts/keys/list.html#key-create" if request.htmx else full_page
+        return render(request, template, _create_context(request))
+    groups = selectors.groups_available(request.account)
+    form = ApiKeyCreateForm(request.POST, groups=groups)
+    if form.is_valid():
+        try:
+            key, secret = keys.api_key_issue(
+                account=request.account, actor=request.user, **form.issue_options()
+            )
+        except keys.KeyRuleError as error:
+            form.add_rule_error(error, CREATE_FIELDS)
+        else:
+            context = {
+                "new_key": _present_key(key, request.membership),
+                "secret": secret,
+                "key_count": selectors.api_keys_for_account(request.account).count(),
+            }
+            template = "accounts/keys/list.html#key-created" if request.htmx else full_page
+            return _no_store(render(request, template, context))
+    template = "accounts/keys/list.html#key-create" if request.htmx else full_page
+    return render(request, template, _create_context(request, form), status=422)
+
+
+def _key_for_change(request, public_id: str) -> ApiKey:
+    """The key, if it is in this account (else 404) and the viewer may manage it (else 403)."""
+    key = selectors.api_key_get_for_account(account=request.account, public_id=public_id)
+    if not permissions.can_manage_key(request.membership, key):
+        raise PermissionDenied("Only the key's creator, admins and owners can change this key.")
+    return _present_key(key, request.membership)
+
+
+def _detail_context(request, key: ApiKey, **extra) -> dict:
+    context = {
+        "key": key,
+        "form": ApiKeyEditForm(key=key) if key.can_manage else None,
+        "group_multiplier": multiplier_label(key.group.rate_multiplier),
+    }
+    context.update(extra)
+    return context
+
+
+def _render_detail(request, key: ApiKey, partial: str | None = None, status=200, **extra):
+    template = "accounts/keys/detail.html"
+    if partial and request.htmx:
+        template = f"{template}#{partial}"
+    return render(request, template, _detail_context(request, key, **extra), status=status)
+
+
+@require_GET
+@account_view()
+def key_detail(request, public_id):
+    key = selectors.api_key_get_for_account(account=request.account, public_id=public_id)
+    return _render_detail(request, _present_key(key, request.membership))
+
+
+@require_POST
+@account_view(permissions.MANAGE_OWN_KEYS)
+def key_update(request, public_id):
+    key = _key_for_change(request, public_id)
+    if not key.is_active:
+        # Revoked in another tab since this form was shown.
+        error = "This key is revoked; its settings can no longer change."
+        return _render_detail(request, key, "key-limits", status=422, limits_error=error)
+    form = ApiKeyEditForm(request.POST, key=key)
+    if form.is_valid():
+        changes = form.changes()
+        if not changes:
+            return _render_detail(
+                request, key, "key-saved", form=form, limits_notice="Nothing to save."
+            )
+        try:
+            key = keys.api_key_update(key=key, actor=request.user, **changes)
+        except keys.KeyRuleError as error:
+            form.add_rule_error(error, EDIT_FIELDS)
+        else:
+            key = _present_key(key, request.membership)
+            if not request.htmx:
+                messages.success(request, "Key settings saved.")
+                return redirect("accounts:key-detail", public_id=key.public_id)
+            return _render_detail(request, key, "key-saved", limits_notice="Saved.")
+    return _render_detail(request, key, "key-limits", status=422, form=form)
+
+
+@require_POST
+@account_view(permissions.MANAGE_OWN_KEYS)
+def key_roll(request, public_id):
+    key = _key_for_change(request, public_id)
+    try:
+        secret = keys.api_key_roll(key=key, actor=request.user)
+    except keys.KeyRuleError as error:
+        return _render_detail(request, key, "key-rolled", status=422, roll_error=str(error))
+    key = _present_key(key, request.membership)
+    return _no_store(_render_detail(request, key, "key-rolled", secret=secret))
+
+
+@require_POST
+@account_view(permissions.MANAGE_OWN_KEYS)
+def key_revoke(request, public_id):
+    key = _key_for_change(request, public_id)
+    key = _present_key(keys.api_key_revoke(key=key, actor=request.user), request.membership)
+    if request.htmx and request.htmx.target == f"key-row-{key.public_id}":
+        response = render(request, "accounts/keys/list.html#key-row", {"key": key})
+        return _announce(response, f"Revoked {key.name}.")
+    if request.htmx:
+        response = _render_detail(request, key, "key-detail", notice="Key revoked.")
+        return _announce(response, f"Revoked {key.name}.")
+    messages.success(request, f"Revoked {key.name}.")
+    return redirect("accounts:key-detail", public_id=key.public_id)
+
+
+@require_POST
+@account_view(permissions.MANAGE_OWN_KEYS)
+def key_delete(request, public_id):
+    key = _key_for_change(request, public_id)
+    keys.api_key_delete(key=key, actor=request.user)
+    messages.success(request, f"Deleted {key.name}. Its usage stays in reports.")
+    url = reverse("accounts:keys")
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+# --- Management keys -------------------------------------------------------------------------
+
+
+def _management_context(request, **extra) -> dict:
+    context = {
+        "management_keys": list(selectors.management_keys_for_account(request.account)),
+        "form": ManagementKeyCreateForm(),
+    }
+    context.update(extra)
+    return context
+
+
+@require_GET
+@account_view(permissions.MANAGE_MANAGEMENT_KEYS)
+def management_keys(request):
+    return render(request, "accounts/keys/management.html", _management_context(request))
+
+
+@require_http_methods(["GET", "POST"])
+@account_view(permissions.MANAGE_MANAGEMENT_KEYS)
+def management_key_create(request):
+    """The create form: a dialog's content for htmx, else the list page with the form in it."""
+    page = "accounts/keys/management.html"
+    inline_form = not request.htmx
+    if request.method == "GET":
+        template = page if inline_form else f"{page}#mkey-create"
+        return render(request, template, _management_context(request, inline_form=inline_form))
+    form = ManagementKeyCreateForm(request.POST)
+    if form.is_valid():
+        try:
+            key, secret = keys.management_key_issue(
+                account=request.account, actor=request.user, name=form.cleaned_data["name"]
+            )
+        except keys.KeyRuleError as error:
+            form.add_error("name", str(error))
+        else:
+            context = _management_context(
+                request, new_key=key, secret=secret, inline_form=inline_form
+            )
+            template = page if inline_form else f"{page}#mkey-created"
+            return _no_store(render(request, template, context))
+    context = _management_context(request, form=form, inline_form=inline_form)
+    template = page if inline_form else f"{page}#mkey-create"
+    return render(request, template, context, status=422)
+
+
+@require_POST
+@account_view(permissions.MANAGE_MANAGEMENT_KEYS)
+def management_key_revoke(request, public_id):
+    key = selectors.management_key_get_for_account(account=request.account, public_id=public_id)
+    keys.management_key_revoke(key=key, actor=request.user)
+    key.refresh_from_db()
+    if request.htmx:
+        response = render(request, "accounts/keys/management.html#mkey-row", {"mkey": key})
+        return _announce(response, f"Revoked {key.name}.")
+    messages.success(request, f"Revoked {key.name}.")
+    return redirect("accounts:management-keys")
+
+
+# --- Groups and pricing ------------------------------------------------------------------------
+
+
+@require_GET
+@account_view()
+def groups(request):
+    return render(
+        request,
+        "accounts/groups.html",
+        {
+            "groups": _groups(request.account),
+            "can_create": request.membership.can(permissions.MANAGE_OWN_KEYS),
+        },
+    )
+
+
+# --- Audit log ---------------------------------------------------------------------------------
+
+ACTION_LABELS = {
+    "account.create": "Created the account",
+    "account.rename": "Renamed the account",
+    "invitation.create": "Invited a teammate",
+    "invitation.resend": "Resent an invitation",
+    "invitation.revoke": "Withdrew an invitation",
+    "member.join": "Joined",
+    "member.leave": "Left",
+    "member.role_change": "Changed a role",
+    "member.remove": "Removed a member",
+    "api_key.create": "Created an API key",
+    "api_key.update": "Changed an API key",
+    "api_key.roll": "Rolled an API key",
+    "api_key.revoke": "Revoked an API key",
+    "api_key.delete": "Deleted an API key",
+    "management_key.create": "Created a management key",
+    "management_key.revoke": "Revoked a management key",
+}
+
+
+def _audit_events(account):
+    # The selector returns a short list for the Team page; the log pages through all of them.
+    return AuditEvent.objects.filter(account=account).select_related("actor")
+
+
+@require_GET
+@account_view(permissions.VIEW_AUDIT)
+def audit_log(request):
+    page = Paginator(_audit_events(request.account), AUDIT_PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    for event in page:
+        event.label = ACTION_LABELS.get(event.action, event.action)
+        event.detail_items = [
+            (
+                name.replace("_", " "),
+                ", ".join(map(str, value)) if isinstance(value, list) else value,
+            )
+            for name, value in sorted(event.details.items())
+            if not isinstance(value, dict) and value not in ("", None, [])
+        ]
+    template = "accounts/audit.html#audit-events" if request.htmx else "accounts/audit.html"
+    return render(request, template, {"page": page})
