@@ -18,7 +18,7 @@ from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 from accounts import keys, permissions, selectors
 from accounts.decorators import account_view
 from accounts.key_forms import ApiKeyCreateForm, ApiKeyEditForm, ManagementKeyCreateForm
-from accounts.models import ApiKey, AuditEvent, RoutingGroup
+from accounts.models import ApiKey, RoutingGroup
 from billing.money import format_credits
 from billing.pricing import apply_multiplier
 from generation.models import Family
@@ -410,15 +410,10 @@ ACTION_LABELS = {
 }
 
 
-def _audit_events(account):
-    # The selector returns a short list for the Team page; the log pages through all of them.
-    return AuditEvent.objects.filter(account=account).select_related("actor")
-
-
 @require_GET
 @account_view(permissions.VIEW_AUDIT)
 def audit_log(request):
-    page = Paginator(_audit_events(request.account), AUDIT_PAGE_SIZE).get_page(
+    page = Paginator(selectors.audit_events_for_account(request.account), AUDIT_PAGE_SIZE).get_page(
         request.GET.get("page")
     )
     for event in page:

@@ -77,8 +77,9 @@ def invitation_get_by_token(token: str) -> Invitation:
     return invitation
 
 
-def audit_events_for_account(account: Account, limit: int = 50) -> list[AuditEvent]:
-    return list(AuditEvent.objects.filter(account=account)[:limit])
+def audit_events_for_account(account: Account) -> QuerySet[AuditEvent]:
+    """Newest first; slice it for a summary, page it for the log."""
+    return AuditEvent.objects.filter(account=account).select_related("actor")
 
 
 # --- Routing groups and keys -----------------------------------------------------------------

@@ -28,7 +28,7 @@ def _team_context(request, **extra) -> dict:
         "roles": Role.choices,
         "can_manage": request.membership.can(permissions.MANAGE_MEMBERS),
         "audit_events": (
-            selectors.audit_events_for_account(account, limit=20)
+            selectors.audit_events_for_account(account)[:20]
             if request.membership.can(permissions.VIEW_AUDIT)
             else []
         ),

@@ -8,7 +8,7 @@ from accounts.selectors import membership_current, memberships_for_user
 NAV = [
     ("console:dashboard", "Dashboard", "home"),
     ("accounts:keys", "API keys", "key"),
-    ("accounts:groups", "Models & pricing", "bolt"),
+    ("accounts:groups", "Models & pricing", "layers"),
     ("console:usage", "Usage", "chart"),
     ("console:wallet", "Wallet", "wallet"),
     ("console:playground", "Playground", "spark"),
