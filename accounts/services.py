@@ -60,9 +60,12 @@ def audit_record(
 
 def account_create(*, owner: User, name: str) -> Account:
     """A new account with ``owner`` as its first owner."""
+    from billing.services import wallet_open  # billing builds on accounts, not the reverse
+
     with transaction.atomic():
         account = Account.objects.create(name=name.strip() or "My account")
         Membership.objects.create(account=account, user=owner, role=Role.OWNER)
+        wallet_open(account=account)
         audit_record(account=account, actor=owner, action="account.create", target=account.name)
     return account
 

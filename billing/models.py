@@ -1,1 +1,274 @@
-"""Wallets, the ledger, holds, prices and usage (filled in by the billing issue)."""
+"""Wallets, the append-only ledger, holds, usage records and their rollups, redemption codes.
+
+All money is integer micro-credits (billing/money.py). Invariants, kept by billing/services.py
+and checked by the tests: a wallet's balance is the sum of its ledger amounts, its held amount is
+the sum of its open holds (and of the ledger's held changes), available = balance - held >= 0,
+and the credits of usage records equal the charges in the ledger.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import Account, ApiKey, RoutingGroup
+
+
+class Wallet(models.Model):
+    account = models.OneToOneField(Account, on_delete=models.CASCADE, related_name="wallet")
+    balance = models.BigIntegerField(default=0)
+    held = models.BigIntegerField(default=0)
+    # Synchronous requests in flight, against concurrency_limit (tasks are not counted).
+    in_flight = models.IntegerField(default=0)
+    concurrency_limit = models.PositiveIntegerField(default=25)
+    low_balance_threshold = models.BigIntegerField(default=0)
+    # Set when available fell below the threshold and the alert went out; cleared on top-up.
+    low_balance_alerted = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(held__gte=0), name="wallet_held_gte_0"),
+            models.CheckConstraint(
+                condition=models.Q(balance__gte=models.F("held")), name="wallet_available_gte_0"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(in_flight__gte=0), name="wallet_in_flight_gte_0"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(low_balance_threshold__gte=0), name="wallet_threshold_gte_0"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Wallet of {self.account}"
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.held
+
+    @property
+    def is_low(self) -> bool:
+        return self.low_balance_threshold > 0 and self.available < self.low_balance_threshold
+
+
+class LedgerKind(models.TextChoices):
+    TOPUP = "topup", "Top-up"
+    REDEEM = "redeem", "Redeemed code"
+    ADMIN_CREDIT = "admin_credit", "Credit by ByteSpike"
+    ADMIN_DEBIT = "admin_debit", "Debit by ByteSpike"
+    HOLD = "hold", "Hold"
+    RELEASE = "release", "Release"
+    CHARGE = "charge", "Charge"
+    REFUND = "refund", "Refund"
+
+
+class LedgerEntry(models.Model):
+    """One change to a wallet. ``amount`` changes the balance, ``held_change`` the held amount
+    (a hold moves nothing out of the balance; it reserves part of it)."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="ledger")
+    kind = models.CharField(max_length=16, choices=LedgerKind.choices)
+    amount = models.BigIntegerField(default=0)
+    held_change = models.BigIntegerField(default=0)
+    balance_after = models.BigIntegerField()
+    held_after = models.BigIntegerField()
+    reference = models.CharField(max_length=100, blank=True)
+    idempotency_key = models.CharField(max_length=150, unique=True)
+    description = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "ledger entries"
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["account", "-created_at", "-id"], name="ledger_account_recent"),
+            models.Index(fields=["account", "kind", "-created_at"], name="ledger_account_kind"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(kind__in=LedgerKind.values), name="ledger_kind_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount} ({self.reference})"
+
+
+class HoldStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    SETTLED = "settled", "Settled"
+    RELEASED = "released", "Released"
+
+
+class Hold(models.Model):
+    """Credits reserved for a request or task until it settles (charged) or is released."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="holds")
+    api_key = models.ForeignKey(
+        ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="holds"
+    )
+    reference = models.CharField(max_length=100, unique=True)
+    amount = models.BigIntegerField()
+    status = models.CharField(max_length=16, choices=HoldStatus.choices, default=HoldStatus.OPEN)
+    counts_in_flight = models.BooleanField(default=True)
+    charged = models.BigIntegerField(default=0)
+    # What a settle could not charge because the wallet ran short.
+    shortfall = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="hold_status_age"),
+            models.Index(
+                fields=["api_key"], condition=models.Q(status="open"), name="hold_open_by_key"
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gte=0), name="hold_amount_gte_0"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=HoldStatus.values), name="hold_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reference} {self.status} {self.amount}"
+
+
+class UsageRecord(models.Model):
+    """One billed call. Failed calls are free and have none."""
+
+    request_id = models.CharField(max_length=100, unique=True)
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="usage")
+    api_key = models.ForeignKey(
+        ApiKey, on_delete=models.PROTECT, null=True, blank=True, related_name="usage"
+    )
+    group = models.ForeignKey(
+        RoutingGroup, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    model = models.ForeignKey("generation.AIModel", on_delete=models.PROTECT, related_name="+")
+    family = models.CharField(max_length=8)
+    protocol = models.CharField(max_length=16)
+    stream = models.BooleanField(default=False)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cache_read_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    images = models.IntegerField(default=0)
+    seconds = models.IntegerField(default=0)
+    credits = models.BigIntegerField(default=0)
+    shortfall = models.BigIntegerField(default=0)
+    latency_ms = models.IntegerField(null=True, blank=True)
+    ttft_ms = models.IntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["account", "-created_at", "-id"], name="usage_account_recent"),
+            models.Index(fields=["api_key", "-created_at"], name="usage_key_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return self.request_id
+
+
+class UsageRollup(models.Model):
+    """Usage summed per account, key, model and hour: what reports read."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, null=True, related_name="+")
+    model = models.ForeignKey("generation.AIModel", on_delete=models.CASCADE, related_name="+")
+    family = models.CharField(max_length=8)
+    hour = models.DateTimeField()
+    calls = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cache_read_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    images = models.BigIntegerField(default=0)
+    seconds = models.BigIntegerField(default=0)
+    credits = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "api_key", "model", "hour"], name="rollup_unique_bucket"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["account", "hour"], name="rollup_account_hour"),
+            models.Index(fields=["api_key", "hour"], name="rollup_key_hour"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h key {self.api_key_id} {self.model_id}"
+
+
+class KeySpend(models.Model):
+    """A key's spend per five minutes, for its rolling 5h/1d/7d caps (kept for 8 days)."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
+    bucket = models.DateTimeField()
+    credits = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["api_key", "bucket"], name="keyspend_unique_bucket")
+        ]
+
+    def __str__(self) -> str:
+        return f"key {self.api_key_id} at {self.bucket:%Y-%m-%d %H:%M}"
+
+
+class KeyTotal(models.Model):
+    """A key's lifetime spend, against its quota."""
+
+    api_key = models.OneToOneField(
+        ApiKey, on_delete=models.CASCADE, primary_key=True, related_name="total"
+    )
+    credits = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"key {self.api_key_id}: {self.credits}"
+
+
+class RedemptionBatch(models.Model):
+    name = models.CharField(max_length=100)
+    amount = models.BigIntegerField()
+    count = models.PositiveIntegerField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "redemption batches"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="batch_amount_gt_0")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RedemptionCode(models.Model):
+    """A one-time code worth its batch's amount. Only a digest of the code is stored."""
+
+    batch = models.ForeignKey(RedemptionBatch, on_delete=models.CASCADE, related_name="codes")
+    digest = models.CharField(max_length=64, unique=True)
+    hint = models.CharField(max_length=8)
+    redeemed_at = models.DateTimeField(null=True, blank=True)
+    redeemed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    account = models.ForeignKey(
+        Account, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return f"…{self.hint}"

@@ -162,7 +162,10 @@ CELERY_TASK_TIME_LIMIT = 150
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("BYTESPIKE_CELERY_QUEUE", "bytespike")
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE = {
+    "release-stale-holds": {"task": "billing.tasks.release_stale_holds", "schedule": 60.0},
+    "prune-key-spend": {"task": "billing.tasks.prune_key_spend", "schedule": 3600.0},
+}
 
 # --- Auth and accounts (django-allauth) -------------------------------------------------------
 
@@ -309,6 +312,8 @@ LOGGING = {
 
 # --- ByteSpike --------------------------------------------------------------------------------
 
+# Where the console is reached, for links in emails sent by workers (no request to build from).
+BYTESPIKE_PUBLIC_URL = os.environ.get("BYTESPIKE_PUBLIC_URL", "").rstrip("/")
 BYTESPIKE_DEMO_EMAIL = os.environ.get("BYTESPIKE_DEMO_EMAIL", "demo@example.com")
 # API keys are stored as HMAC-SHA256 digests under this pepper; changing it voids every key.
 BYTESPIKE_KEY_PEPPER = os.environ.get("BYTESPIKE_KEY_PEPPER") or read_or_create(

@@ -1,5 +1,7 @@
 """factory_boy factories for the test world."""
 
+import uuid
+
 import factory
 from allauth.account.models import EmailAddress
 
@@ -88,3 +90,14 @@ def issue_key(account, group, **options):
     from accounts.keys import api_key_issue
 
     return api_key_issue(account=account, group=group, name=options.pop("name", "test"), **options)
+
+
+def fund(account, credits: int = 100, reference: str | None = None):
+    """Top the account's wallet up through the real service."""
+    from billing.services import wallet_top_up
+
+    return wallet_top_up(
+        account=account,
+        amount=credits * 1_000_000,
+        reference=reference or f"test-{uuid.uuid4().hex}",
+    )

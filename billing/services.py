@@ -1,0 +1,642 @@
+"""Every write to wallets, the ledger, holds, usage and redemption codes.
+
+Each operation is one transaction and idempotent: its ledger entry has a unique idempotency key
+derived from what it refers to (a request, a task, a code), and state changes that can race are
+conditional UPDATEs, so a retry, a duplicate worker or a concurrent caller changes nothing twice.
+No row lock is held across an upstream call: a hold is placed, the call happens, then the hold
+is settled or released in a new short transaction.
+"""
+
+import hashlib
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import Account, User
+from accounts.services import audit_record
+from billing.models import (
+    Hold,
+    HoldStatus,
+    KeySpend,
+    KeyTotal,
+    LedgerEntry,
+    LedgerKind,
+    RedemptionBatch,
+    RedemptionCode,
+    UsageRecord,
+    UsageRollup,
+    Wallet,
+)
+from billing.money import MAX_MICROS, format_credits
+
+logger = logging.getLogger(__name__)
+
+KEY_SPEND_BUCKET = timedelta(minutes=5)
+
+
+class BillingError(Exception):
+    """A refusal the caller sees: HTTP status, error code and a message."""
+
+    status = 400
+    code = "invalid_param"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class InsufficientBalanceError(BillingError):
+    status = 402
+    code = "insufficient_balance"
+
+
+class QuotaExceededError(BillingError):
+    status = 402
+    code = "quota_exceeded"
+
+
+class RateLimitExceededError(BillingError):
+    status = 429
+    code = "rate_limit_exceeded"
+    limit: int | None = None
+    reset: int | None = None
+
+    def with_reset(self, limit: int, reset: int) -> "RateLimitExceededError":
+        """Remember the cap and when it frees up, for the X-RateLimit-* headers."""
+        self.limit, self.reset = limit, reset
+        return self
+
+
+class ConcurrencyLimitError(BillingError):
+    status = 429
+    code = "concurrency_limit"
+
+
+class RedemptionError(BillingError):
+    code = "invalid_code"
+
+
+# --- Wallet and balance changes --------------------------------------------------------------
+
+
+def wallet_open(*, account: Account) -> Wallet:
+    """The account's wallet (created empty with the account)."""
+    wallet, _ = Wallet.objects.get_or_create(account=account)
+    return wallet
+
+
+def _locked_wallet(account_id: int) -> Wallet:
+    wallet, _ = Wallet.objects.select_for_update().get_or_create(account_id=account_id)
+    return wallet
+
+
+def _ledger(wallet: Wallet, kind: str, *, amount=0, held_change=0, reference="", key="", **extra):
+    return LedgerEntry.objects.create(
+        account_id=wallet.account_id,
+        kind=kind,
+        amount=amount,
+        held_change=held_change,
+        balance_after=wallet.balance,
+        held_after=wallet.held,
+        reference=reference,
+        idempotency_key=key,
+        **extra,
+    )
+
+
+def _change_balance(
+    *,
+    account: Account,
+    kind: str,
+    amount: int,
+    reference: str,
+    idempotency_key: str,
+    actor: User | None = None,
+    description: str = "",
+) -> LedgerEntry:
+    """Add ``amount`` (negative to take) to the balance, once per idempotency key."""
+    if not isinstance(amount, int) or amount == 0 or abs(amount) > MAX_MICROS:
+        raise BillingError("The amount must be a whole number of micro-credits, not zero.")
+    with transaction.atomic():
+        wallet = _locked_wallet(account.pk)
+        # Checked under the wallet's lock, so a concurrent duplicate finds the first one.
+        existing = LedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing
+        if amount < 0 and wallet.available < -amount:
+            raise InsufficientBalanceError(
+                f"The wallet has {format_credits(wallet.available)} credits available."
+            )
+        wallet.balance += amount
+        if wallet.low_balance_alerted and not wallet.is_low:
+            wallet.low_balance_alerted = False  # the next crossing alerts again
+        wallet.save(update_fields=["balance", "low_balance_alerted"])
+        return _ledger(
+            wallet,
+            kind,
+            amount=amount,
+            reference=reference,
+            key=idempotency_key,
+            created_by=actor,
+            description=description,
+        )
+
+
+def wallet_top_up(
+    *, account: Account, amount: int, reference: str, actor: User | None = None, description=""
+) -> LedgerEntry:
+    """Credits bought or granted. ``reference`` (a payment id, say) makes it happen once."""
+    if amount <= 0:
+        raise BillingError("A top-up must be more than zero.")
+    return _change_balance(
+        account=account,
+        kind=LedgerKind.TOPUP,
+        amount=amount,
+        reference=reference,
+        idempotency_key=f"topup:{reference}",
+        actor=actor,
+        description=description,
+    )
+
+
+def wallet_admin_adjust(*, account: Account, amount: int, actor: User, note: str) -> LedgerEntry:
+    """A staff credit (amount > 0) or debit (< 0), recorded with who and why."""
+    if not note.strip():
+        raise BillingError("Say why: the note is kept in the ledger and the audit log.")
+    kind = LedgerKind.ADMIN_CREDIT if amount > 0 else LedgerKind.ADMIN_DEBIT
+    reference = f"admin:{secrets.token_hex(8)}"
+    with transaction.atomic():
+        entry = _change_balance(
+            account=account,
+            kind=kind,
+            amount=amount,
+            reference=reference,
+            idempotency_key=reference,
+            actor=actor,
+            description=note.strip()[:200],
+        )
+        audit_record(
+            account=account,
+            actor=actor,
+            action=f"wallet.{kind}",
+            target=f"{format_credits(abs(amount))} credits",
+            note=note.strip(),
+        )
+    return entry
+
+
+def refund(
+    *, account: Account, amount: int, reference: str, actor: User | None = None, description=""
+) -> LedgerEntry:
+    """Give credits back for something already charged; once per ``reference``."""
+    if amount <= 0:
+        raise BillingError("A refund must be more than zero.")
+    return _change_balance(
+        account=account,
+        kind=LedgerKind.REFUND,
+        amount=amount,
+        reference=reference,
+        idempotency_key=f"refund:{reference}",
+        actor=actor,
+        description=description,
+    )
+
+
+def wallet_set_low_balance_threshold(*, account: Account, amount: int, actor: User) -> Wallet:
+    with transaction.atomic():
+        wallet = _locked_wallet(account.pk)
+        wallet.low_balance_threshold = amount
+        wallet.low_balance_alerted = wallet.is_low  # no alert for a crossing set by hand
+        wallet.save(update_fields=["low_balance_threshold", "low_balance_alerted"])
+        audit_record(
+            account=account,
+            actor=actor,
+            action="wallet.threshold",
+            target=f"{format_credits(amount)} credits",
+        )
+    return wallet
+
+
+# --- Holds -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WalletState:
+    balance: int
+    held: int
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.held
+
+
+def hold_place(
+    *,
+    account_id: int,
+    reference: str,
+    amount: int,
+    api_key_id: int | None = None,
+    counts_in_flight: bool = True,
+) -> WalletState:
+    """Reserve ``amount`` for ``reference``, or raise if the wallet cannot cover it or too many
+    requests are in flight. Placing the same reference twice reserves once."""
+    if amount < 0:
+        raise ValueError("A hold cannot be negative.")
+    in_flight = 1 if counts_in_flight else 0
+    wallet_table = Wallet._meta.db_table
+    with transaction.atomic():
+        if Hold.objects.filter(reference=reference).exists():
+            return wallet_state(account_id)
+        # One conditional UPDATE decides: enough available, and room for one more in flight.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {wallet_table} SET held = held + %s, in_flight = in_flight + %s "  # noqa: S608
+                "WHERE account_id = %s AND balance - held >= %s "
+                "AND (%s = 0 OR in_flight < concurrency_limit) RETURNING balance, held",
+                [amount, in_flight, account_id, amount, in_flight],
+            )
+            row = cursor.fetchone()
+        if row is None:
+            _raise_hold_refusal(account_id, amount)
+        state = WalletState(*row)
+        Hold.objects.create(
+            account_id=account_id,
+            api_key_id=api_key_id,
+            reference=reference,
+            amount=amount,
+            counts_in_flight=counts_in_flight,
+        )
+        LedgerEntry.objects.create(
+            account_id=account_id,
+            kind=LedgerKind.HOLD,
+            held_change=amount,
+            balance_after=state.balance,
+            held_after=state.held,
+            reference=reference,
+            idempotency_key=f"hold:{reference}",
+        )
+    return state
+
+
+def _raise_hold_refusal(account_id: int, amount: int):
+    wallet, _ = Wallet.objects.get_or_create(account_id=account_id)
+    if wallet.available < amount:
+        raise InsufficientBalanceError(
+            f"This request may cost up to {format_credits(amount)} credits; the wallet has "
+            f"{format_credits(wallet.available)} available. Top up, or ask for fewer tokens."
+        )
+    raise ConcurrencyLimitError(
+        f"Too many requests in flight for this account (limit {wallet.concurrency_limit}). "
+        "Retry when one finishes."
+    )
+
+
+def wallet_state(account_id: int) -> WalletState:
+    balance, held = Wallet.objects.filter(account_id=account_id).values_list(
+        "balance", "held"
+    ).first() or (0, 0)
+    return WalletState(balance, held)
+
+
+@dataclass(frozen=True)
+class UsageFacts:
+    """What a billed call did, for its usage record and the rollups."""
+
+    model_id: int
+    family: str
+    protocol: str
+    api_key_id: int | None = None
+    group_id: int | None = None
+    stream: bool = False
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    images: int = 0
+    seconds: int = 0
+    latency_ms: int | None = None
+    ttft_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class Settlement:
+    charged: int
+    shortfall: int
+    wallet: WalletState
+    already_closed: bool = False
+
+
+def hold_settle(
+    *, reference: str, charge: int, usage: UsageFacts, at: datetime | None = None
+) -> Settlement:
+    """Charge the actual cost and release the rest of the hold, writing the usage record.
+
+    A charge above what the wallet can cover (its balance less the other holds) charges what it
+    can and records the shortfall. Settling a closed hold changes nothing.
+    """
+    if charge < 0:
+        raise ValueError("A charge cannot be negative.")
+    at = at or timezone.now()
+    with transaction.atomic():
+        hold = Hold.objects.filter(reference=reference).first()
+        if hold is None:
+            raise Hold.DoesNotExist(reference)
+        if hold.status != HoldStatus.OPEN:
+            return _closed(hold)
+        wallet = _locked_wallet(hold.account_id)
+        covered = wallet.balance - (wallet.held - hold.amount)
+        charged = min(charge, covered)
+        shortfall = charge - charged
+        claimed = Hold.objects.filter(pk=hold.pk, status=HoldStatus.OPEN).update(
+            status=HoldStatus.SETTLED, charged=charged, shortfall=shortfall, closed_at=at
+        )
+        if not claimed:  # a concurrent settle or release won
+            return _closed(Hold.objects.get(pk=hold.pk))
+        wallet.balance -= charged
+        wallet.held -= hold.amount
+        wallet.in_flight -= 1 if hold.counts_in_flight else 0
+        crossed = not wallet.low_balance_alerted and wallet.is_low and charged > 0
+        wallet.low_balance_alerted = wallet.low_balance_alerted or crossed
+        wallet.save(update_fields=["balance", "held", "in_flight", "low_balance_alerted"])
+        _ledger(
+            wallet,
+            LedgerKind.CHARGE,
+            amount=-charged,
+            held_change=-hold.amount,
+            reference=reference,
+            key=f"settle:{reference}",
+            created_at=at,
+        )
+        _record_usage(hold, usage, charged, shortfall, at)
+        if crossed:
+            from billing.tasks import low_balance_alert
+
+            low_balance_alert.delay_on_commit(hold.account_id)
+    if shortfall:
+        logger.warning("settle of %s ran short by %d micro-credits", reference, shortfall)
+    return Settlement(charged, shortfall, WalletState(wallet.balance, wallet.held))
+
+
+def _closed(hold: Hold) -> Settlement:
+    return Settlement(hold.charged, hold.shortfall, wallet_state(hold.account_id), True)
+
+
+def hold_release(*, reference: str) -> bool:
+    """Return a hold's credits untouched (the call failed: failed calls are free).
+    False when the hold was already closed."""
+    with transaction.atomic():
+        hold = Hold.objects.filter(reference=reference, status=HoldStatus.OPEN).first()
+        if hold is None:
+            return False
+        wallet = _locked_wallet(hold.account_id)
+        claimed = Hold.objects.filter(pk=hold.pk, status=HoldStatus.OPEN).update(
+            status=HoldStatus.RELEASED, closed_at=timezone.now()
+        )
+        if not claimed:
+            return False
+        wallet.held -= hold.amount
+        wallet.in_flight -= 1 if hold.counts_in_flight else 0
+        wallet.save(update_fields=["held", "in_flight"])
+        _ledger(
+            wallet,
+            LedgerKind.RELEASE,
+            held_change=-hold.amount,
+            reference=reference,
+            key=f"release:{reference}",
+        )
+    return True
+
+
+def holds_release_stale(*, older_than: timedelta) -> int:
+    """Release synchronous-request holds left open by a process that died mid-request."""
+    cutoff = timezone.now() - older_than
+    references = Hold.objects.filter(
+        status=HoldStatus.OPEN, counts_in_flight=True, created_at__lt=cutoff
+    ).values_list("reference", flat=True)
+    return sum(hold_release(reference=reference) for reference in list(references))
+
+
+# --- Usage -----------------------------------------------------------------------------------
+
+_ROLLUP_FIELDS = (
+    "calls",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "images",
+    "seconds",
+    "credits",
+)
+
+
+def _record_usage(hold: Hold, usage: UsageFacts, charged: int, shortfall: int, at: datetime):
+    UsageRecord.objects.create(
+        request_id=hold.reference,
+        account_id=hold.account_id,
+        api_key_id=usage.api_key_id,
+        group_id=usage.group_id,
+        model_id=usage.model_id,
+        family=usage.family,
+        protocol=usage.protocol,
+        stream=usage.stream,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        images=usage.images,
+        seconds=usage.seconds,
+        credits=charged,
+        shortfall=shortfall,
+        latency_ms=usage.latency_ms,
+        ttft_ms=usage.ttft_ms,
+        created_at=at,
+    )
+    amounts = (
+        1,
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_read_tokens,
+        usage.cache_write_tokens,
+        usage.images,
+        usage.seconds,
+        charged,
+    )
+    hour = at.replace(minute=0, second=0, microsecond=0)
+    _upsert_add(
+        UsageRollup,
+        keys={
+            "account_id": hold.account_id,
+            "api_key_id": usage.api_key_id,
+            "model_id": usage.model_id,
+            "hour": hour,
+        },
+        extra={"family": usage.family},
+        amounts=dict(zip(_ROLLUP_FIELDS, amounts, strict=True)),
+    )
+    if usage.api_key_id is not None and charged:
+        bucket = at - timedelta(
+            minutes=at.minute % 5, seconds=at.second, microseconds=at.microsecond
+        )
+        _upsert_add(
+            KeySpend,
+            keys={"api_key_id": usage.api_key_id, "bucket": bucket},
+            amounts={"credits": charged},
+        )
+        _upsert_add(KeyTotal, keys={"api_key_id": usage.api_key_id}, amounts={"credits": charged})
+
+
+def _upsert_add(model, *, keys: dict, amounts: dict, extra: dict | None = None) -> None:
+    """INSERT a row, or add ``amounts`` to the existing one (one statement, no lock dance)."""
+    table = connection.ops.quote_name(model._meta.db_table)
+    columns = {**keys, **(extra or {}), **amounts}
+    names = ", ".join(connection.ops.quote_name(c) for c in columns)
+    placeholders = ", ".join(["%s"] * len(columns))
+    conflict = ", ".join(connection.ops.quote_name(c) for c in keys)
+    updates = ", ".join(
+        f"{connection.ops.quote_name(c)} = {table}.{connection.ops.quote_name(c)} + "
+        f"excluded.{connection.ops.quote_name(c)}"
+        for c in amounts
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({names}) VALUES ({placeholders}) "  # noqa: S608
+            f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}",
+            [_db_value(v) for v in columns.values()],
+        )
+
+
+def _db_value(value):
+    if isinstance(value, datetime):
+        return connection.ops.adapt_datetimefield_value(value)
+    return value
+
+
+def key_spend_prune(*, older_than: timedelta = timedelta(days=8)) -> int:
+    deleted, _ = KeySpend.objects.filter(bucket__lt=timezone.now() - older_than).delete()
+    return deleted
+
+
+# --- Redemption codes ------------------------------------------------------------------------
+
+_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
+
+
+def _normalise_code(code: str) -> str:
+    return "".join(ch for ch in code.upper() if ch.isalnum())
+
+
+def code_digest(code: str) -> str:
+    return hmac.new(
+        settings.BYTESPIKE_KEY_PEPPER.encode(), _normalise_code(code).encode(), hashlib.sha256
+    ).hexdigest()
+
+
+def redemption_batch_create(
+    *, name: str, amount: int, count: int, expires_at: datetime | None, actor: User
+) -> tuple[RedemptionBatch, list[str]]:
+    """Generate ``count`` codes worth ``amount`` each; the plaintext codes are returned once."""
+    if amount <= 0 or amount > MAX_MICROS:
+        raise BillingError("Each code must be worth more than zero and less than a billion.")
+    if not 1 <= count <= 10_000:
+        raise BillingError("Generate between 1 and 10,000 codes at a time.")
+    codes = []
+    for _ in range(count):
+        raw = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(16))
+        codes.append("BYTS-" + "-".join(raw[i : i + 4] for i in range(0, 16, 4)))
+    with transaction.atomic():
+        batch = RedemptionBatch.objects.create(
+            name=name, amount=amount, count=count, expires_at=expires_at, created_by=actor
+        )
+        RedemptionCode.objects.bulk_create(
+            RedemptionCode(batch=batch, digest=code_digest(code), hint=code[-4:]) for code in codes
+        )
+    return batch, codes
+
+
+def redeem_code(*, account: Account, code: str, actor: User) -> LedgerEntry:
+    """Credit the wallet with the code's amount. A code works once, even when two redeem it at
+    the same moment: only one conditional UPDATE can claim it."""
+    now = timezone.now()
+    found = RedemptionCode.objects.select_related("batch").filter(digest=code_digest(code)).first()
+    if found is None:
+        raise RedemptionError("That code is not valid. Check it and try again.")
+    if found.redeemed_at is not None:
+        raise RedemptionError("That code has already been used.")
+    if found.batch.expires_at is not None and found.batch.expires_at <= now:
+        raise RedemptionError("That code has expired.")
+    with transaction.atomic():
+        claimed = RedemptionCode.objects.filter(pk=found.pk, redeemed_at__isnull=True).update(
+            redeemed_at=now, redeemed_by=actor, account=account
+        )
+        if not claimed:
+            raise RedemptionError("That code has already been used.")
+        entry = _change_balance(
+            account=account,
+            kind=LedgerKind.REDEEM,
+            amount=found.batch.amount,
+            reference=f"code …{found.hint}",
+            idempotency_key=f"redeem:{found.pk}",
+            actor=actor,
+            description=found.batch.name,
+        )
+        audit_record(
+            account=account,
+            actor=actor,
+            action="wallet.redeem",
+            target=f"code …{found.hint} ({format_credits(found.batch.amount)} credits)",
+        )
+    return entry
+
+
+# --- Invariants ------------------------------------------------------------------------------
+
+
+def wallet_problems(account_id: int) -> list[str]:
+    """What is wrong with a wallet's books, if anything (used by tests and the soak run)."""
+    from django.db.models import Sum
+
+    problems = []
+    wallet = Wallet.objects.filter(account_id=account_id).first()
+    if wallet is None:
+        return problems
+    ledger = LedgerEntry.objects.filter(account_id=account_id).aggregate(
+        amount=Sum("amount"), held=Sum("held_change")
+    )
+    open_holds = Hold.objects.filter(account_id=account_id, status=HoldStatus.OPEN).aggregate(
+        total=Sum("amount")
+    )["total"]
+    charges = -(
+        LedgerEntry.objects.filter(account_id=account_id, kind=LedgerKind.CHARGE).aggregate(
+            total=Sum("amount")
+        )["total"]
+        or 0
+    )
+    usage = UsageRecord.objects.filter(account_id=account_id).aggregate(total=Sum("credits"))[
+        "total"
+    ]
+    if wallet.balance != (ledger["amount"] or 0):
+        problems.append(f"balance {wallet.balance} != ledger sum {ledger['amount']}")
+    if wallet.held != (ledger["held"] or 0) or wallet.held != (open_holds or 0):
+        problems.append(f"held {wallet.held} != ledger {ledger['held']} / open {open_holds}")
+    if wallet.available < 0:
+        problems.append(f"available {wallet.available} < 0")
+    if charges != (usage or 0):
+        problems.append(f"charges {charges} != usage credits {usage}")
+    if (
+        Hold.objects.filter(account_id=account_id)
+        .filter(~Q(status=HoldStatus.OPEN))
+        .filter(closed_at__isnull=True)
+        .exists()
+    ):
+        problems.append("a closed hold has no closing time")
+    return problems
