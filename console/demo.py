@@ -1,21 +1,30 @@
 """The demo account that `manage.py serve` and `manage.py seed_demo` set up (idempotent)."""
 
 import os
+import random
 import secrets
+from datetime import datetime, time, timedelta
 
 from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from accounts import keys
 from accounts import services as account_services
-from accounts.models import Account, KeyStatus, ManagementKey, Membership, Role, User
+from accounts.models import Account, ApiKey, KeyStatus, ManagementKey, Membership, Role, User
 from accounts.selectors import api_keys_for_account, groups_available
+from billing import pricing
+from billing import services as billing
+from billing.models import UsageRecord
 from console.datafiles import read_or_create
 from generation.demo_catalogue import seed_catalogue
+from generation.models import Family
+from generation.selectors import models_in_group
 
 DEMO_ACCOUNT_NAME = "Demo Labs"
 DEMO_MANAGEMENT_KEY = "Demo management key"
+WELCOME_CREDITS = 100 * 1_000_000
 
 
 def demo_password() -> str:
@@ -25,11 +34,13 @@ def demo_password() -> str:
     )
 
 
-def seed_demo(*, issue_keys: bool = True) -> dict:
-    """Make sure the demo user, account and catalogue exist; return how to log in.
+def seed_demo(*, issue_keys: bool = True, history_days: int = 0) -> dict:
+    """Make sure the demo user, account, catalogue, funded wallet and keys exist; return how to
+    log in.
 
     With ``issue_keys``, also return fresh secrets for the demo management key and one demo
-    inference key per available group (the demo keys are rolled, not multiplied).
+    inference key per available group (the demo keys are rolled, not multiplied). With
+    ``history_days``, write that many days of usage for the demo keys (once per day and key).
     """
     seed_catalogue()
     email = settings.BYTESPIKE_DEMO_EMAIL
@@ -53,14 +64,38 @@ def seed_demo(*, issue_keys: bool = True) -> dict:
             if membership
             else account_services.account_create(owner=user, name=DEMO_ACCOUNT_NAME)
         )
+    billing.wallet_top_up(
+        account=account,
+        amount=WELCOME_CREDITS,
+        reference=f"demo-welcome-{account.public_id}",
+        description="Welcome credit",
+    )
+    demo_keys = _demo_keys(account, user)
+    if history_days:
+        seed_usage_history(account, demo_keys, days=history_days)
     result = {"email": email, "password": password, "account": account.public_id}
     if issue_keys:
         result["management_key"] = _fresh_management_key(account, user)
         result["keys"] = {
-            group.slug: _fresh_inference_key(account, user, group)
-            for group in groups_available(account)
+            key.group.slug: keys.api_key_roll(key=key, actor=user) for key in demo_keys
         }
     return result
+
+
+def _demo_keys(account: Account, user: User) -> list[ApiKey]:
+    """One active demo key per available group (created on first use)."""
+    demo_keys = []
+    for group in groups_available(account):
+        name = f"Demo key ({group.slug})"
+        key = (
+            api_keys_for_account(account)
+            .filter(name=name, group=group, status=KeyStatus.ACTIVE)
+            .first()
+        )
+        if key is None:
+            key, _ = keys.api_key_issue(account=account, group=group, name=name, actor=user)
+        demo_keys.append(key)
+    return demo_keys
 
 
 def _fresh_management_key(account: Account, user: User) -> str:
@@ -73,13 +108,81 @@ def _fresh_management_key(account: Account, user: User) -> str:
     return secret
 
 
-def _fresh_inference_key(account: Account, user: User, group) -> str:
-    name = f"Demo key ({group.slug})"
-    key = (
-        api_keys_for_account(account)
-        .filter(name=name, group=group, status=KeyStatus.ACTIVE)
-        .first()
+PROTOCOLS = {"claude-default": "anthropic", "gemini-default": "gemini", "default": "openai"}
+
+
+def seed_usage_history(account: Account, demo_keys: list[ApiKey], *, days: int) -> int:
+    """Realistic past usage through the real billing path (holds settled at past times).
+
+    References are deterministic per key, day and call, so running it again adds nothing.
+    Returns how many calls were billed by this run.
+    """
+    today = timezone.now().date()
+    billed = 0
+    for key in demo_keys:
+        models = [m for m in models_in_group(key.group_id) if m.family != Family.VIDEO]
+        if not models:
+            continue
+        done = set(
+            UsageRecord.objects.filter(request_id__startswith=f"demo_{key.public_id}_").values_list(
+                "request_id", flat=True
+            )
+        )
+        for offset in range(days, 0, -1):
+            day = today - timedelta(days=offset)
+            rng = random.Random(f"{key.public_id}:{day}")  # demo data, not secrets
+            calls = rng.randint(4, 9) if day.weekday() < 5 else rng.randint(0, 3)
+            for n in range(calls):
+                at = datetime.combine(day, time(9), tzinfo=timezone.UTC) + timedelta(
+                    minutes=rng.randint(0, 9 * 60)
+                )
+                model = rng.choice(models)
+                reference = f"demo_{key.public_id}_{day}:{n}"
+                if reference not in done:
+                    billed += _bill_one(account, key, model, rng, at, reference)
+    return billed
+
+
+def _bill_one(account, key, model, rng, at, reference) -> int:
+    multiplier = key.group.rate_multiplier
+    if model.family == Family.IMAGE:
+        images = rng.randint(1, 2)
+        cost = pricing.image_cost(model, multiplier, count=images, size="1024x1024")
+        facts = {"images": images}
+    else:
+        tokens = pricing.TokenUsage(
+            input_tokens=rng.randint(300, 4_000),
+            output_tokens=rng.randint(80, 1_200),
+            cache_read_tokens=rng.choice([0, 0, rng.randint(500, 3_000)]),
+        )
+        cost = pricing.text_cost(model, multiplier, tokens)
+        facts = {
+            "input_tokens": tokens.input_tokens,
+            "output_tokens": tokens.output_tokens,
+            "cache_read_tokens": tokens.cache_read_tokens,
+            "stream": rng.random() < 0.6,
+        }
+    try:
+        billing.hold_place(
+            account_id=account.pk, reference=reference, amount=cost, api_key_id=key.pk
+        )
+    except billing.BillingError:
+        return 0  # the demo wallet ran dry: stop adding history rather than overdraw
+    result = billing.hold_settle(
+        reference=reference,
+        charge=cost,
+        usage=billing.UsageFacts(
+            model_id=model.pk,
+            family=model.family,
+            protocol="images"
+            if model.family == Family.IMAGE
+            else PROTOCOLS.get(key.group.slug, "openai"),
+            api_key_id=key.pk,
+            group_id=key.group_id,
+            latency_ms=rng.randint(300, 4_000),
+            ttft_ms=rng.randint(150, 900),
+            **facts,
+        ),
+        at=at,
     )
-    if key is None:
-        return keys.api_key_issue(account=account, group=group, name=name, actor=user)[1]
-    return keys.api_key_roll(key=key, actor=user)
+    return 0 if result.already_closed else 1

@@ -1,6 +1,6 @@
 import json
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from console.demo import seed_demo
 
@@ -10,9 +10,18 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
+        parser.add_argument(
+            "--history",
+            type=int,
+            default=0,
+            metavar="DAYS",
+            help="Also write DAYS days of realistic usage for the demo keys.",
+        )
 
     def handle(self, *args, **options):
-        result = seed_demo()
+        if not 0 <= options["history"] <= 400:
+            raise CommandError("--history takes 0 to 400 days.")
+        result = seed_demo(history_days=options["history"])
         if options["json"]:
             self.stdout.write(json.dumps(result))
             return

@@ -106,7 +106,8 @@ class Command(BaseCommand):
         self.stdout.write("Applying database migrations...")
         call_command("migrate", interactive=False, verbosity=0)
         self._collect_static_if_changed()
-        demo = seed_demo(issue_keys=False)
+        # Two weeks of usage, so the dashboard and reports have something to show at once.
+        demo = seed_demo(issue_keys=False, history_days=14)
 
         env = os.environ.copy()
         if _is_loopback(host) and "BYTESPIKE_HTTPS" not in env:

@@ -1,0 +1,104 @@
+"""Races on PostgreSQL with real threads: each thread has its own connection and transaction."""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import connections
+
+from billing import services
+from billing.models import Hold, LedgerEntry, UsageRecord, Wallet
+from billing.services import UsageFacts
+from tests.factories import AIModelFactory, UserFactory, fund
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+M = 1_000_000
+
+
+def race(worker, count: int) -> list:
+    """Run ``worker(i)`` in ``count`` threads released at the same moment."""
+    start = threading.Barrier(count)
+
+    def run(i):
+        try:
+            start.wait()
+            return worker(i)
+        except Exception as error:  # the outcome is what the test inspects
+            return error
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def test_fifty_concurrent_holds_against_a_wallet_that_covers_ten(world):
+    fund(world.account, 10)
+    Wallet.objects.filter(account=world.account).update(concurrency_limit=100)
+    results = race(
+        lambda i: services.hold_place(account_id=world.account.pk, reference=f"req_{i}", amount=M),
+        50,
+    )
+    placed = [r for r in results if isinstance(r, services.WalletState)]
+    refused = [r for r in results if isinstance(r, services.InsufficientBalanceError)]
+    assert (len(placed), len(refused)) == (10, 40)
+    assert all(state.available >= 0 for state in placed)
+    wallet = Wallet.objects.get(account=world.account)
+    assert (wallet.held, wallet.available) == (10 * M, 0)
+    assert Hold.objects.count() == 10
+    assert services.wallet_problems(world.account.pk) == []
+
+
+def test_twenty_concurrent_redemptions_of_one_code_give_one_top_up(world):
+    staff = UserFactory(is_staff=True)
+    _, (code,) = services.redemption_batch_create(
+        name="promo", amount=5 * M, count=1, expires_at=None, actor=staff
+    )
+    results = race(
+        lambda i: services.redeem_code(account=world.account, code=code, actor=world.owner), 20
+    )
+    entries = [r for r in results if isinstance(r, LedgerEntry)]
+    assert len(entries) == 1
+    assert all(
+        isinstance(r, services.RedemptionError) for r in results if not isinstance(r, LedgerEntry)
+    )
+    assert Wallet.objects.get(account=world.account).balance == 5 * M
+    assert LedgerEntry.objects.filter(kind="redeem").count() == 1
+
+
+def test_concurrent_settle_and_release_of_one_hold_have_one_outcome(world):
+    model = AIModelFactory()
+    fund(world.account, 10)
+    usage = UsageFacts(model_id=model.pk, family="text", protocol="openai")
+    for round_ in range(10):
+        reference = f"req_race_{round_}"
+        services.hold_place(account_id=world.account.pk, reference=reference, amount=2 * M)
+        results = race(
+            lambda i, ref=reference: (
+                services.hold_settle(reference=ref, charge=M, usage=usage)
+                if i % 2
+                else services.hold_release(reference=ref)
+            ),
+            6,
+        )
+        assert not [r for r in results if isinstance(r, Exception)], results
+        hold = Hold.objects.get(reference=reference)
+        settled = [
+            r for r in results if isinstance(r, services.Settlement) and not r.already_closed
+        ]
+        released = [r for r in results if r is True]
+        assert len(settled) + len(released) == 1
+        assert UsageRecord.objects.filter(request_id=reference).count() == (
+            1 if hold.status == "settled" else 0
+        )
+    assert services.wallet_problems(world.account.pk) == []
+    assert Wallet.objects.get(account=world.account).in_flight == 0
+
+
+def test_concurrent_top_ups_with_one_reference_credit_once(world):
+    results = race(
+        lambda i: services.wallet_top_up(account=world.account, amount=M, reference="pay_same"),
+        10,
+    )
+    assert len({r.pk for r in results if isinstance(r, LedgerEntry)}) == 1
+    assert Wallet.objects.get(account=world.account).balance == M

@@ -1,0 +1,73 @@
+"""`manage.py seed_demo`: the demo login, catalogue, funded wallet, keys and usage history."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from django.db.models import Count, Min
+
+from accounts.models import ApiKey, KeyStatus, ManagementKey
+from billing.models import LedgerEntry, UsageRecord, Wallet
+from billing.services import wallet_problems
+from console.demo import seed_demo
+from tests.processes import ROOT, embedded_env
+
+
+def test_the_command_prints_the_login_and_fresh_keys_as_json(tmp_path):
+    env = embedded_env(tmp_path, BYTESPIKE_DEMO_PASSWORD="demo-pass-123")
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    output = subprocess.run(
+        [sys.executable, "manage.py", "seed_demo", "--json"],
+        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    result = json.loads(output)
+    assert result["email"] == "demo@example.com" and result["password"] == "demo-pass-123"
+    assert result["account"].startswith("acct_")
+    assert result["management_key"].startswith("sk-byts-admin-")
+    assert set(result["keys"]) == {"claude-default", "gemini-default", "default"}
+    assert all(key.startswith("sk-byts-") for key in result["keys"].values())
+
+
+@pytest.mark.django_db
+def test_seeding_twice_changes_nothing_but_the_secrets(monkeypatch, client):
+    monkeypatch.setenv("BYTESPIKE_DEMO_PASSWORD", "demo-pass-123")
+    first = seed_demo()
+    second = seed_demo()
+    assert {k: first[k] for k in ("email", "password", "account")} == {
+        k: second[k] for k in ("email", "password", "account")
+    }
+    assert first["keys"] != second["keys"] and first["management_key"] != second["management_key"]
+    # Rolled, not multiplied: one active key per group, one active management key.
+    assert ApiKey.objects.filter(status=KeyStatus.ACTIVE).count() == 3
+    assert ManagementKey.objects.filter(status=KeyStatus.ACTIVE).count() == 1
+    assert (
+        client.get("/v1/models", headers={"x-api-key": first["keys"]["default"]}).status_code == 401
+    )
+    assert (
+        client.get("/v1/models", headers={"x-api-key": second["keys"]["default"]}).status_code
+        == 200
+    )
+    # Funded once with 100 credits, through the ledger.
+    wallet = Wallet.objects.get()
+    assert wallet.balance == 100_000_000
+    assert LedgerEntry.objects.filter(kind="topup").count() == 1
+
+
+@pytest.mark.django_db
+def test_history_is_spread_over_the_days_and_written_once(monkeypatch):
+    monkeypatch.setenv("BYTESPIKE_DEMO_PASSWORD", "demo-pass-123")
+    seed_demo(issue_keys=False, history_days=10)
+    count = UsageRecord.objects.count()
+    assert count > 20
+    per_key = UsageRecord.objects.values("api_key").annotate(n=Count("id"))
+    assert len(per_key) == 3
+    days = {record.created_at.date() for record in UsageRecord.objects.all()}
+    assert len(days) >= 7
+    seed_demo(issue_keys=False, history_days=10)
+    assert UsageRecord.objects.count() == count
+    wallet = Wallet.objects.get()
+    assert wallet_problems(wallet.account_id) == []
+    assert 0 < wallet.balance < 100_000_000
+    oldest = UsageRecord.objects.aggregate(oldest=Min("created_at"))["oldest"]
+    assert oldest is not None
