@@ -1,0 +1,239 @@
+"""Usage report latency on PostgreSQL with 100k, 1M and 10M usage rows.
+
+    uv run python benchmarks/usage_report.py [--sizes 100000,1000000,10000000] [--requests 30]
+
+Needs PostgreSQL (``BENCH_DATABASE_URL``, default postgres://postgres@127.0.0.1:5432/postgres:
+the script creates and drops its own database ``bytespike_bench``). It seeds one account with
+20 keys and 8 models, writes usage rows spread over 90 days with SQL (and rebuilds the hourly
+rollup from them, as the billing path would have kept it), starts one uvicorn process on that
+database, and times, after a warm-up:
+
+- the console's usage page (30 days, grouped by day; and filtered by one key, by model),
+- GET /api/v1/usage?group_by=day (30 days) and its CSV export,
+- GET /api/v1/usage/records (first page),
+
+reporting the median and p95 in milliseconds for each size. Target: under 200 ms at 10M rows.
+"""
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DB = "bytespike_bench"
+DAYS = 90
+KEYS = 20
+MODELS = 8
+
+
+def database_urls() -> tuple[str, str]:
+    admin = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    parts = urlparse(admin)
+    return admin, urlunparse(parts._replace(path=f"/{BENCH_DB}"))
+
+
+def run(*argv, env):
+    subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, check=True)
+
+
+def setup_database(admin_url: str, bench_url: str, env: dict) -> dict:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {BENCH_DB}")
+    run("manage.py", "migrate", "-v0", env=env)
+    script = f"""
+import json
+from accounts.services import account_create
+from accounts.models import User, RoutingGroup
+from accounts import keys
+from allauth.account.models import EmailAddress
+from generation.models import Channel, AIModel
+user = User.objects.create_user("bench@example.com", "bench-password-1")
+EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+account = account_create(owner=user, name="Bench")
+group = RoutingGroup.objects.create(slug="bench", name="Bench")
+channel = Channel.objects.create(slug="bench", name="Bench", kind="openai")
+models = []
+for i in range({MODELS}):
+    m = AIModel.objects.create(slug=f"bench-model-{{i}}", display_name=f"Bench {{i}}",
+        family="text", channel=channel, upstream_model="x", input_price=1_000_000,
+        output_price=4_000_000)
+    m.groups.add(group)
+    models.append(m.pk)
+api_keys = [keys.api_key_issue(account=account, group=group, name=f"key {{i}}", actor=user)[0]
+            for i in range({KEYS})]
+other = account_create(owner=user, name="Noise")
+_, mkey = keys.management_key_issue(account=account, actor=user, name="bench")
+print(json.dumps({{"account": account.pk, "other": other.pk, "group": group.pk,
+                  "models": models, "keys": [k.pk for k in api_keys],
+                  "key_public_ids": [k.public_id for k in api_keys], "management_key": mkey}}))
+"""
+    out = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", script],
+        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def grow_usage(bench_url: str, world: dict, start: int, end: int) -> None:
+    """Usage rows start..end-1: 90% for the measured account, 10% for another one."""
+    keys = "ARRAY[" + ",".join(map(str, world["keys"])) + "]"
+    models = "ARRAY[" + ",".join(map(str, world["models"])) + "]"
+    with psycopg.connect(bench_url, autocommit=True) as conn:
+        conn.execute(  # integers of our own making, no user input
+            f"""
+            INSERT INTO billing_usagerecord (request_id, account_id, api_key_id, group_id,
+                model_id, family, protocol, stream, input_tokens, output_tokens,
+                cache_read_tokens, cache_write_tokens, reasoning_tokens, images, seconds,
+                credits, shortfall, latency_ms, ttft_ms, created_at)
+            SELECT 'bench_' || g,
+                   CASE WHEN g % 10 = 0 THEN {world["other"]} ELSE {world["account"]} END,
+                   CASE WHEN g % 10 = 0 THEN NULL ELSE ({keys})[1 + (g * 7) % {KEYS}] END,
+                   {world["group"]}, ({models})[1 + (g * 13) % {MODELS}], 'text',
+                   'openai', g % 2 = 0, 200 + g % 3000, 50 + g % 900, g % 500, 0, 0, 0, 0,
+                   500 + g % 9000, 0, 200 + g % 3000, 100 + g % 700,
+                   now() - ((g * 7919) % ({DAYS} * 86400)) * interval '1 second'
+            FROM generate_series({start}, {end - 1}) AS g
+            """  # noqa: S608
+        )
+        conn.execute("TRUNCATE billing_usagerollup")
+        conn.execute(
+            """
+            INSERT INTO billing_usagerollup (account_id, api_key_id, model_id, family, hour,
+                calls, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+                images, seconds, credits)
+            SELECT account_id, api_key_id, model_id, family, date_trunc('hour', created_at),
+                   count(*), sum(input_tokens), sum(output_tokens), sum(cache_read_tokens),
+                   sum(cache_write_tokens), sum(images), sum(seconds), sum(credits)
+            FROM billing_usagerecord GROUP BY 1, 2, 3, 4, 5
+            """
+        )
+        conn.execute("VACUUM ANALYZE billing_usagerecord")
+        conn.execute("VACUUM ANALYZE billing_usagerollup")
+
+
+def start_server(env: dict, port: int) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "console.asgi:application", "--port", str(port),
+         "--lifespan", "off", "--log-level", "warning"],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    for _ in range(100):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError("uvicorn did not start")
+
+
+def console_client(base: str) -> httpx.Client:
+    client = httpx.Client(base_url=base, timeout=60)
+    page = client.get("/auth/login/")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
+    client.post(
+        "/auth/login/",
+        data={"login": "bench@example.com", "password": "bench-password-1",
+              "csrfmiddlewaretoken": token},
+        headers={"Referer": f"{base}/auth/login/"},
+    )  # fmt: skip
+    return client
+
+
+def timed(client: httpx.Client, url: str, requests: int, **kwargs) -> dict:
+    for _ in range(3):
+        response = client.get(url, **kwargs)
+        response.raise_for_status()
+    samples = []
+    for _ in range(requests):
+        started = time.perf_counter()
+        response = client.get(url, **kwargs)
+        samples.append((time.perf_counter() - started) * 1000)
+        response.raise_for_status()
+    samples.sort()
+    return {
+        "median_ms": round(statistics.median(samples), 1),
+        "p95_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.95))], 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100000,1000000,10000000")
+    parser.add_argument("--requests", type=int, default=30)
+    parser.add_argument("--port", type=int, default=8091)
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+
+    admin_url, bench_url = database_urls()
+    data_dir = ROOT / "var" / "bench"
+    env = {
+        **os.environ,
+        "DATABASE_URL": bench_url,
+        "BYTESPIKE_DATA_DIR": str(data_dir),
+        "BYTESPIKE_HTTPS": "0",
+        "DATABASE_CONN_MAX_AGE": "60",
+    }
+    env.pop("REDIS_URL", None)
+    env.pop("CELERY_BROKER_URL", None)
+    run("manage.py", "collectstatic", "--noinput", "-v0", env=env)
+    world = setup_database(admin_url, bench_url, env)
+    results = []
+    written = 0
+    try:
+        for size in sizes:
+            print(f"writing usage rows up to {size:,}...", flush=True)
+            started = time.monotonic()
+            grow_usage(bench_url, world, written, size)
+            written = size
+            print(f"  done in {time.monotonic() - started:.0f} s", flush=True)
+            server = start_server(env, args.port)
+            try:
+                base = f"http://127.0.0.1:{args.port}"
+                page = console_client(base)
+                api = httpx.Client(
+                    base_url=base, timeout=60, headers={"x-api-key": world["management_key"]}
+                )
+                key = world["key_public_ids"][3]
+                row = {"rows": size}
+                row["usage page, 30 d by day"] = timed(page, "/usage/", args.requests)
+                row["usage page, one key"] = timed(
+                    page, f"/usage/?api_key_id={key}&group_by=day", args.requests
+                )
+                row["usage page, by model"] = timed(page, "/usage/?group_by=model", args.requests)
+                row["api usage, 30 d by day"] = timed(
+                    api, "/api/v1/usage?group_by=day", args.requests
+                )
+                row["api usage csv"] = timed(
+                    api, "/api/v1/usage?group_by=day&format=csv", args.requests
+                )
+                row["api usage records"] = timed(api, "/api/v1/usage/records", args.requests)
+                results.append(row)
+                print(json.dumps(row), flush=True)
+            finally:
+                server.terminate()
+                server.wait(timeout=20)
+    finally:
+        if not args.keep:
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+    print("\nrows        " + "  ".join(k for k in results[0] if k != "rows"))
+    for row in results:
+        cells = [f"{v['median_ms']:>6} / {v['p95_ms']:<6}" for k, v in row.items() if k != "rows"]
+        print(f"{row['rows']:>10,}  " + "  ".join(cells))
+    print("(median / p95, ms)")
+
+
+if __name__ == "__main__":
+    main()
