@@ -335,4 +335,11 @@ BYTESPIKE_KEY_CACHE_SECONDS = float(
 # the given number of trusted proxies from the right. Empty: the socket's peer address.
 BYTESPIKE_CLIENT_IP_HEADER = os.environ.get("BYTESPIKE_CLIENT_IP_HEADER", "")
 BYTESPIKE_TRUSTED_PROXIES = int(os.environ.get("BYTESPIKE_TRUSTED_PROXIES", "1"))
+# The built-in sandbox upstream (generation/providers/sandbox.py): a little latency by default so
+# the demo streams visibly; the fault rates are for load tests.
+BYTESPIKE_SANDBOX_LATENCY_MS = float(os.environ.get("BYTESPIKE_SANDBOX_LATENCY_MS", "120"))
+BYTESPIKE_SANDBOX_TOKEN_DELAY_MS = float(os.environ.get("BYTESPIKE_SANDBOX_TOKEN_DELAY_MS", "25"))
+BYTESPIKE_SANDBOX_FAILURE_RATE = float(os.environ.get("BYTESPIKE_SANDBOX_FAILURE_RATE", "0"))
+BYTESPIKE_SANDBOX_TIMEOUT_RATE = float(os.environ.get("BYTESPIKE_SANDBOX_TIMEOUT_RATE", "0"))
+BYTESPIKE_SANDBOX_CUT_RATE = float(os.environ.get("BYTESPIKE_SANDBOX_CUT_RATE", "0"))
 BYTESPIKE_INVITATION_DAYS = 7
