@@ -9,6 +9,7 @@ from ulid import ULID
 
 from accounts.keyauth import KeyAuthError, authenticate_inference
 from generation.dataplane.errors import GatewayError, Protocol, error_response
+from generation.metering import current_headers
 
 
 def request_protocol(request) -> Protocol:
@@ -32,13 +33,17 @@ def dataplane_view(protocol: Protocol | Callable = request_protocol):
             request.bytespike_request_id = request_id
             try:
                 principal = await authenticate_inference(request)
-                response = await view(request, principal, *args, **kwargs)
             except KeyAuthError as error:
                 response = error_response(
                     caller, GatewayError(error.status, error.code, error.message)
                 )
-            except GatewayError as error:
-                response = error_response(caller, error)
+            else:
+                try:
+                    response = await view(request, principal, *args, **kwargs)
+                except GatewayError as error:
+                    response = error_response(caller, error)
+                    for name, value in (await current_headers(principal)).items():
+                        response.headers.setdefault(name, value)
             response["X-Request-ID"] = request_id
             return response
 

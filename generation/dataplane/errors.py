@@ -25,6 +25,7 @@ class GatewayError(Exception):
         self.code = code
         self.message = message
         self.param = param
+        self.headers: dict = {}
 
 
 _OPENAI_TYPES = {
@@ -83,4 +84,7 @@ def error_body(protocol: Protocol, error: GatewayError) -> dict:
 
 
 def error_response(protocol: Protocol, error: GatewayError) -> JsonResponse:
-    return JsonResponse(error_body(protocol, error), status=error.status)
+    response = JsonResponse(error_body(protocol, error), status=error.status)
+    for name, value in error.headers.items():
+        response[name] = value
+    return response

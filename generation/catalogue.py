@@ -1,0 +1,62 @@
+"""Which model a data-plane request names, as seen from the calling key's group.
+
+The catalogue changes rarely and every request needs it, so each process keeps what it looked
+up for a few seconds: a staff edit is seen everywhere within ``CATALOGUE_TTL_SECONDS``.
+"""
+
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+from accounts.models import RoutingGroup
+from generation.dataplane.errors import GatewayError
+from generation.models import AIModel
+from generation.providers import ChannelRoute
+
+CATALOGUE_TTL_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Target:
+    model: AIModel
+    multiplier: Decimal
+    route: ChannelRoute
+
+
+_cache: dict[tuple[int, str], tuple[float, Target | GatewayError]] = {}
+
+
+async def resolve_model(group_id: int, slug: str) -> Target:
+    """The active model ``slug`` if the group has it; else 400 model_not_found or 403."""
+    key = (group_id, slug)
+    hit = _cache.get(key)
+    if hit is None or hit[0] < time.monotonic():
+        hit = (time.monotonic() + CATALOGUE_TTL_SECONDS, await _lookup(group_id, slug))
+        if len(_cache) > 10_000:
+            _cache.clear()
+        _cache[key] = hit
+    if isinstance(hit[1], GatewayError):
+        raise GatewayError(hit[1].status, hit[1].code, hit[1].message, hit[1].param)
+    return hit[1]
+
+
+async def _lookup(group_id: int, slug: str) -> Target | GatewayError:
+    model = (
+        await AIModel.objects.select_related("channel").filter(slug=slug, is_active=True).afirst()
+    )
+    if model is None:
+        return GatewayError(400, "model_not_found", f"The model '{slug}' does not exist.", "model")
+    group = await RoutingGroup.objects.filter(pk=group_id, models=model).afirst()
+    if group is None:
+        return GatewayError(
+            403,
+            "model_not_in_group",
+            f"This key's routing group does not include the model '{slug}'.",
+            "model",
+        )
+    return Target(model, group.rate_multiplier, ChannelRoute.of(model.channel))
+
+
+def forget() -> None:
+    """Drop what this process remembers (tests, and after staff edits in this process)."""
+    _cache.clear()

@@ -1,0 +1,443 @@
+"""The text routes: OpenAI Chat Completions, OpenAI Responses, Anthropic Messages and Gemini
+generateContent. Each call is parsed in the caller's protocol, checked against the key's group
+and limits, held for its worst case, translated to the model's upstream protocol, sent, and
+answered (whole or streamed) in the caller's protocol; then settled with its actual usage, or
+released if it failed. Nothing here holds a database connection across the upstream call."""
+
+import asyncio
+import json
+import logging
+import math
+import threading
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.http import JsonResponse, StreamingHttpResponse
+from django.views.decorators.http import require_POST
+from ulid import ULID
+
+from accounts.keyauth import KeyPrincipal
+from billing import pricing, services
+from billing.services import UsageFacts
+from generation import metering
+from generation.catalogue import Target, resolve_model
+from generation.dataplane.base import dataplane_view
+from generation.dataplane.errors import GatewayError, Protocol
+from generation.models import ChannelKind, Family
+from generation.protocols import anthropic, gemini, openai_chat, openai_responses
+from generation.protocols.base import ProtocolError, UpstreamFormatError
+from generation.protocols.internal import (
+    ChatRequest,
+    ImagePart,
+    MessageEnd,
+    MessageStart,
+    TextDelta,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    ToolResult,
+    Usage,
+)
+from generation.providers import UpstreamError, open_stream, send_json
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Caller:
+    name: str  # also the usage record's protocol
+    protocol: Protocol
+    codec: object
+    id_prefix: str
+
+
+OPENAI_CHAT = Caller("openai", Protocol.OPENAI, openai_chat, "chatcmpl-")
+OPENAI_RESPONSES = Caller("responses", Protocol.OPENAI, openai_responses, "resp_")
+ANTHROPIC = Caller("anthropic", Protocol.ANTHROPIC, anthropic, "msg_")
+GEMINI = Caller("gemini", Protocol.GEMINI, gemini, "")
+
+
+def upstream_codec(kind: str, caller: Caller):
+    """The wire format the model's channel speaks (OpenAI Responses only for Responses callers)."""
+    if kind == ChannelKind.OPENAI and caller is OPENAI_RESPONSES:
+        return openai_responses
+    return {
+        ChannelKind.OPENAI: openai_chat,
+        ChannelKind.OPENAI_COMPATIBLE: openai_chat,
+        ChannelKind.ANTHROPIC: anthropic,
+        ChannelKind.GEMINI: gemini,
+    }[kind]
+
+
+# --- Routes ----------------------------------------------------------------------------------
+
+
+@require_POST
+@dataplane_view(Protocol.OPENAI)
+async def chat_completions(request, principal):
+    return await serve_text(request, principal, OPENAI_CHAT)
+
+
+@require_POST
+@dataplane_view(Protocol.OPENAI)
+async def responses(request, principal):
+    return await serve_text(request, principal, OPENAI_RESPONSES)
+
+
+@require_POST
+@dataplane_view(Protocol.ANTHROPIC)
+async def messages(request, principal):
+    return await serve_text(request, principal, ANTHROPIC)
+
+
+@require_POST
+@dataplane_view(Protocol.GEMINI)
+async def generate_content(request, principal, model: str, method: str):
+    if method not in ("generateContent", "streamGenerateContent"):
+        raise GatewayError(404, "not_found", f"Unknown method {method!r}.")
+    return await serve_text(
+        request, principal, GEMINI, model=model, stream=method == "streamGenerateContent"
+    )
+
+
+# --- The call --------------------------------------------------------------------------------
+
+
+def _json_body(request) -> dict:
+    length = int(request.headers.get("content-length") or 0)
+    if length > MAX_BODY_BYTES:
+        raise GatewayError(413, "request_too_large", "The request body is over 32 MiB.")
+    try:
+        body = json.loads(request.body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise GatewayError(400, "invalid_param", "The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise GatewayError(400, "invalid_param", "The request body must be a JSON object.")
+    return body
+
+
+def _parse(caller: Caller, body: dict, model: str | None) -> ChatRequest:
+    try:
+        if model is not None:
+            return caller.codec.parse_request(body, model=model)
+        return caller.codec.parse_request(body)
+    except ProtocolError as error:
+        raise GatewayError(400, "invalid_param", error.message, error.param) from None
+
+
+def request_chars(chat: ChatRequest) -> tuple[int, int]:
+    """Characters of text in a request, and its images."""
+    chars, images = len(chat.system), 0
+    for message in chat.messages:
+        for part in message.parts:
+            if isinstance(part, TextPart):
+                chars += len(part.text)
+            elif isinstance(part, ImagePart):
+                images += 1
+            elif isinstance(part, ToolCall):
+                chars += len(part.name) + len(part.arguments)
+            elif isinstance(part, ToolResult):
+                chars += sum(len(p.text) for p in part.content if isinstance(p, TextPart))
+                images += sum(isinstance(p, ImagePart) for p in part.content)
+    chars += sum(
+        len(json.dumps(t.parameters)) + len(t.name) + len(t.description) for t in chat.tools
+    )
+    return chars, images
+
+
+def input_tokens_estimate(chat: ChatRequest, *, worst_case: bool) -> int:
+    """Tokens the input may count: three characters a token for the hold's worst case (dense
+    text tokenises worse than prose), four for a best guess."""
+    chars, images = request_chars(chat)
+    per_token = 3 if worst_case else 4
+    return math.ceil(chars / per_token) + images * pricing.TOKENS_PER_INPUT_IMAGE
+
+
+def _check_limits(chat: ChatRequest, target: Target) -> None:
+    model = target.model
+    if model.family != Family.TEXT:
+        raise GatewayError(
+            400,
+            "invalid_param",
+            f"'{model.slug}' is an {model.family} model; use "
+            + ("/v1/images/generations" if model.family == Family.IMAGE else "/v1/tasks/submit")
+            + ".",
+            "model",
+        )
+    if (
+        chat.max_tokens is not None
+        and model.max_output_tokens
+        and (chat.max_tokens > model.max_output_tokens)
+    ):
+        raise GatewayError(
+            400,
+            "invalid_param",
+            f"max_tokens is too large: {model.slug} writes at most "
+            f"{model.max_output_tokens} tokens.",
+            "max_tokens",
+        )
+    if model.context_window:
+        needed = input_tokens_estimate(chat, worst_case=False) + (chat.max_tokens or 0)
+        if needed > model.context_window:
+            raise GatewayError(
+                400,
+                "context_length_exceeded",
+                f"This request needs about {needed} tokens; {model.slug} has a context window "
+                f"of {model.context_window}.",
+                "messages",
+            )
+
+
+def _usage_facts(principal, target: Target, caller: Caller, usage: Usage, **timing) -> UsageFacts:
+    return UsageFacts(
+        model_id=target.model.pk,
+        family=Family.TEXT,
+        protocol=caller.name,
+        api_key_id=principal.key_id,
+        group_id=principal.group_id,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        **timing,
+    )
+
+
+def cost_of(target: Target, usage: Usage) -> int:
+    return pricing.text_cost(
+        target.model,
+        target.multiplier,
+        pricing.TokenUsage(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+        ),
+    )
+
+
+def _upstream_failure(error: Exception) -> GatewayError:
+    if isinstance(error, UpstreamError):
+        gateway = GatewayError(error.status, error.code, error.message)
+        if error.retry_after:
+            gateway.headers["Retry-After"] = error.retry_after
+        return gateway
+    return GatewayError(502, "upstream_error", "The upstream answer could not be read.")
+
+
+async def serve_text(request, principal: KeyPrincipal, caller: Caller, *, model=None, stream=None):
+    chat = _parse(caller, _json_body(request), model)
+    if stream is not None:
+        chat.stream = stream
+    target = await resolve_model(principal.group_id, chat.model)
+    _check_limits(chat, target)
+    reference = request.bytespike_request_id
+    hold = pricing.text_estimate(
+        target.model,
+        target.multiplier,
+        input_tokens=input_tokens_estimate(chat, worst_case=True),
+        max_tokens=chat.max_tokens,
+    )
+    admission = await metering.admit(principal, reference, hold)
+    codec = upstream_codec(target.route.kind, caller)
+    call = codec.upstream_request(chat, target.model.upstream_model)
+    response_id = f"{caller.id_prefix}{ULID()}"
+    started = time.monotonic()
+    if chat.stream:
+        return await _open_stream(
+            principal, caller, chat, target, codec, call, admission, response_id, started
+        )
+    try:
+        answer = codec.parse_response(await send_json(target.route, call))
+    except (UpstreamError, UpstreamFormatError) as error:
+        await metering.release(reference)
+        raise _upstream_failure(error) from None
+    except BaseException:  # the client went away (cancelled): the call is free
+        await asyncio.shield(metering.release(reference))
+        raise
+    latency = int((time.monotonic() - started) * 1000)
+    settlement = await metering.settle(
+        reference,
+        cost_of(target, answer.usage),
+        _usage_facts(principal, target, caller, answer.usage, latency_ms=latency),
+    )
+    answer.id = response_id
+    answer.model = target.model.slug
+    response = JsonResponse(caller.codec.render_response(answer, chat))
+    available = settlement.wallet.available
+    for name, value in metering.limit_headers(
+        available, admission.limits, settlement.charged
+    ).items():
+        response[name] = value
+    return response
+
+
+async def _open_stream(
+    principal, caller, chat, target, codec, call, admission, response_id, started
+):
+    """Open the upstream stream before answering, so an upstream that refuses at once gets a
+    real HTTP error status; then stream its events, translated, to the caller."""
+    reference = admission.reference
+    stack = AsyncExitStack()
+    try:
+        events = await stack.enter_async_context(open_stream(target.route, call))
+    except UpstreamError as error:
+        await stack.aclose()
+        await metering.release(reference)
+        raise _upstream_failure(error) from None
+    except BaseException:
+        await stack.aclose()
+        await asyncio.shield(metering.release(reference))
+        raise
+    body = TextStream(
+        principal=principal,
+        caller=caller,
+        chat=chat,
+        target=target,
+        parser=codec.StreamParser(),
+        events=events,
+        stack=stack,
+        reference=reference,
+        response_id=response_id,
+        started=started,
+    )
+    response = StreamingHttpResponse(body, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    for name, value in admission.headers().items():
+        response[name] = value
+    return response
+
+
+class TextStream:
+    """The body of a streamed answer: upstream events, translated into the caller's frames.
+
+    Django calls ``close()`` (in a worker thread) when the response ends, finished or not. A
+    stream the client left early is billed there for what it was sent (the upstream's usage if
+    it reported any, else the delivered text at four characters a token), and its upstream
+    connection is closed. A stream the upstream broke is free.
+    """
+
+    def __init__(self, *, principal, caller, chat, target, parser, events, stack, reference,
+                 response_id, started):  # fmt: skip
+        self.principal = principal
+        self.caller = caller
+        self.chat = chat
+        self.target = target
+        self.parser = parser
+        self.events = events
+        self.stack = stack
+        self.reference = reference
+        self.started = started
+        self.renderer = caller.codec.StreamRenderer(chat, response_id, int(time.time()))
+        self.usage: Usage | None = None
+        self.delivered_chars = 0
+        self.first_token_ms: int | None = None
+        self.outcome: str | None = None
+        self._books = threading.Lock()
+        self._loop = None
+        self._generator = None
+
+    def __aiter__(self):
+        self._loop = asyncio.get_running_loop()
+        self._generator = self._frames()
+        return self._generator
+
+    async def _frames(self):
+        try:
+            try:
+                async for sse in self.events:
+                    for event in self.parser.feed(sse):
+                        for frame in self._render(event):
+                            yield frame
+                for event in self.parser.close():
+                    for frame in self._render(event):
+                        yield frame
+            except (UpstreamError, UpstreamFormatError) as error:
+                await sync_to_async(self._close_books)(failed=True)
+                message = getattr(error, "message", "The upstream answer could not be read.")
+                for frame in self.renderer.fail(message):
+                    yield frame
+                return
+            await sync_to_async(self._close_books)(failed=False)
+            for frame in self.renderer.finish():
+                yield frame
+        finally:
+            await self.stack.aclose()
+
+    def _render(self, event) -> list[bytes]:
+        if isinstance(event, TextDelta | ToolCallDelta):
+            if self.first_token_ms is None:
+                self.first_token_ms = self._elapsed_ms()
+            self.delivered_chars += len(
+                event.text if isinstance(event, TextDelta) else event.arguments
+            )
+        elif isinstance(event, MessageStart | MessageEnd):
+            self.usage = _merge(self.usage, event.usage)
+        return self.renderer.feed(event)
+
+    def _elapsed_ms(self) -> int:
+        return int((time.monotonic() - self.started) * 1000)
+
+    def _billable_usage(self) -> Usage:
+        usage = self.usage or Usage()
+        if not usage.total_input:
+            usage = Usage(
+                input_tokens=input_tokens_estimate(self.chat, worst_case=False),
+                output_tokens=usage.output_tokens,
+            )
+        if not usage.output_tokens:
+            usage.output_tokens = math.ceil(self.delivered_chars / 4)
+        return usage
+
+    def _close_books(self, *, failed: bool) -> None:
+        """Settle or release, once (the stream's end and close() may both get here)."""
+        with self._books:
+            if self.outcome is not None:
+                return
+            self.outcome = "released" if failed else "settled"
+        if failed:
+            services.hold_release(reference=self.reference)
+            return
+        usage = self._billable_usage()
+        services.hold_settle(
+            reference=self.reference,
+            charge=cost_of(self.target, usage),
+            usage=_usage_facts(
+                self.principal,
+                self.target,
+                self.caller,
+                usage,
+                stream=True,
+                latency_ms=self._elapsed_ms(),
+                ttft_ms=self.first_token_ms,
+            ),
+        )
+
+    def close(self) -> None:
+        """Called by Django when the response is done; bills a stream the client left early."""
+        if self.outcome is None:
+            logger.info("stream %s ended early: billing what was delivered", self.reference)
+            self._close_books(failed=False)
+        generator, loop = self._generator, self._loop
+        if generator is not None and loop is not None and not loop.is_closed():
+            # Close the upstream connection now, not whenever the generator is collected.
+            asyncio.run_coroutine_threadsafe(generator.aclose(), loop)
+
+
+def _merge(known: Usage | None, reported: Usage) -> Usage:
+    """Upstreams report input tokens early and output at the end; keep the largest of each."""
+    if known is None:
+        return reported
+    return Usage(
+        input_tokens=max(known.input_tokens, reported.input_tokens),
+        output_tokens=max(known.output_tokens, reported.output_tokens),
+        cache_read_tokens=max(known.cache_read_tokens, reported.cache_read_tokens),
+        cache_write_tokens=max(known.cache_write_tokens, reported.cache_write_tokens),
+        reasoning_tokens=max(known.reasoning_tokens, reported.reasoning_tokens),
+    )
