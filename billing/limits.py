@@ -6,7 +6,7 @@ above it: the call that crosses a limit is allowed, the next one is refused (402
 quota, 429 for a cap). Caps use five-minute buckets, so a window is exact to five minutes.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db.models import Min, Q, Sum
@@ -24,6 +24,26 @@ WINDOWS = (
 
 
 @dataclass(frozen=True)
+class Window:
+    cap: int
+    used: int
+    reset: int | None  # unix seconds when the oldest spend in the window drops out
+
+    @property
+    def remaining(self) -> int:
+        return max(self.cap - self.used, 0)
+
+
+@dataclass(frozen=True)
+class KeyUsage:
+    """A key's spend against its limits (micro-credits): charged plus held."""
+
+    quota: int
+    quota_used: int
+    windows: dict[str, Window | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class LimitState:
     """What the X-Quota-Remaining-Credits and X-RateLimit-* headers report (micro-credits)."""
 
@@ -33,12 +53,16 @@ class LimitState:
     rate_reset: int | None = None  # unix seconds
 
 
-def key_limits_check(key, *, now: datetime | None = None) -> LimitState:
-    """``key`` is anything with key_id, quota and the rate_limit_* fields (KeyPrincipal)."""
-    caps = [(name, span, getattr(key, field)) for name, span, field in WINDOWS]
+def key_usage(key, *, now: datetime | None = None, complete: bool = False) -> KeyUsage:
+    """``key`` is anything with key_id, quota and the rate_limit_* fields (KeyPrincipal).
+
+    Without ``complete``, a key with no limits costs no query (the admission path).
+    """
+    caps = [(name, span, getattr(key, attr)) for name, span, attr in WINDOWS]
+    windows: dict[str, Window | None] = {name: None for name, _, _ in caps}
     caps = [(name, span, cap) for name, span, cap in caps if cap]
-    if not key.quota and not caps:
-        return LimitState()
+    if not key.quota and not caps and not complete:
+        return KeyUsage(quota=0, quota_used=0, windows=windows)
     now = now or timezone.now()
     held = (
         Hold.objects.filter(api_key_id=key.key_id, status=HoldStatus.OPEN).aggregate(
@@ -46,42 +70,54 @@ def key_limits_check(key, *, now: datetime | None = None) -> LimitState:
         )["total"]
         or 0
     )
-    state = {}
-    if key.quota:
-        spent = KeyTotal.objects.filter(api_key_id=key.key_id).values_list("credits", flat=True)
-        used = (spent.first() or 0) + held
-        if used >= key.quota:
-            raise QuotaExceededError(
-                f"This key reached its quota of {format_credits(key.quota)} credits."
-            )
-        state["quota_remaining"] = key.quota - used
+    spent = 0
+    if key.quota or complete:
+        spent = (
+            KeyTotal.objects.filter(api_key_id=key.key_id).values_list("credits", flat=True).first()
+            or 0
+        )
     if caps:
-        state.update(_check_caps(key.key_id, caps, held, now))
-    return LimitState(**state)
+        aggregates = {}
+        for name, span, _ in caps:
+            since = Q(bucket__gte=now - span)
+            aggregates[f"spent_{name}"] = Sum("credits", filter=since)
+            aggregates[f"oldest_{name}"] = Min("bucket", filter=since)
+        longest = max(span for _, span, _ in caps)
+        row = KeySpend.objects.filter(api_key_id=key.key_id, bucket__gte=now - longest).aggregate(
+            **aggregates
+        )
+        for name, span, cap in caps:
+            oldest = row[f"oldest_{name}"]
+            reset = int((oldest + span + KEY_SPEND_BUCKET).timestamp()) if oldest else None
+            windows[name] = Window(cap, (row[f"spent_{name}"] or 0) + held, reset)
+    return KeyUsage(quota=key.quota, quota_used=spent + held, windows=windows)
 
 
-def _check_caps(key_id: int, caps, held: int, now: datetime) -> dict:
-    aggregates = {}
-    for name, span, _ in caps:
-        since = Q(bucket__gte=now - span)
-        aggregates[f"spent_{name}"] = Sum("credits", filter=since)
-        aggregates[f"oldest_{name}"] = Min("bucket", filter=since)
-    longest = max(span for _, span, _ in caps)
-    row = KeySpend.objects.filter(api_key_id=key_id, bucket__gte=now - longest).aggregate(
-        **aggregates
-    )
+def key_limits_check(key, *, now: datetime | None = None) -> LimitState:
+    """Raise when the key has reached its quota or a cap; else what the headers report."""
+    usage = key_usage(key, now=now)
+    state = {}
+    if usage.quota:
+        if usage.quota_used >= usage.quota:
+            raise QuotaExceededError(
+                f"This key reached its quota of {format_credits(usage.quota)} credits."
+            )
+        state["quota_remaining"] = usage.quota - usage.quota_used
     tightest = None
-    for name, span, cap in caps:
-        used = (row[f"spent_{name}"] or 0) + held
-        oldest = row[f"oldest_{name}"] or now
-        reset = int((oldest + span + KEY_SPEND_BUCKET).timestamp())
-        if used >= cap:
+    for name, window in usage.windows.items():
+        if window is None:
+            continue
+        reset = window.reset or int((now or timezone.now()).timestamp())
+        if window.used >= window.cap:
             raise RateLimitExceededError(
-                f"This key reached its {name} spending cap of {format_credits(cap)} credits; "
-                f"it frees up by {datetime.fromtimestamp(reset, tz=now.tzinfo):%H:%M} UTC."
-            ).with_reset(cap, reset)
-        remaining = cap - used
-        if tightest is None or remaining < tightest[1]:
-            tightest = (cap, remaining, reset)
-    limit, remaining, reset = tightest
-    return {"rate_limit": limit, "rate_remaining": remaining, "rate_reset": reset}
+                f"This key reached its {name} spending cap of {format_credits(window.cap)} "
+                f"credits; it frees up at {datetime.fromtimestamp(reset, tz=timezone.UTC):%H:%M} "
+                "UTC."
+            ).with_reset(window.cap, reset)
+        if tightest is None or window.remaining < tightest.remaining:
+            tightest = Window(window.cap, window.used, reset)
+    if tightest is not None:
+        state.update(
+            rate_limit=tightest.cap, rate_remaining=tightest.remaining, rate_reset=tightest.reset
+        )
+    return LimitState(**state)

@@ -65,13 +65,17 @@ class UsageFilter:
 
 
 def _parse_moment(value: str, field: str, *, end: bool) -> datetime:
-    moment = parse_datetime(value)
-    if moment is None:
+    """A date (as ``until``, the whole day is included) or an ISO 8601 time, in UTC if naive."""
+    value = value.strip()
+    try:
         day = parse_date(value)
-        if day is None:
-            raise FilterError(f"Use a date (2026-11-01) or an ISO 8601 time for {field}.", field)
-        # A date as `until` includes that whole day.
+        moment = None if day else parse_datetime(value)
+    except ValueError:  # well formed but impossible, like 2026-02-30
+        day = moment = None
+    if day is not None:
         moment = datetime.combine(day + timedelta(days=1) if end else day, time.min)
+    if moment is None:
+        raise FilterError(f"Use a date (2026-11-01) or an ISO 8601 time for {field}.", field)
     if timezone.is_naive(moment):
         moment = timezone.make_aware(moment, timezone.UTC)
     return moment

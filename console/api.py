@@ -27,6 +27,7 @@ from ninja.security import APIKeyHeader
 from accounts.keyauth import KeyAuthError, authenticate_management
 from accounts.keys import KeyRuleError
 from accounts.models import ManagementKey
+from billing.reports import FilterError
 from generation.dataplane.errors import GatewayError, Protocol, error_body
 
 # The code a caller sees for an error that has no more specific one.
@@ -172,6 +173,11 @@ def _key_rule_error(request, exc: KeyRuleError):
     return error_response(400, str(exc), code="invalid_param", param=exc.field)
 
 
+@api.exception_handler(FilterError)
+def _filter_error(request, exc: FilterError):
+    return error_response(400, str(exc), code="invalid_param", param=exc.field)
+
+
 @api.exception_handler(ValidationError)
 def _validation_error(request, exc: ValidationError):
     # Report the first problem, as OpenAI does; `param` is the field's path inside its source.
@@ -224,3 +230,4 @@ def _server_error(request, exc: Exception):
 # --- Routers ---------------------------------------------------------------------------------
 
 api.add_router("", "accounts.api.router")
+api.add_router("", "billing.api.router")

@@ -305,6 +305,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},  # one INFO line per upstream request is noise
         # uvicorn's access log prints full URLs (?key=...): route it through the redacting handler.
         "uvicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },

@@ -42,6 +42,8 @@ def dataplane_view(protocol: Protocol | Callable = request_protocol):
                     response = await view(request, principal, *args, **kwargs)
                 except GatewayError as error:
                     response = error_response(caller, error)
+                if "X-Org-Quota-Remaining-Credits" not in response:
+                    # Billed calls set these from their hold; other answers read them now.
                     for name, value in (await current_headers(principal)).items():
                         response.headers.setdefault(name, value)
             response["X-Request-ID"] = request_id

@@ -28,6 +28,10 @@ def test_document_lists_every_endpoint(schema):
         ("DELETE", "/api/v1/keys/{key_id}"),
         ("POST", "/api/v1/keys/{key_id}/roll"),
         ("POST", "/api/v1/keys/{key_id}/revoke"),
+        ("GET", "/api/v1/usage"),
+        ("GET", "/api/v1/usage/records"),
+        ("GET", "/api/v1/billing/transactions"),
+        ("GET", "/api/v1/account"),
     }
 
 
@@ -60,6 +64,25 @@ def test_create_documents_its_body_and_the_one_time_secret(schema):
     assert "key" not in schema["components"]["schemas"]["KeyOut"]["properties"]
     # The PATCH body does not advertise a group it will refuse.
     assert "group_id" not in schema["components"]["schemas"]["KeyUpdateIn"]["properties"]
+
+
+def test_usage_report_documents_its_csv_form_and_the_404_for_a_foreign_key(schema):
+    report = schema["paths"]["/api/v1/usage"]["get"]
+    assert set(report["responses"]["200"]["content"]) == {"application/json", "text/csv"}
+    parameters = {parameter["name"] for parameter in report["parameters"]}
+    assert parameters == {
+        "api_key_id",
+        "model",
+        "family",
+        "since",
+        "until",
+        "group_by",
+        "format",
+    }
+    records = schema["paths"]["/api/v1/usage/records"]["get"]
+    assert {"page", "page_size", "api_key_id"} <= {p["name"] for p in records["parameters"]}
+    for operation in (report, records):
+        assert {"400", "401", "404"} <= set(operation["responses"])
 
 
 def test_docs_page_loads_only_our_own_static_files(client, db):

@@ -1,0 +1,353 @@
+"""The text routes in process: validation, routing, billing and upstream failures.
+
+Streams, real SDKs and client disconnects are tested against a live server in tests/clients.
+"""
+
+import json
+import logging
+
+import httpx
+import pytest
+import respx
+
+from billing.models import Hold, LedgerEntry, UsageRecord, Wallet
+from billing.pricing import TokenUsage, text_cost
+from billing.services import wallet_problems
+from generation import catalogue
+from generation.dataplane import text
+from generation.demo_catalogue import seed_catalogue
+from generation.models import AIModel, Channel, ChannelMode
+from tests.factories import fund, issue_key
+
+pytestmark = pytest.mark.django_db
+M = 1_000_000
+
+
+@pytest.fixture(autouse=True)
+def _fresh_catalogue():
+    catalogue.forget()
+    yield
+    catalogue.forget()
+
+
+@pytest.fixture
+def demo(world):
+    groups = seed_catalogue()
+    fund(world.account, 20)
+    return {
+        slug: issue_key(world.account, groups[slug], actor=world.owner)[1]
+        for slug in ("claude-default", "gemini-default", "default")
+    }
+
+
+def post(client, path, key, body, **headers):
+    return client.post(
+        path,
+        data=json.dumps(body) if not isinstance(body, bytes | str) else body,
+        content_type="application/json",
+        headers={"x-api-key": key, **headers},
+    )
+
+
+def chat(client, key, model="gpt-4.1", **extra):
+    body = {"model": model, "messages": [{"role": "user", "content": "Hello"}], **extra}
+    return post(client, "/v1/chat/completions", key, body)
+
+
+def drain(world):
+    """Spend the wallet down to nothing, through the books."""
+    from billing.services import wallet_admin_adjust
+
+    available = Wallet.objects.get(account=world.account).available
+    wallet_admin_adjust(account=world.account, amount=-available, actor=world.owner, note="drain")
+
+
+def nothing_held(account):
+    assert not Hold.objects.filter(status="open").exists()
+    assert Wallet.objects.get(account=account).held == 0
+    assert wallet_problems(account.pk) == []
+
+
+def test_a_call_is_billed_at_its_actual_usage(client, world, demo):
+    response = chat(client, demo["default"], max_tokens=100)
+    assert response.status_code == 200
+    record = UsageRecord.objects.get()
+    model = AIModel.objects.get(slug="gpt-4.1")
+    expected = text_cost(
+        model, 1, TokenUsage(input_tokens=record.input_tokens, output_tokens=record.output_tokens)
+    )
+    assert record.credits == expected > 0
+    assert record.protocol == "openai" and not record.stream
+    assert record.request_id == response.headers["X-Request-ID"]
+    usage = response.json()["usage"]
+    assert usage["prompt_tokens"] == record.input_tokens
+    assert usage["completion_tokens"] == record.output_tokens
+    charge = LedgerEntry.objects.get(kind="charge")
+    assert -charge.amount == record.credits
+    nothing_held(world.account)
+
+
+def test_success_answers_carry_wallet_and_limit_headers(client, world, demo):
+    response = chat(client, demo["default"])
+    available = Wallet.objects.get(account=world.account).available
+    assert float(response.headers["X-Org-Quota-Remaining-Credits"]) == available / M
+    assert "X-Quota-Remaining-Credits" not in response.headers
+    groups = seed_catalogue()
+    _, limited = issue_key(world.account, groups["default"], quota=5 * M, rate_limit_1d=2 * M)
+    response = chat(client, limited)
+    assert response.status_code == 200
+    assert float(response.headers["X-Quota-Remaining-Credits"]) < 5
+    assert response.headers["X-RateLimit-Limit"] == "2"
+    assert float(response.headers["X-RateLimit-Remaining"]) < 2
+    assert int(response.headers["X-RateLimit-Reset"]) > 0
+
+
+def test_error_answers_carry_the_headers_too(client, world, demo):
+    response = chat(client, demo["default"], model="nope")
+    assert response.status_code == 400
+    assert response.headers["X-Request-ID"].startswith("req_")
+    assert "X-Org-Quota-Remaining-Credits" in response.headers
+
+
+@pytest.mark.parametrize(
+    ("path", "key", "body", "status", "param"),
+    [
+        ("/v1/chat/completions", "default", b"{not json", 400, None),
+        ("/v1/chat/completions", "default", [1, 2], 400, None),
+        ("/v1/chat/completions", "default", {"messages": [{"role": "user", "content": "x"}]},
+         400, "model"),
+        ("/v1/chat/completions", "default", {"model": "gpt-4.1"}, 400, "messages"),
+        ("/v1/chat/completions", "default", {"model": "gpt-4.1", "messages": []}, 400, "messages"),
+        ("/v1/chat/completions", "default",
+         {"model": "gpt-4.1", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"},
+         400, "temperature"),
+        ("/v1/chat/completions", "default",
+         {"model": "gpt-4.1", "messages": [{"role": "user", "content": [
+             {"type": "image_url", "image_url": {"url": "data:image/png;base64,!!!"}}]}]},
+         400, "messages[0].content[0].image_url"),
+        ("/v1/chat/completions", "default",
+         {"model": "gpt-4.1", "messages": [{"role": "user", "content": "x"}],
+          "tools": [{"type": "web_search"}]}, 400, "tools[0].type"),
+        ("/v1/messages", "claude-default",
+         {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "x"}]},
+         400, "max_tokens"),
+        ("/v1/responses", "default", {"model": "gpt-4.1"}, 400, "input"),
+    ],
+)  # fmt: skip
+def test_bad_requests_are_400_naming_the_field_and_hold_nothing(
+    client, world, demo, path, key, body, status, param
+):
+    response = post(client, path, demo[key], body)
+    assert response.status_code == status
+    payload = response.json()
+    if path == "/v1/messages":
+        assert payload["type"] == "error"
+        assert payload["error"]["type"] == "invalid_request_error"
+        assert param in payload["error"]["message"]
+    else:
+        assert payload["error"]["code"] == "invalid_param"
+        assert payload["error"]["param"] == param
+    nothing_held(world.account)
+    assert not UsageRecord.objects.exists()
+
+
+def test_gemini_bad_request_in_googles_envelope(client, world, demo):
+    response = post(
+        client, "/v1beta/models/gemini-2.5-pro:generateContent", demo["gemini-default"],
+        {"contents": []},
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert response.json()["error"]["status"] == "INVALID_ARGUMENT"
+    nothing_held(world.account)
+
+
+def test_oversized_body_is_413(client, world, demo, monkeypatch):
+    monkeypatch.setattr(text, "MAX_BODY_BYTES", 1000)
+    response = chat(client, demo["default"], user="x" * 2000)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+    nothing_held(world.account)
+
+
+def test_unknown_model_and_model_outside_the_group(client, world, demo):
+    unknown = chat(client, demo["default"], model="gpt-99")
+    assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "model_not_found"
+    outside = chat(client, demo["default"], model="claude-sonnet-4-5")
+    assert outside.status_code == 403
+    assert outside.json()["error"]["code"] == "model_not_in_group"
+    image = chat(client, demo["default"], model="gpt-image-1")
+    assert image.status_code == 400 and "/v1/images/generations" in image.json()["error"]["message"]
+    nothing_held(world.account)
+
+
+def test_max_tokens_and_context_window_are_checked(client, world, demo):
+    too_many = chat(client, demo["default"], max_tokens=10**6)
+    assert too_many.status_code == 400 and too_many.json()["error"]["param"] == "max_tokens"
+    AIModel.objects.filter(slug="gpt-4.1").update(context_window=50)
+    catalogue.forget()
+    long = chat(client, demo["default"], messages=[{"role": "user", "content": "word " * 200}])
+    assert long.status_code == 400
+    assert long.json()["error"]["code"] == "context_length_exceeded"
+    nothing_held(world.account)
+
+
+def test_an_empty_wallet_quota_and_caps_refuse_before_the_upstream(client, world, demo):
+    groups = seed_catalogue()
+    _, quota_key = issue_key(world.account, groups["default"], quota=1)
+    chat(client, quota_key)  # spends past the one micro-credit quota
+    refused = chat(client, quota_key)
+    assert refused.status_code == 402 and refused.json()["error"]["code"] == "quota_exceeded"
+    _, capped = issue_key(world.account, groups["default"], rate_limit_5h=1)
+    chat(client, capped)
+    limited = chat(client, capped)
+    assert limited.status_code == 429
+    assert limited.json()["error"]["code"] == "rate_limit_exceeded"
+    assert int(limited.headers["X-RateLimit-Reset"]) > 0
+    Wallet.objects.filter(account=world.account).update(concurrency_limit=0)
+    busy = chat(client, demo["default"])
+    assert busy.status_code == 429 and busy.json()["error"]["code"] == "concurrency_limit"
+    Wallet.objects.filter(account=world.account).update(concurrency_limit=25)
+    drain(world)
+    broke = chat(client, demo["default"])
+    assert broke.status_code == 402
+    assert broke.json()["error"]["code"] == "insufficient_balance"
+    nothing_held(world.account)
+
+
+@pytest.mark.parametrize(
+    ("knob", "status", "code"),
+    [
+        ("[sandbox:status=401]", 502, "upstream_error"),
+        ("[sandbox:status=403]", 502, "upstream_error"),
+        ("[sandbox:status=429]", 429, "rate_limit_exceeded"),
+        ("[sandbox:status=500]", 502, "upstream_error"),
+        ("[sandbox:status=503]", 502, "upstream_error"),
+        ("[sandbox:timeout]", 504, "upstream_timeout"),
+    ],
+)
+def test_upstream_failures_are_mapped_and_free(client, world, demo, knob, status, code):
+    before = Wallet.objects.get(account=world.account).balance
+    response = chat(client, demo["default"], messages=[{"role": "user", "content": knob}])
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+    assert Wallet.objects.get(account=world.account).balance == before
+    assert not UsageRecord.objects.exists()
+    assert Hold.objects.get().status == "released"
+    nothing_held(world.account)
+
+
+def test_upstream_failures_in_the_anthropic_envelope(client, world, demo):
+    response = post(
+        client, "/v1/messages", demo["claude-default"],
+        {"model": "claude-sonnet-4-5", "max_tokens": 10,
+         "messages": [{"role": "user", "content": "[sandbox:status=500]"}]},
+    )  # fmt: skip
+    assert response.status_code == 502
+    assert response.json()["error"]["type"] == "api_error"
+
+
+def test_cached_tokens_are_billed_at_the_cache_price(client, world, demo):
+    system = "You follow the house style. " * 200  # long enough for the sandbox to "cache"
+    response = chat(
+        client,
+        demo["default"],
+        messages=[{"role": "system", "content": system}, {"role": "user", "content": "Hi"}],
+    )
+    assert response.status_code == 200
+    record = UsageRecord.objects.get()
+    assert record.cache_read_tokens > 0
+    cached = response.json()["usage"]["prompt_tokens_details"]["cached_tokens"]
+    assert cached == record.cache_read_tokens
+    model = AIModel.objects.get(slug="gpt-4.1")
+    assert record.credits == text_cost(
+        model,
+        1,
+        TokenUsage(
+            input_tokens=record.input_tokens,
+            output_tokens=record.output_tokens,
+            cache_read_tokens=record.cache_read_tokens,
+        ),
+    )
+
+
+def test_any_text_model_is_reachable_from_every_protocol(client, world, demo):
+    key = demo["claude-default"]
+    for model in ("claude-sonnet-4-5", "deepseek-chat", "gemini-2.5-flash"):
+        assert chat(client, key, model=model).status_code == 200
+        message = post(
+            client, "/v1/messages", key,
+            {"model": model, "max_tokens": 20, "messages": [{"role": "user", "content": "x"}]},
+        )  # fmt: skip
+        assert message.status_code == 200 and message.json()["type"] == "message"
+        response = post(client, "/v1/responses", key, {"model": model, "input": "x"})
+        assert response.status_code == 200 and response.json()["object"] == "response"
+        gemini = post(
+            client, f"/v1beta/models/{model}:generateContent", key,
+            {"contents": [{"role": "user", "parts": [{"text": "x"}]}]},
+        )  # fmt: skip
+        assert gemini.status_code == 200 and gemini.json()["candidates"]
+    assert UsageRecord.objects.count() == 12
+    assert wallet_problems(world.account.pk) == []
+
+
+def test_queries_per_call_are_bounded_with_a_warm_key_cache(client, demo):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    chat(client, demo["default"])  # warms the key and catalogue caches
+    with CaptureQueriesContext(connection) as captured:
+        assert chat(client, demo["default"]).status_code == 200
+    statements = [q["sql"] for q in captured if "SAVEPOINT" not in q["sql"]]
+    # The hold: 4 statements; the settlement: 9 (ledger, usage, rollups). Nothing else.
+    assert len(statements) <= 13, "\n".join(statements)
+
+
+@respx.mock
+def test_a_live_channel_sends_its_secret_and_keeps_it_secret(client, world, demo, caplog):
+    caplog.set_level(logging.DEBUG)
+    secret = "sk-live-UPSTREAMsecret0123456789abcdef"
+    channel = Channel.objects.get(slug="openai")
+    channel.mode = ChannelMode.LIVE
+    channel.base_url = "https://upstream.test/v1"
+    channel.set_secret(secret)
+    channel.save()
+    catalogue.forget()
+    route = respx.post("https://upstream.test/v1/chat/completions").mock(
+        return_value=httpx.Response(
+            401, json={"error": {"message": f"Incorrect API key provided: {secret}"}}
+        )
+    )
+    response = chat(client, demo["default"])
+    assert route.called
+    assert route.calls.last.request.headers["authorization"] == f"Bearer {secret}"
+    assert json.loads(route.calls.last.request.content)["model"] == "gpt-4.1"
+    assert response.status_code == 502
+    assert secret not in response.text and "UPSTREAMsecret" not in caplog.text
+    nothing_held(world.account)
+
+    route.mock(return_value=httpx.Response(400, json={"error": {"message": f"bad {secret}"}}))
+    response = chat(client, demo["default"])
+    assert response.status_code == 400 and secret not in response.text
+    assert "[redacted]" in response.json()["error"]["message"]
+
+    route.mock(
+        return_value=httpx.Response(
+            200,
+            json={
+                "id": "chatcmpl-upstream123",
+                "object": "chat.completion",
+                "created": 1,
+                "model": "gpt-4.1-2025",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi!"},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15,
+                          "prompt_tokens_details": {"cached_tokens": 4}},
+            },
+        )
+    )  # fmt: skip
+    response = chat(client, demo["default"])
+    body = response.json()
+    assert body["choices"][0]["message"]["content"] == "Hi!"
+    assert body["id"] != "chatcmpl-upstream123"  # our ids, never the upstream's
+    record = UsageRecord.objects.get()
+    assert (record.input_tokens, record.cache_read_tokens, record.output_tokens) == (8, 4, 3)
