@@ -22,6 +22,7 @@ BYTESPIKE_SANDBOX_TIMEOUT_RATE, BYTESPIKE_SANDBOX_CUT_RATE (fractions of calls, 
 import asyncio
 import hashlib
 import json
+import logging
 import math
 import random
 import re
@@ -49,6 +50,7 @@ from generation.protocols.internal import (
     Usage,
 )
 
+logger = logging.getLogger(__name__)
 KNOB = re.compile(r"\[sandbox:(\w+)(?:=([^\]]*))?\]")
 GEMINI_PATH = re.compile(
     r"/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent)$"
@@ -300,9 +302,17 @@ class _FrameStream(httpx.AsyncByteStream):
 
     async def __aiter__(self):
         stop_at = len(self.frames) // 2 if self.cut else None
-        for number, frame in enumerate(self.frames):
-            if number == stop_at:
-                raise httpx.RemoteProtocolError("sandbox dropped the connection")
-            if number:
-                await _sleep_ms(self.delay_ms)
-            yield frame
+        sent = 0
+        try:
+            for number, frame in enumerate(self.frames):
+                if number == stop_at:
+                    raise httpx.RemoteProtocolError("sandbox dropped the connection")
+                if number:
+                    await _sleep_ms(self.delay_ms)
+                yield frame
+                sent += 1
+        finally:
+            if sent < len(self.frames) and stop_at is None:
+                logger.info(
+                    "sandbox stream closed early: %d of %d frames sent", sent, len(self.frames)
+                )

@@ -18,6 +18,15 @@ from tests.factories import MembershipFactory, UserFactory, fund, issue_key
 from tests.processes import ROOT, embedded_env, free_port, wait_until
 
 
+class Gateway(str):
+    """The server's base URL (a str, for the SDKs) that also knows where its log is."""
+
+    def __new__(cls, base: str, log):
+        gateway = super().__new__(cls, base)
+        gateway.log = log
+        return gateway
+
+
 def _database_url() -> str:
     db = settings.DATABASES["default"]
     if db["ENGINE"].endswith("sqlite3"):
@@ -38,10 +47,11 @@ def gateway(tmp_path_factory, django_db_setup, django_db_blocker):
     if os.environ.get("REDIS_URL"):
         env["REDIS_URL"] = os.environ["REDIS_URL"]
     port = free_port()
+    log = tmp_path_factory.mktemp("logs") / "gateway.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "console.asgi:application", "--lifespan", "off",
          "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env=env,
+        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
 
@@ -52,7 +62,7 @@ def gateway(tmp_path_factory, django_db_setup, django_db_blocker):
             return False
 
     assert wait_until(up, 30), "the gateway did not start"
-    yield base
+    yield Gateway(base, log)
     process.terminate()
     process.wait(timeout=20)
 
