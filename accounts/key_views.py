@@ -5,6 +5,7 @@ it. Those responses are marked ``no-store``; no page, row, message or log shows 
 """
 
 from decimal import Decimal
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -19,8 +20,10 @@ from accounts import keys, permissions, selectors
 from accounts.decorators import account_view
 from accounts.key_forms import ApiKeyCreateForm, ApiKeyEditForm, ManagementKeyCreateForm
 from accounts.models import ApiKey, RoutingGroup
+from billing import charts
 from billing.money import format_credits
 from billing.pricing import apply_multiplier
+from billing.reports import key_spend, key_totals, usage_filter_from, usage_report
 from generation.models import Family
 from generation.selectors import models_in_group
 
@@ -54,6 +57,36 @@ def _present_key(key: ApiKey, membership) -> ApiKey:
     else:
         key.creator_label = "—"
     return key
+
+
+def _attach_spend(account, api_keys: list[ApiKey]) -> list[ApiKey]:
+    """Each key's spend over 30 days and lifetime (against its quota): two queries in all."""
+    recent = key_spend(account, api_keys)
+    lifetime = key_totals(api_keys)
+    for key in api_keys:
+        key.spend_30d = recent.get(key.pk, 0)
+        key.spend_total = lifetime.get(key.pk, 0)
+    return api_keys
+
+
+def _key_usage(request, key: ApiKey) -> dict:
+    """A key's page shows its spend and its daily spend over the usage page's default period."""
+    flt = usage_filter_from(request.account, {"api_key_id": key.public_id})
+    report = usage_report(request.account, flt)
+    chart = charts.time_columns(
+        report.buckets,
+        since=flt.since,
+        until=flt.until,
+        hourly=False,
+        id="key-usage-chart",
+        title=f"Daily spend of {key.name}",
+        height=200,
+    )
+    return {
+        "usage_report": report,
+        "usage_chart": chart,
+        "usage_url": f"{reverse('billing:usage')}?{urlencode({'api_key_id': key.public_id})}",
+    }
 
 
 def price_label(micros: int) -> str:
@@ -153,9 +186,10 @@ def _no_store(response):
 
 def _list_context(request, **extra) -> dict:
     membership = request.membership
-    api_keys = [
-        _present_key(key, membership) for key in selectors.api_keys_for_account(request.account)
-    ]
+    api_keys = _attach_spend(
+        request.account,
+        [_present_key(key, membership) for key in selectors.api_keys_for_account(request.account)],
+    )
     context = {
         "keys": api_keys,
         "can_create": membership.can(permissions.MANAGE_OWN_KEYS),
@@ -245,7 +279,10 @@ def _render_detail(request, key: ApiKey, partial: str | None = None, status=200,
 @account_view()
 def key_detail(request, public_id):
     key = selectors.api_key_get_for_account(account=request.account, public_id=public_id)
-    return _render_detail(request, _present_key(key, request.membership))
+    _attach_spend(request.account, [key])
+    return _render_detail(
+        request, _present_key(key, request.membership), **_key_usage(request, key)
+    )
 
 
 @require_POST
@@ -294,10 +331,14 @@ def key_revoke(request, public_id):
     key = _key_for_change(request, public_id)
     key = _present_key(keys.api_key_revoke(key=key, actor=request.user), request.membership)
     if request.htmx and request.htmx.target == f"key-row-{key.public_id}":
+        _attach_spend(request.account, [key])
         response = render(request, "accounts/keys/list.html#key-row", {"key": key})
         return _announce(response, f"Revoked {key.name}.")
     if request.htmx:
-        response = _render_detail(request, key, "key-detail", notice="Key revoked.")
+        _attach_spend(request.account, [key])
+        response = _render_detail(
+            request, key, "key-detail", notice="Key revoked.", **_key_usage(request, key)
+        )
         return _announce(response, f"Revoked {key.name}.")
     messages.success(request, f"Revoked {key.name}.")
     return redirect("accounts:key-detail", public_id=key.public_id)

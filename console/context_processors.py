@@ -4,13 +4,14 @@ from django.utils.functional import SimpleLazyObject
 
 from accounts.permissions import ROLES_WITH
 from accounts.selectors import membership_current, memberships_for_user
+from billing.models import Wallet
 
 NAV = [
     ("console:dashboard", "Dashboard", "home"),
     ("accounts:keys", "API keys", "key"),
     ("accounts:groups", "Models & pricing", "layers"),
-    ("console:usage", "Usage", "chart"),
-    ("console:wallet", "Wallet", "wallet"),
+    ("billing:usage", "Usage", "chart"),
+    ("billing:wallet", "Wallet", "wallet"),
     ("console:playground", "Playground", "spark"),
     ("console:tasks", "Tasks", "list"),
     ("accounts:team", "Team", "users"),
@@ -21,6 +22,7 @@ NAV = [
 NAV_ALSO = {
     "accounts:keys": ("accounts:key-", "accounts:management-key"),
     "accounts:settings": ("accounts:audit",),
+    "billing:wallet": ("billing:redeem", "billing:threshold"),
 }
 
 
@@ -33,6 +35,21 @@ def _permissions(membership) -> dict[str, bool]:
     if not membership:
         return {}
     return {permission: membership.can(permission) for permission in ROLES_WITH}
+
+
+def _low_balance(membership):
+    """The wallet, when its available balance is below the alert threshold; else None.
+
+    One small query, made only when a page draws the banner (the console layout does).
+    """
+    if not membership:
+        return None
+    wallet = (
+        Wallet.objects.filter(account_id=membership.account_id)
+        .only("balance", "held", "low_balance_threshold")
+        .first()
+    )
+    return wallet if wallet is not None and wallet.is_low else None
 
 
 def console(request) -> dict:
@@ -58,4 +75,5 @@ def console(request) -> dict:
         "membership": membership,
         "can": SimpleLazyObject(lambda: _permissions(membership)),
         "user_memberships": SimpleLazyObject(lambda: memberships_for_user(user)),
+        "low_balance": SimpleLazyObject(lambda: _low_balance(membership)),
     }

@@ -22,5 +22,6 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("auth/", include("allauth.urls")),
     path("", include("accounts.urls")),
+    path("", include("billing.urls")),
     path("", include(console_patterns)),
 ]

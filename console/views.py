@@ -1,18 +1,52 @@
 """The console's own pages: the dashboard and the sections later issues fill in."""
 
 from django.shortcuts import render
+from django.views.decorators.http import require_GET
 
 from accounts.decorators import account_view
+from accounts.selectors import api_keys_for_account
+from billing import charts
+from billing.models import LedgerKind, UsageRecord
+from billing.reports import (
+    daily_spend_by_key,
+    ledger_for_account,
+    spend_summary,
+    usage_filter_from,
+    usage_records,
+)
+from billing.views import wallet_for
+
+RECENT = 6
 
 
+@require_GET
 @account_view()
 def dashboard(request):
-    return render(request, "console/dashboard.html")
+    """Balance, spend, daily spend by key, and what happened lately (or how to start)."""
+    account = request.account
+    days, series = daily_spend_by_key(account)
+    recent_usage = list(usage_records(account, usage_filter_from(account, {}))[:RECENT])
+    # Holds and releases come and go with every call; the activity list shows money moving.
+    recent_ledger = list(
+        ledger_for_account(account).exclude(kind__in=[LedgerKind.HOLD, LedgerKind.RELEASE])[:RECENT]
+    )
+    has_usage = bool(recent_usage) or UsageRecord.objects.filter(account=account).exists()
+    context = {
+        "wallet": wallet_for(account),
+        "spend": spend_summary(account),
+        "chart": charts.stacked_days(
+            days, series, id="spend-chart", title="Daily spend by key, last 30 days"
+        ),
+        "recent_usage": recent_usage,
+        "recent_ledger": recent_ledger,
+        "has_usage": has_usage,
+    }
+    if not has_usage:
+        context["has_keys"] = api_keys_for_account(account).exists()
+    return render(request, "console/dashboard.html", context)
 
 
 SECTIONS = {
-    "usage": ("Usage", "Spend attribution by key, model and day, with CSV export."),
-    "wallet": ("Wallet", "Balance, holds, the ledger and redemption codes."),
     "playground": ("Playground", "Try text, image and video models with one of your keys."),
     "tasks": ("Tasks", "Async image and video tasks with live status."),
 }

@@ -1,0 +1,357 @@
+"""Server-rendered SVG charts: the dashboard's daily spend by key, the usage page's buckets and a
+key's daily spend.
+
+The geometry is computed here and drawn by ``templates/billing/chart.html``: no chart library,
+no script and no inline styles (the CSP forbids them). Positions and sizes are SVG presentation
+attributes; colours are CSS classes (``series-0`` … ``series-7``) that the legends share.
+Amounts are micro-credits; days and hours are UTC, like the reports.
+"""
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from math import ceil, floor, log10
+
+from billing.templatetags.money import credits, credits_exact
+
+SERIES_COLOURS = 8
+# Keys beyond the first seven are drawn together, in the eighth colour.
+TOP_SERIES = SERIES_COLOURS - 1
+WIDTH = 1080
+ROWS_WIDTH = 900  # horizontal bars carry more text: a narrower box draws it larger
+MAX_ROWS = 12
+LABEL_CHARS = 30
+
+
+@dataclass(frozen=True)
+class Rect:
+    x: float
+    y: float
+    width: float
+    height: float
+    css: str
+    title: str
+
+
+@dataclass(frozen=True)
+class Tick:
+    """A labelled position on an axis (x for the time axis, y for the value axis)."""
+
+    at: float
+    label: str
+
+
+@dataclass(frozen=True)
+class RowLabel:
+    """A horizontal bar's name (left of the plot) and value (right of the bar)."""
+
+    y: float
+    text: str
+    full: str
+    value_x: float
+    value: str
+
+
+@dataclass(frozen=True)
+class LegendItem:
+    css: str
+    name: str
+    total: int
+
+
+@dataclass
+class Chart:
+    id: str
+    title: str
+    description: str
+    kind: str  # "columns" (time on x) or "rows" (ranked horizontal bars)
+    width: int
+    height: int
+    left: float
+    top: float
+    right: float
+    bottom: float
+    rects: list[Rect] = field(default_factory=list)
+    x_ticks: list[Tick] = field(default_factory=list)
+    y_ticks: list[Tick] = field(default_factory=list)
+    rows: list[RowLabel] = field(default_factory=list)
+    legend: list[LegendItem] = field(default_factory=list)
+    # The numbers again, for a visually hidden table (columns, then (label, values, total)).
+    table_columns: list[str] = field(default_factory=list)
+    table_rows: list[tuple[str, list[int], int]] = field(default_factory=list)
+    empty: bool = False
+    hidden_rows: int = 0
+
+    @property
+    def y_label_x(self) -> float:
+        return self.left - 8
+
+    @property
+    def x_label_y(self) -> float:
+        return self.bottom + 18
+
+    @property
+    def label_x(self) -> float:
+        return self.left - 10
+
+
+def nice_step(peak: int, ticks: int = 4) -> int:
+    """A round step (1, 2, 2.5 or 5 times a power of ten) so ``ticks`` steps cover ``peak``."""
+    raw = max(peak / ticks, 1)
+    magnitude = 10 ** floor(log10(raw))
+    factors = (1, 2, 2.5, 5, 10) if magnitude >= 10 else (1, 2, 5, 10)
+    for factor in factors:
+        if factor * magnitude >= raw:
+            return int(factor * magnitude)
+    return int(10 * magnitude)  # pragma: no cover (10x always covers raw)
+
+
+def _value_axis(peak: int, top: float, bottom: float) -> tuple[float, list[Tick]]:
+    """The scale (plot units per micro-credit) and the gridlines of a value axis."""
+    step = nice_step(peak)
+    steps = max(1, ceil(peak / step))
+    scale = (bottom - top) / (step * steps)
+    ticks = [Tick(_r(bottom - step * i * scale), credits_exact(step * i)) for i in range(steps + 1)]
+    return scale, ticks
+
+
+def _r(value: float) -> float:
+    return round(value, 2)
+
+
+def day_label(day: date) -> str:
+    return f"{day.day} {day:%b}"
+
+
+def _shorten(text: str, limit: int = LABEL_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\N{HORIZONTAL ELLIPSIS}"
+
+
+def _day_ticks(days: list[date], left: float, slot: float, most: int = 8) -> list[Tick]:
+    """Day labels, evenly spaced and always including the last (most recent) day."""
+    every = max(1, ceil(len(days) / most))
+    last = len(days) - 1
+    return [
+        Tick(_r(left + (index + 0.5) * slot), day_label(day))
+        for index, day in enumerate(days)
+        if (last - index) % every == 0
+    ]
+
+
+def _top_series(series: list[dict]) -> list[dict]:
+    """The biggest keys get their own colour; the rest are summed as one series."""
+    ranked = sorted(series, key=lambda entry: -entry["total"])
+    kept = [
+        {"name": entry["name"], "values": entry["values"], "css": f"series-{index}"}
+        for index, entry in enumerate(ranked[:TOP_SERIES])
+    ]
+    rest = ranked[TOP_SERIES:]
+    if len(rest) == 1:
+        kept.append({"name": rest[0]["name"], "values": rest[0]["values"], "css": "series-7"})
+    elif rest:
+        kept.append(
+            {
+                "name": f"{len(rest)} other keys",
+                "values": [sum(day) for day in zip(*(e["values"] for e in rest), strict=True)],
+                "css": "series-7",
+            }
+        )
+    return kept
+
+
+def stacked_days(
+    days: list[date], series: list[dict], *, id: str, title: str, height: int = 260
+) -> Chart:
+    """Stacked columns, one per day, one segment per series (``daily_spend_by_key`` rows:
+    ``{"name", "values", "total"}`` with one value per day)."""
+    series = _top_series([entry for entry in series if entry["total"]])
+    chart = Chart(
+        id=id,
+        title=title,
+        description="",
+        kind="columns",
+        width=WIDTH,
+        height=height,
+        left=72,
+        top=12,
+        right=WIDTH - 8,
+        bottom=height - 28,
+    )
+    totals = [sum(entry["values"][index] for entry in series) for index in range(len(days))]
+    peak = max(totals, default=0)
+    chart.legend = [
+        LegendItem(entry["css"], entry["name"], sum(entry["values"])) for entry in series
+    ]
+    chart.table_columns = [entry["name"] for entry in series]
+    chart.table_rows = [
+        (day_label(day), [entry["values"][index] for entry in series], totals[index])
+        for index, day in enumerate(days)
+    ]
+    if days:
+        keys = f", split by {len(series)} key{'s' if len(series) != 1 else ''}" if series else ""
+        chart.description = (
+            f"Daily spend from {day_label(days[0])} to {day_label(days[-1])} (UTC), "
+            f"{credits_exact(sum(totals))} credits in all{keys}."
+        )
+    if not days or peak == 0:
+        chart.empty = True
+        return chart
+    scale, chart.y_ticks = _value_axis(peak, chart.top, chart.bottom)
+    slot = (chart.right - chart.left) / len(days)
+    width = slot * 0.7 if slot >= 6 else slot
+    offset = (slot - width) / 2
+    for index, day in enumerate(days):
+        y = chart.bottom
+        for entry in series:
+            value = entry["values"][index]
+            if value <= 0:
+                continue
+            bar = value * scale
+            y -= bar
+            chart.rects.append(
+                Rect(
+                    _r(chart.left + index * slot + offset),
+                    _r(y),
+                    _r(width),
+                    _r(bar),
+                    entry["css"],
+                    f"{day_label(day)}: {entry['name']}, {credits_exact(value)} credits",
+                )
+            )
+    chart.x_ticks = _day_ticks(days, chart.left, slot)
+    return chart
+
+
+def time_columns(
+    buckets: list[dict],
+    *,
+    since: datetime,
+    until: datetime,
+    hourly: bool,
+    id: str,
+    title: str,
+    height: int = 240,
+) -> Chart:
+    """One column per day or hour between ``since`` and ``until`` (``usage_report`` buckets,
+    whose ``bucket`` is an ISO time); days and hours without usage stay empty."""
+    step = timedelta(hours=1) if hourly else timedelta(days=1)
+    origin = since if hourly else since.replace(hour=0)
+    slots = max(1, ceil((until - origin) / step))
+    chart = Chart(
+        id=id,
+        title=title,
+        description="",
+        kind="columns",
+        width=WIDTH,
+        height=height,
+        left=72,
+        top=12,
+        right=WIDTH - 8,
+        bottom=height - 28,
+    )
+    total = sum(bucket["credits"] for bucket in buckets)
+    unit = "hour" if hourly else "day"
+    chart.description = (
+        f"Spend per {unit} (UTC), {credits_exact(total)} credits in all. "
+        "The table below lists every bucket."
+    )
+    peak = max((bucket["credits"] for bucket in buckets), default=0)
+    if peak <= 0:
+        chart.empty = True
+        return chart
+    scale, chart.y_ticks = _value_axis(peak, chart.top, chart.bottom)
+    slot = (chart.right - chart.left) / slots
+    width = slot * 0.7 if slot >= 6 else slot
+    offset = (slot - width) / 2
+    for bucket in buckets:
+        moment = datetime.fromisoformat(bucket["bucket"])
+        index = int((moment - origin) / step)
+        if not 0 <= index < slots or bucket["credits"] <= 0:
+            continue
+        bar = bucket["credits"] * scale
+        when = f"{day_label(moment.date())}, {moment:%H}:00" if hourly else day_label(moment)
+        chart.rects.append(
+            Rect(
+                _r(chart.left + index * slot + offset),
+                _r(chart.bottom - bar),
+                _r(width),
+                _r(bar),
+                "series-0",
+                f"{when}: {credits_exact(bucket['credits'])} credits, {bucket['calls']} calls",
+            )
+        )
+    if hourly and slots <= 72:
+        chart.x_ticks = [
+            Tick(
+                _r(chart.left + (index + 0.5) * slot),
+                day_label(moment.date()) if moment.hour == 0 else f"{moment:%H}:00",
+            )
+            for index in range(slots)
+            if (moment := origin + index * step).hour % 6 == 0
+        ]
+    elif hourly:
+        days = ceil(slots / 24)
+        every = max(1, ceil(days / 8))
+        chart.x_ticks = [
+            Tick(_r(chart.left + index * slot), day_label(moment.date()))
+            for index in range(0, slots, 24)
+            if (moment := origin + index * step) and (index // 24) % every == 0
+        ]
+    else:
+        chart.x_ticks = _day_ticks(
+            [(origin + index * step).date() for index in range(slots)], chart.left, slot
+        )
+    return chart
+
+
+def ranked_rows(items: list[tuple[str, int]], *, id: str, title: str) -> Chart:
+    """Horizontal bars, biggest first (``items`` are (label, micro-credits), already ranked)."""
+    shown = items[:MAX_ROWS]
+    row_height, label_width, value_width = 28, 200, 100
+    top, bottom_margin = 8, 8
+    height = top + max(1, len(shown)) * row_height + bottom_margin
+    chart = Chart(
+        id=id,
+        title=title,
+        description="",
+        kind="rows",
+        width=ROWS_WIDTH,
+        height=height,
+        left=label_width,
+        top=top,
+        right=ROWS_WIDTH - value_width,
+        bottom=height - bottom_margin,
+        hidden_rows=max(0, len(items) - MAX_ROWS),
+    )
+    total = sum(value for _, value in items)
+    chart.description = (
+        f"Spend of {len(items)} bucket{'s' if len(items) != 1 else ''}, biggest first, "
+        f"{credits_exact(total)} credits in all. The table below lists every bucket."
+    )
+    peak = max((value for _, value in shown), default=0)
+    if peak <= 0:
+        chart.empty = True
+        return chart
+    scale = (chart.right - chart.left) / peak
+    for index, (label, value) in enumerate(shown):
+        y = top + index * row_height
+        bar = max(value * scale, 1.5 if value > 0 else 0)
+        chart.rects.append(
+            Rect(
+                chart.left,
+                _r(y + 5),
+                _r(bar),
+                18,
+                f"series-{min(index, SERIES_COLOURS - 1)}",
+                f"{label}: {credits_exact(value)} credits",
+            )
+        )
+        chart.rows.append(
+            RowLabel(
+                _r(y + 14),
+                _shorten(label),
+                label,
+                _r(chart.left + bar + 8),
+                credits(value),
+            )
+        )
+    return chart

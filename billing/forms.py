@@ -1,0 +1,99 @@
+"""Forms of the wallet and usage pages.
+
+The filter forms only draw the controls and show a complaint: the parsing belongs to
+``billing.reports`` (``usage_filter_from``, ``ledger_filter_from``), which the CSV export and the
+management API share, so a page and its export read the same parameters the same way. Amounts
+are typed in credits and parsed with ``billing.money``.
+"""
+
+from django import forms
+
+from billing.models import LedgerKind
+from billing.money import AmountError, to_credits, to_micros
+from billing.reports import FilterError
+from generation.models import Family
+
+GROUP_BY_CHOICES = [("day", "Day"), ("hour", "Hour"), ("model", "Model"), ("api_key", "Key")]
+
+
+class DateInput(forms.DateInput):
+    input_type = "date"
+
+
+def _select(label: str, choices) -> forms.CharField:
+    # A CharField, not a ChoiceField: an unknown value is the report parser's to refuse, with
+    # the same message the API gives.
+    return forms.CharField(label=label, required=False, widget=forms.Select(choices=choices))
+
+
+def _date(label: str) -> forms.CharField:
+    return forms.CharField(label=label, required=False, widget=DateInput())
+
+
+class FilterForm(forms.Form):
+    """A filter's controls, bound to the parameters in the URL, with the parser's complaint."""
+
+    def __init__(self, data, *, error: FilterError | None = None, **kwargs):
+        super().__init__(data, **kwargs)
+        self.full_clean()
+        if error is not None:
+            self.add_error(error.field if error.field in self.fields else None, str(error))
+
+
+class UsageFilterForm(FilterForm):
+    api_key_id = _select("Key", [])
+    model = _select("Model", [])
+    family = _select("Family", [("", "All families"), *Family.choices])
+    since = _date("From")
+    until = _date("To")
+    group_by = _select("Group by", GROUP_BY_CHOICES)
+
+    def __init__(self, data, *, keys=(), models=(), **kwargs):
+        super().__init__(data, **kwargs)
+        self.fields["api_key_id"].widget.choices = [("", "All keys"), *keys]
+        self.fields["model"].widget.choices = [("", "All models"), *models]
+
+
+class LedgerFilterForm(FilterForm):
+    kind = _select(
+        "Kind",
+        [("", "Balance changes"), ("all", "Everything, with holds"), *LedgerKind.choices],
+    )
+    since = _date("From")
+    until = _date("To")
+
+
+class RedeemForm(forms.Form):
+    code = forms.CharField(
+        label="Redemption code",
+        max_length=64,
+        widget=forms.TextInput(
+            attrs={
+                "autocomplete": "off",
+                "spellcheck": "false",
+                "autocapitalize": "characters",
+                "placeholder": "BYTS-XXXX-XXXX-XXXX-XXXX",
+            }
+        ),
+    )
+
+
+def credits_text(micros: int) -> str:
+    """An amount as typed in a form: 12.5, not 12.500000."""
+    text = f"{to_credits(micros):f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+class ThresholdForm(forms.Form):
+    threshold = forms.CharField(
+        label="Alert below (credits)",
+        required=False,
+        help_text="0 turns the alert off.",
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
+    )
+
+    def clean_threshold(self) -> int:
+        try:
+            return to_micros(self.cleaned_data["threshold"].replace(",", ""))
+        except AmountError as error:
+            raise forms.ValidationError(str(error)) from None

@@ -1,0 +1,138 @@
+"""An owner narrows the usage report to one key, reloads the URL as a bookmark, and downloads the
+same report as CSV: in Chromium, through the real pages."""
+
+import csv
+import re
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from accounts.models import Role, RoutingGroup
+from billing import services
+from generation.models import AIModel, Channel
+from tests.factories import (
+    PASSWORD,
+    AccountFactory,
+    MembershipFactory,
+    UserFactory,
+    fund,
+    issue_key,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def catalogue() -> tuple[RoutingGroup, AIModel]:
+    group = RoutingGroup.objects.create(
+        slug="default", name="Default", description="Every model.", rate_multiplier="1.000"
+    )
+    channel = Channel.objects.create(slug="sandbox-test", name="Sandbox", kind="openai")
+    model = AIModel.objects.create(
+        slug="gpt-4.1",
+        display_name="GPT-4.1",
+        family="text",
+        channel=channel,
+        upstream_model="gpt-4.1",
+        input_price=2_000_000,
+        output_price=8_000_000,
+    )
+    model.groups.set([group])
+    return group, model
+
+
+def bill(key, model, reference: str, charge: int, *, days_ago: int = 0, tokens=(0, 0)):
+    """A billed call through the real path: a hold, then its settlement at a past time."""
+    services.hold_place(
+        account_id=key.account_id, reference=reference, amount=charge, api_key_id=key.pk
+    )
+    services.hold_settle(
+        reference=reference,
+        charge=charge,
+        usage=services.UsageFacts(
+            model_id=model.pk,
+            family="text",
+            protocol="openai",
+            api_key_id=key.pk,
+            group_id=key.group_id,
+            input_tokens=tokens[0],
+            output_tokens=tokens[1],
+            latency_ms=850,
+        ),
+        at=timezone.now() - timedelta(days=days_ago),
+    )
+
+
+def test_filter_usage_by_key_bookmark_it_and_download_the_same_csv(live_server, page, shot):
+    group, model = catalogue()
+    owner = UserFactory(email="owner@example.com", name="Olive Owner")
+    account = AccountFactory(name="Usage Co")
+    MembershipFactory(account=account, user=owner, role=Role.OWNER)
+    fund(account, 50)
+    checkout, _ = issue_key(account, group, name="Checkout service")
+    batch, _ = issue_key(account, group, name="Nightly batch")
+    bill(checkout, model, "req_1", 1_250_000, tokens=(1200, 300))
+    bill(checkout, model, "req_2", 730_500, days_ago=1, tokens=(800, 120))
+    bill(checkout, model, "req_3", 2_000_000, days_ago=4, tokens=(2500, 900))
+    bill(batch, model, "req_4", 4_100_000, days_ago=1, tokens=(9000, 1500))
+    bill(batch, model, "req_5", 600_000, days_ago=6, tokens=(700, 80))
+
+    page.goto(f"{live_server.url}/")
+    page.get_by_label("Email").fill("owner@example.com")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign In").click()
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    expect(page.locator("#spend-month")).to_have_text("8.68")
+    expect(page.locator("#spend-chart .chart-legend")).to_contain_text("Checkout service")
+    shot(page, "usage-01-dashboard")
+
+    page.get_by_role("navigation", name="Sections").get_by_role("link", name="Usage").click()
+    expect(page.get_by_role("heading", name="Usage", exact=True)).to_be_visible()
+    expect(page.locator("#usage-total-calls")).to_have_text("5")
+    page.evaluate("window.__sameDocument = true")  # survives only if no page load happens
+    shot(page, "usage-02-all-keys")
+
+    # One key, applied in place; the address bar now holds the report.
+    page.get_by_label("Key", exact=True).select_option(label="Checkout service")
+    page.get_by_role("button", name="Apply").click()
+    expect(page).to_have_url(re.compile(rf"[?&]api_key_id={checkout.public_id}(&|$)"))
+    expect(page.locator("#usage-total-calls")).to_have_text("3")
+    expect(page.locator("#usage-total-credits")).to_have_text("3.98")
+    expect(page.get_by_role("button", name="Apply")).to_be_focused()
+    log = page.locator("#usage-log")
+    expect(log).to_contain_text("Checkout service")
+    expect(log).not_to_contain_text("Nightly batch")
+    assert page.evaluate("window.__sameDocument") is True
+    totals = page.locator("#usage-totals td").all_inner_texts()
+    assert totals[0] == "3" and totals[-1] == "3.9805"
+    shot(page, "usage-03-one-key")
+
+    # The URL is a bookmark: a fresh load shows the same filtered report.
+    page.reload()
+    assert page.evaluate("window.__sameDocument") is None
+    expect(page.get_by_label("Key", exact=True)).to_have_value(checkout.public_id)
+    expect(page.locator("#usage-total-calls")).to_have_text("3")
+    assert page.locator("#usage-totals td").all_inner_texts() == totals
+    shot(page, "usage-04-bookmark-reloaded")
+
+    # The CSV is the same report: its totals row is the page's.
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Download CSV").click()
+    download = download_info.value
+    assert download.suggested_filename.endswith("-by-day.csv")
+    with open(download.path(), newline="", encoding="utf-8") as file:
+        header, *days, total = list(csv.reader(file))
+    assert header[0] == "day" and header[-1] == "credits"
+    assert len(days) == 3
+    assert total == ["Total", *(cell.replace(",", "") for cell in totals)]
+
+    # Grouped by key, the other key is back, with its name in the chart.
+    page.get_by_label("Key", exact=True).select_option(label="All keys")
+    page.get_by_label("Group by").select_option(label="Key")
+    page.get_by_role("button", name="Apply").click()
+    expect(page).to_have_url(re.compile(r"group_by=api_key"))
+    expect(page).not_to_have_url(re.compile("api_key_id="))
+    expect(page.locator("#usage-chart svg")).to_contain_text("Nightly batch")
+    expect(page.locator("#usage-total-calls")).to_have_text("5")
+    shot(page, "usage-05-by-key")
