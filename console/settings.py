@@ -110,7 +110,16 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Under ASGI each request runs its sync work in a thread of its own, so per-thread persistent
+    # connections are never reused; a pool is what avoids a new connection per request.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": int(os.environ.get("DATABASE_POOL_MIN", "2")),
+        "max_size": int(os.environ.get("DATABASE_POOL_MAX", "20")),
+        "timeout": 10,
+    }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web process read while the worker writes; IMMEDIATE takes the write lock at
     # the start of a transaction so concurrent writers wait (busy timeout) instead of failing.
     DATABASES["default"]["OPTIONS"] = {
@@ -336,6 +345,8 @@ BYTESPIKE_KEY_CACHE_SECONDS = float(
 # the given number of trusted proxies from the right. Empty: the socket's peer address.
 BYTESPIKE_CLIENT_IP_HEADER = os.environ.get("BYTESPIKE_CLIENT_IP_HEADER", "")
 BYTESPIKE_TRUSTED_PROXIES = int(os.environ.get("BYTESPIKE_TRUSTED_PROXIES", "1"))
+# The HTTP client stack for live upstreams: "httpx" (httpcore) or "aiohttp" (httpx-aiohttp).
+BYTESPIKE_UPSTREAM_TRANSPORT = os.environ.get("BYTESPIKE_UPSTREAM_TRANSPORT", "httpx")
 # The built-in sandbox upstream (generation/providers/sandbox.py): a little latency by default so
 # the demo streams visibly; the fault rates are for load tests.
 BYTESPIKE_SANDBOX_LATENCY_MS = float(os.environ.get("BYTESPIKE_SANDBOX_LATENCY_MS", "120"))

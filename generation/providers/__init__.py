@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
+from django.conf import settings
 from httpx_sse import EventSource
 
 from generation.models import Channel, ChannelKind
@@ -130,6 +131,10 @@ def client_for(route: ChannelRoute) -> httpx.AsyncClient:
             from generation.providers.sandbox import SandboxTransport
 
             transport = SandboxTransport(kind=route.kind)
+        elif settings.BYTESPIKE_UPSTREAM_TRANSPORT == "aiohttp":
+            from httpx_aiohttp import AiohttpTransport
+
+            transport = AiohttpTransport(limits=LIMITS)
         else:
             transport = httpx.AsyncHTTPTransport(limits=LIMITS, retries=1)
         client = httpx.AsyncClient(
