@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
@@ -129,19 +130,43 @@ def _check(principal: KeyPrincipal, request) -> None:
         )
 
 
-async def _cache_get(name: str):
+def _verify(digest: str) -> KeyPrincipal | None:
+    """Look the key up (cache, then database) and note its use; one thread hop for all of it."""
+    name = cache_key_for(digest)
     try:
-        return await cache.aget(name)
-    except Exception:
+        principal = cache.get(name)
+    except Exception:  # without the cache, the database answers
         logger.warning("key cache unavailable", exc_info=True)
-        return None
+        principal = None
+    if principal is None:
+        key = ApiKey.objects.filter(digest=digest).first()
+        if key is None:
+            return None
+        principal = KeyPrincipal.from_key(key)
+        try:
+            cache.set(name, principal, settings.BYTESPIKE_KEY_CACHE_SECONDS)
+        except Exception:
+            logger.warning("key cache unavailable", exc_info=True)
+    return principal
 
 
-async def _cache_set(name: str, value, timeout: int) -> None:
+def note_use(key_id: int) -> None:
+    """Record last use at most once a minute per key (one cache add, rarely one UPDATE)."""
     try:
-        await cache.aset(name, value, timeout)
-    except Exception:
-        logger.warning("key cache unavailable", exc_info=True)
+        first_this_minute = cache.add(f"apikey-used:{key_id}", 1, LAST_USED_EVERY_SECONDS)
+    except Exception:  # not worth failing a request over
+        return
+    if first_this_minute:
+        ApiKey.objects.filter(pk=key_id).update(last_used_at=timezone.now())
+
+
+def _authenticate(digest: str, request) -> KeyPrincipal:
+    principal = _verify(digest)
+    if principal is None:
+        raise _invalid()
+    _check(principal, request)
+    note_use(principal.key_id)
+    return principal
 
 
 async def authenticate_inference(request) -> KeyPrincipal:
@@ -153,27 +178,7 @@ async def authenticate_inference(request) -> KeyPrincipal:
         raise _invalid("Management keys only work on the management API (/api/v1).")
     if not INFERENCE_KEY_RE.fullmatch(secret):
         raise _invalid()
-    digest = key_digest(secret)
-    principal = await _cache_get(cache_key_for(digest))
-    if principal is None:
-        key = await ApiKey.objects.filter(digest=digest).afirst()
-        if key is None:
-            raise _invalid()
-        principal = KeyPrincipal.from_key(key)
-        await _cache_set(cache_key_for(digest), principal, settings.BYTESPIKE_KEY_CACHE_SECONDS)
-    _check(principal, request)
-    await _note_use(principal.key_id)
-    return principal
-
-
-async def _note_use(key_id: int) -> None:
-    """Record last use at most once a minute per key (one cache add, rarely one UPDATE)."""
-    try:
-        first_this_minute = await cache.aadd(f"apikey-used:{key_id}", 1, LAST_USED_EVERY_SECONDS)
-    except Exception:
-        return
-    if first_this_minute:
-        await ApiKey.objects.filter(pk=key_id).aupdate(last_used_at=timezone.now())
+    return await sync_to_async(_authenticate)(key_digest(secret), request)
 
 
 def authenticate_management(request) -> ManagementKey:

@@ -237,6 +237,54 @@ class WalletState:
         return self.balance - self.held
 
 
+# --- Holds: the hot path ---------------------------------------------------------------------
+# Every data-plane call places a hold and settles or releases it, so these run as a few plain SQL
+# statements (portable between PostgreSQL and SQLite) rather than through the ORM.
+
+
+def _table(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _db_value(value):
+    if isinstance(value, datetime):
+        return connection.ops.adapt_datetimefield_value(value)
+    return value
+
+
+def _execute(sql: str, params=()) -> tuple | None:
+    """Run one statement; its first row (RETURNING or SELECT), if any."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [_db_value(p) for p in params])
+        return cursor.fetchone() if cursor.description else None
+
+
+def _insert(model, values: dict, *, suffix: str = "") -> tuple | None:
+    names = ", ".join(connection.ops.quote_name(c) for c in values)
+    marks = ", ".join(["%s"] * len(values))
+    return _execute(
+        f"INSERT INTO {_table(model)} ({names}) VALUES ({marks}) {suffix}", list(values.values())
+    )
+
+
+def _ledger_row(account_id, kind, *, amount=0, held_change=0, balance, held, reference, key, at):
+    _insert(
+        LedgerEntry,
+        {
+            "account_id": account_id,
+            "kind": kind,
+            "amount": amount,
+            "held_change": held_change,
+            "balance_after": balance,
+            "held_after": held,
+            "reference": reference,
+            "idempotency_key": key,
+            "description": "",
+            "created_at": at,
+        },
+    )
+
+
 def hold_place(
     *,
     account_id: int,
@@ -250,37 +298,44 @@ def hold_place(
     if amount < 0:
         raise ValueError("A hold cannot be negative.")
     in_flight = 1 if counts_in_flight else 0
-    wallet_table = Wallet._meta.db_table
+    now = timezone.now()
     with transaction.atomic():
-        if Hold.objects.filter(reference=reference).exists():
+        created = _insert(
+            Hold,
+            {
+                "account_id": account_id,
+                "api_key_id": api_key_id,
+                "reference": reference,
+                "amount": amount,
+                "status": HoldStatus.OPEN,
+                "counts_in_flight": bool(in_flight),
+                "charged": 0,
+                "shortfall": 0,
+                "created_at": now,
+            },
+            suffix="ON CONFLICT (reference) DO NOTHING RETURNING id",
+        )
+        if created is None:  # placed before: once is enough
             return wallet_state(account_id)
         # One conditional UPDATE decides: enough available, and room for one more in flight.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {wallet_table} SET held = held + %s, in_flight = in_flight + %s "  # noqa: S608
-                "WHERE account_id = %s AND balance - held >= %s "
-                "AND (%s = 0 OR in_flight < concurrency_limit) RETURNING balance, held",
-                [amount, in_flight, account_id, amount, in_flight],
-            )
-            row = cursor.fetchone()
-        if row is None:
-            _raise_hold_refusal(account_id, amount)
-        state = WalletState(*row)
-        Hold.objects.create(
-            account_id=account_id,
-            api_key_id=api_key_id,
-            reference=reference,
-            amount=amount,
-            counts_in_flight=counts_in_flight,
+        row = _execute(
+            f"UPDATE {_table(Wallet)} SET held = held + %s, in_flight = in_flight + %s "
+            "WHERE account_id = %s AND balance - held >= %s "
+            "AND (%s = 0 OR in_flight < concurrency_limit) RETURNING balance, held",
+            [amount, in_flight, account_id, amount, in_flight],
         )
-        LedgerEntry.objects.create(
-            account_id=account_id,
-            kind=LedgerKind.HOLD,
+        if row is None:
+            _raise_hold_refusal(account_id, amount)  # rolls the hold back
+        state = WalletState(*row)
+        _ledger_row(
+            account_id,
+            LedgerKind.HOLD,
             held_change=amount,
-            balance_after=state.balance,
-            held_after=state.held,
+            balance=state.balance,
+            held=state.held,
             reference=reference,
-            idempotency_key=f"hold:{reference}",
+            key=f"hold:{reference}",
+            at=now,
         )
     return state
 
@@ -334,6 +389,18 @@ class Settlement:
     already_closed: bool = False
 
 
+def _hold_with_locked_wallet(reference: str) -> tuple | None:
+    """The hold and its wallet's figures, with the wallet row locked (PostgreSQL; SQLite's
+    IMMEDIATE transactions serialise writers anyway)."""
+    lock = " FOR UPDATE OF w" if connection.features.has_select_for_update_of else ""
+    return _execute(
+        "SELECT h.id, h.account_id, h.amount, h.counts_in_flight, h.status, w.balance, w.held, "
+        f"w.low_balance_threshold, w.low_balance_alerted FROM {_table(Hold)} h "
+        f"JOIN {_table(Wallet)} w ON w.account_id = h.account_id WHERE h.reference = %s{lock}",
+        [reference],
+    )
+
+
 def hold_settle(
     *, reference: str, charge: int, usage: UsageFacts, at: datetime | None = None
 ) -> Settlement:
@@ -346,71 +413,81 @@ def hold_settle(
         raise ValueError("A charge cannot be negative.")
     at = at or timezone.now()
     with transaction.atomic():
-        hold = Hold.objects.filter(reference=reference).first()
-        if hold is None:
+        row = _hold_with_locked_wallet(reference)
+        if row is None:
             raise Hold.DoesNotExist(reference)
-        if hold.status != HoldStatus.OPEN:
-            return _closed(hold)
-        wallet = _locked_wallet(hold.account_id)
-        covered = wallet.balance - (wallet.held - hold.amount)
-        charged = min(charge, covered)
+        hold_id, account_id, amount, in_flight, status, balance, held, threshold, alerted = row
+        if status != HoldStatus.OPEN:
+            return _closed(hold_id)
+        charged = min(charge, balance - (held - amount))
         shortfall = charge - charged
-        claimed = Hold.objects.filter(pk=hold.pk, status=HoldStatus.OPEN).update(
-            status=HoldStatus.SETTLED, charged=charged, shortfall=shortfall, closed_at=at
+        claimed = _execute(
+            f"UPDATE {_table(Hold)} SET status = %s, charged = %s, shortfall = %s, closed_at = %s "
+            "WHERE id = %s AND status = %s RETURNING id",
+            [HoldStatus.SETTLED, charged, shortfall, at, hold_id, HoldStatus.OPEN],
         )
-        if not claimed:  # a concurrent settle or release won
-            return _closed(Hold.objects.get(pk=hold.pk))
-        wallet.balance -= charged
-        wallet.held -= hold.amount
-        wallet.in_flight -= 1 if hold.counts_in_flight else 0
-        crossed = not wallet.low_balance_alerted and wallet.is_low and charged > 0
-        wallet.low_balance_alerted = wallet.low_balance_alerted or crossed
-        wallet.save(update_fields=["balance", "held", "in_flight", "low_balance_alerted"])
-        _ledger(
-            wallet,
+        if claimed is None:  # a concurrent settle or release won
+            return _closed(hold_id)
+        balance, held = balance - charged, held - amount
+        crossed = bool(charged and not alerted and threshold > 0 and balance - held < threshold)
+        _execute(
+            f"UPDATE {_table(Wallet)} SET balance = %s, held = %s, in_flight = in_flight - %s, "
+            "low_balance_alerted = %s WHERE account_id = %s",
+            [balance, held, 1 if in_flight else 0, bool(alerted or crossed), account_id],
+        )
+        _ledger_row(
+            account_id,
             LedgerKind.CHARGE,
             amount=-charged,
-            held_change=-hold.amount,
+            held_change=-amount,
+            balance=balance,
+            held=held,
             reference=reference,
             key=f"settle:{reference}",
-            created_at=at,
+            at=at,
         )
-        _record_usage(hold, usage, charged, shortfall, at)
+        _record_usage(account_id, reference, usage, charged, shortfall, at)
         if crossed:
             from billing.tasks import low_balance_alert
 
-            low_balance_alert.delay_on_commit(hold.account_id)
+            low_balance_alert.delay_on_commit(account_id)
     if shortfall:
         logger.warning("settle of %s ran short by %d micro-credits", reference, shortfall)
-    return Settlement(charged, shortfall, WalletState(wallet.balance, wallet.held))
+    return Settlement(charged, shortfall, WalletState(balance, held))
 
 
-def _closed(hold: Hold) -> Settlement:
+def _closed(hold_id: int) -> Settlement:
+    hold = Hold.objects.get(pk=hold_id)
     return Settlement(hold.charged, hold.shortfall, wallet_state(hold.account_id), True)
 
 
 def hold_release(*, reference: str) -> bool:
     """Return a hold's credits untouched (the call failed: failed calls are free).
     False when the hold was already closed."""
+    now = timezone.now()
     with transaction.atomic():
-        hold = Hold.objects.filter(reference=reference, status=HoldStatus.OPEN).first()
-        if hold is None:
-            return False
-        wallet = _locked_wallet(hold.account_id)
-        claimed = Hold.objects.filter(pk=hold.pk, status=HoldStatus.OPEN).update(
-            status=HoldStatus.RELEASED, closed_at=timezone.now()
+        row = _execute(
+            f"UPDATE {_table(Hold)} SET status = %s, closed_at = %s "
+            "WHERE reference = %s AND status = %s RETURNING account_id, amount, counts_in_flight",
+            [HoldStatus.RELEASED, now, reference, HoldStatus.OPEN],
         )
-        if not claimed:
+        if row is None:
             return False
-        wallet.held -= hold.amount
-        wallet.in_flight -= 1 if hold.counts_in_flight else 0
-        wallet.save(update_fields=["held", "in_flight"])
-        _ledger(
-            wallet,
+        account_id, amount, in_flight = row
+        balance, held = _execute(
+            f"UPDATE {_table(Wallet)} SET held = held - %s, in_flight = in_flight - %s "
+            "WHERE account_id = %s RETURNING balance, held",
+            [amount, 1 if in_flight else 0, account_id],
+        )
+        _ledger_row(
+            account_id,
             LedgerKind.RELEASE,
-            held_change=-hold.amount,
+            held_change=-amount,
+            balance=balance,
+            held=held,
             reference=reference,
             key=f"release:{reference}",
+            at=now,
         )
     return True
 
@@ -438,28 +515,31 @@ _ROLLUP_FIELDS = (
 )
 
 
-def _record_usage(hold: Hold, usage: UsageFacts, charged: int, shortfall: int, at: datetime):
-    UsageRecord.objects.create(
-        request_id=hold.reference,
-        account_id=hold.account_id,
-        api_key_id=usage.api_key_id,
-        group_id=usage.group_id,
-        model_id=usage.model_id,
-        family=usage.family,
-        protocol=usage.protocol,
-        stream=usage.stream,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cache_read_tokens=usage.cache_read_tokens,
-        cache_write_tokens=usage.cache_write_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
-        images=usage.images,
-        seconds=usage.seconds,
-        credits=charged,
-        shortfall=shortfall,
-        latency_ms=usage.latency_ms,
-        ttft_ms=usage.ttft_ms,
-        created_at=at,
+def _record_usage(account_id, reference, usage: UsageFacts, charged, shortfall, at: datetime):
+    _insert(
+        UsageRecord,
+        {
+            "request_id": reference,
+            "account_id": account_id,
+            "api_key_id": usage.api_key_id,
+            "group_id": usage.group_id,
+            "model_id": usage.model_id,
+            "family": usage.family,
+            "protocol": usage.protocol,
+            "stream": usage.stream,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cache_read_tokens": usage.cache_read_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+            "reasoning_tokens": usage.reasoning_tokens,
+            "images": usage.images,
+            "seconds": usage.seconds,
+            "credits": charged,
+            "shortfall": shortfall,
+            "latency_ms": usage.latency_ms,
+            "ttft_ms": usage.ttft_ms,
+            "created_at": at,
+        },
     )
     amounts = (
         1,
@@ -471,14 +551,13 @@ def _record_usage(hold: Hold, usage: UsageFacts, charged: int, shortfall: int, a
         usage.seconds,
         charged,
     )
-    hour = at.replace(minute=0, second=0, microsecond=0)
     _upsert_add(
         UsageRollup,
         keys={
-            "account_id": hold.account_id,
+            "account_id": account_id,
             "api_key_id": usage.api_key_id,
             "model_id": usage.model_id,
-            "hour": hour,
+            "hour": at.replace(minute=0, second=0, microsecond=0),
         },
         extra={"family": usage.family},
         amounts=dict(zip(_ROLLUP_FIELDS, amounts, strict=True)),
@@ -497,28 +576,15 @@ def _record_usage(hold: Hold, usage: UsageFacts, charged: int, shortfall: int, a
 
 def _upsert_add(model, *, keys: dict, amounts: dict, extra: dict | None = None) -> None:
     """INSERT a row, or add ``amounts`` to the existing one (one statement, no lock dance)."""
-    table = connection.ops.quote_name(model._meta.db_table)
-    columns = {**keys, **(extra or {}), **amounts}
-    names = ", ".join(connection.ops.quote_name(c) for c in columns)
-    placeholders = ", ".join(["%s"] * len(columns))
-    conflict = ", ".join(connection.ops.quote_name(c) for c in keys)
-    updates = ", ".join(
-        f"{connection.ops.quote_name(c)} = {table}.{connection.ops.quote_name(c)} + "
-        f"excluded.{connection.ops.quote_name(c)}"
-        for c in amounts
+    table = _table(model)
+    quote = connection.ops.quote_name
+    conflict = ", ".join(quote(c) for c in keys)
+    updates = ", ".join(f"{quote(c)} = {table}.{quote(c)} + excluded.{quote(c)}" for c in amounts)
+    _insert(
+        model,
+        {**keys, **(extra or {}), **amounts},
+        suffix=f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}",
     )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} ({names}) VALUES ({placeholders}) "  # noqa: S608
-            f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}",
-            [_db_value(v) for v in columns.values()],
-        )
-
-
-def _db_value(value):
-    if isinstance(value, datetime):
-        return connection.ops.adapt_datetimefield_value(value)
-    return value
 
 
 def key_spend_prune(*, older_than: timedelta = timedelta(days=8)) -> int:

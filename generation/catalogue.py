@@ -12,6 +12,7 @@ from accounts.models import RoutingGroup
 from generation.dataplane.errors import GatewayError
 from generation.models import AIModel
 from generation.providers import ChannelRoute
+from generation.selectors import models_in_group
 
 CATALOGUE_TTL_SECONDS = 10.0
 
@@ -60,3 +61,18 @@ async def _lookup(group_id: int, slug: str) -> Target | GatewayError:
 def forget() -> None:
     """Drop what this process remembers (tests, and after staff edits in this process)."""
     _cache.clear()
+    _listing.clear()
+
+
+_listing: dict[int, tuple[float, tuple]] = {}
+
+
+async def group_listing(group_id: int):
+    """The group and its active models (for /v1/models), remembered like resolve_model."""
+    hit = _listing.get(group_id)
+    if hit is None or hit[0] < time.monotonic():
+        group = await RoutingGroup.objects.aget(pk=group_id)
+        models = [model async for model in models_in_group(group_id)]
+        hit = (time.monotonic() + CATALOGUE_TTL_SECONDS, (group, models))
+        _listing[group_id] = hit
+    return hit[1]

@@ -49,6 +49,10 @@ def _fast_and_isolated(settings):
     cache = dict(settings.CACHES["default"])
     cache["KEY_PREFIX"] = f"test-{uuid.uuid4().hex}"
     settings.CACHES = {"default": cache}
+    # Row ids repeat between tests (rolled back), so nothing remembered by id may carry over.
+    from generation import catalogue
+
+    catalogue.forget()
 
 
 @dataclass

@@ -8,15 +8,14 @@ from django.views.decorators.http import require_GET
 from accounts.keyauth import KeyPrincipal
 from accounts.models import RoutingGroup
 from billing.pricing import price_card
+from generation.catalogue import group_listing
 from generation.dataplane.base import dataplane_view
 from generation.dataplane.errors import Protocol
 from generation.models import AIModel, Family
-from generation.selectors import models_in_group
 
 
 async def _group_and_models(principal: KeyPrincipal) -> tuple[RoutingGroup, list[AIModel]]:
-    group = await RoutingGroup.objects.aget(pk=principal.group_id)
-    return group, [model async for model in models_in_group(principal.group_id)]
+    return await group_listing(principal.group_id)
 
 
 def _openai_entry(model: AIModel, group: RoutingGroup) -> dict:

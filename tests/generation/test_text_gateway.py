@@ -5,10 +5,10 @@ Streams, real SDKs and client disconnects are tested against a live server in te
 
 import json
 import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
-import respx
 
 from billing.models import Hold, LedgerEntry, UsageRecord, Wallet
 from billing.pricing import TokenUsage, text_cost
@@ -302,38 +302,77 @@ def test_queries_per_call_are_bounded_with_a_warm_key_cache(client, demo):
     assert len(statements) <= 13, "\n".join(statements)
 
 
-@respx.mock
-def test_a_live_channel_sends_its_secret_and_keeps_it_secret(client, world, demo, caplog):
+class Upstream:
+    """A real HTTP server standing in for a provider: it records what it receives and answers
+    with what the test queued (so the production transport, sockets and all, is exercised)."""
+
+    def __init__(self):
+        self.answers: list[tuple[int, dict]] = []
+        self.requests: list[dict] = []
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["content-length"]))
+                upstream.requests.append(
+                    {"path": self.path, "headers": dict(self.headers), "json": json.loads(body)}
+                )
+                status, payload = upstream.answers.pop(0)
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def upstream():
+    server = Upstream()
+    yield server
+    server.server.shutdown()
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+def test_a_live_channel_sends_its_secret_and_keeps_it_secret(
+    client, world, demo, caplog, upstream, settings, transport
+):
+    settings.BYTESPIKE_UPSTREAM_TRANSPORT = transport
     caplog.set_level(logging.DEBUG)
     secret = "sk-live-UPSTREAMsecret0123456789abcdef"
     channel = Channel.objects.get(slug="openai")
     channel.mode = ChannelMode.LIVE
-    channel.base_url = "https://upstream.test/v1"
+    channel.base_url = f"{upstream.url}/v1"
     channel.set_secret(secret)
     channel.save()
     catalogue.forget()
-    route = respx.post("https://upstream.test/v1/chat/completions").mock(
-        return_value=httpx.Response(
-            401, json={"error": {"message": f"Incorrect API key provided: {secret}"}}
-        )
-    )
+    upstream.answers.append((401, {"error": {"message": f"Incorrect API key provided: {secret}"}}))
     response = chat(client, demo["default"])
-    assert route.called
-    assert route.calls.last.request.headers["authorization"] == f"Bearer {secret}"
-    assert json.loads(route.calls.last.request.content)["model"] == "gpt-4.1"
+    (seen,) = upstream.requests
+    assert seen["path"] == "/v1/chat/completions"
+    headers = {name.lower(): value for name, value in seen["headers"].items()}
+    assert headers["authorization"] == f"Bearer {secret}"
+    assert seen["json"]["model"] == "gpt-4.1"
     assert response.status_code == 502
     assert secret not in response.text and "UPSTREAMsecret" not in caplog.text
     nothing_held(world.account)
 
-    route.mock(return_value=httpx.Response(400, json={"error": {"message": f"bad {secret}"}}))
+    upstream.answers.append((400, {"error": {"message": f"bad {secret}"}}))
     response = chat(client, demo["default"])
     assert response.status_code == 400 and secret not in response.text
     assert "[redacted]" in response.json()["error"]["message"]
 
-    route.mock(
-        return_value=httpx.Response(
+    upstream.answers.append(
+        (
             200,
-            json={
+            {
                 "id": "chatcmpl-upstream123",
                 "object": "chat.completion",
                 "created": 1,
