@@ -63,6 +63,11 @@ class Account(models.Model):
     public_id = models.CharField(max_length=40, unique=True, default=new_account_id, editable=False)
     name = models.CharField(max_length=100)
     created_at = models.DateTimeField(default=timezone.now)
+    # The Standard Webhooks signing secret (whsec_...) for task callbacks: encrypted, since it
+    # must be used to sign; shown once when created or rotated.
+    webhook_secret_ciphertext = models.TextField(blank=True, editable=False)
+    webhook_secret_hint = models.CharField(max_length=16, blank=True, editable=False)
+    webhook_secret_rotated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name", "id"]

@@ -135,3 +135,172 @@ class AIModel(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+
+# --- Async tasks -------------------------------------------------------------------------------
+
+
+def new_task_id() -> str:
+    from console.ids import new_public_id
+
+    return new_public_id("task")
+
+
+class TaskStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+TERMINAL_STATUSES = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
+class Task(models.Model):
+    """An async image or video generation: pending -> running -> completed | failed | cancelled.
+
+    Every transition is a conditional UPDATE on ``status`` (compare-and-set), so a duplicate
+    worker, poller or reaper can never settle or refund twice. ``version`` grows with every
+    visible change; the SSE stream uses it as the event id.
+    """
+
+    public_id = models.CharField(max_length=40, unique=True, default=new_task_id, editable=False)
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="tasks")
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="tasks"
+    )
+    model = models.ForeignKey(AIModel, on_delete=models.PROTECT, related_name="tasks")
+    out_task_id = models.CharField(max_length=128, blank=True)
+    request_digest = models.CharField(max_length=64)
+    params = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.PENDING)
+    progress = models.PositiveSmallIntegerField(default=0)
+    version = models.PositiveIntegerField(default=1)
+    estimated_credits = models.BigIntegerField(default=0)
+    estimated_seconds = models.PositiveIntegerField(default=0)
+    credits_used = models.BigIntegerField(null=True, blank=True)
+    output = models.JSONField(default=list, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    upstream_id = models.CharField(max_length=500, blank=True)
+    callback_url = models.URLField(max_length=2000, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    # When a worker last looked at it; the reaper revives tasks nobody looks at any more.
+    heartbeat_at = models.DateTimeField(default=timezone.now)
+    # The current chain of worker messages: a message carrying another lease is stale and
+    # stops, so a revived task never ends up with two pollers.
+    lease = models.CharField(max_length=32, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["account", "-created_at"], name="task_account_recent"),
+            models.Index(fields=["status", "heartbeat_at"], name="task_status_heartbeat"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "out_task_id"],
+                condition=~models.Q(out_task_id=""),
+                name="task_unique_out_task_id",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=TaskStatus.values), name="task_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(progress__lte=100), name="task_progress_lte_100"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+def new_artifact_key() -> str:
+    import secrets
+
+    return secrets.token_urlsafe(18)
+
+
+class Artifact(models.Model):
+    """A generated image or video, copied into our storage and served from signed URLs.
+
+    ``key`` is random and is all a URL carries: nothing about the task or the account."""
+
+    key = models.CharField(max_length=40, unique=True, default=new_artifact_key, editable=False)
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.CASCADE, related_name="artifacts"
+    )
+    task = models.ForeignKey(
+        Task, on_delete=models.CASCADE, null=True, blank=True, related_name="artifacts"
+    )
+    kind = models.CharField(max_length=8, choices=[("image", "Image"), ("video", "Video")])
+    file = models.FileField(upload_to="artifacts/%Y/%m/%d/")
+    mime_type = models.CharField(max_length=50)
+    size_bytes = models.BigIntegerField(default=0)
+    width = models.PositiveIntegerField(default=0)
+    height = models.PositiveIntegerField(default=0)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"
+
+
+class CallbackDelivery(models.Model):
+    """A task's terminal event for its callback URL. The payload and ``webhook_id`` are fixed
+    when it is created, so every attempt (and a manual redelivery) sends the same message."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="deliveries")
+    webhook_id = models.CharField(max_length=40, unique=True)
+    event_type = models.CharField(max_length=32)
+    url = models.URLField(max_length=2000)
+    payload = models.JSONField()
+    status = models.CharField(
+        max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="delivery_due")]
+
+    def __str__(self) -> str:
+        return self.webhook_id
+
+
+class CallbackAttempt(models.Model):
+    delivery = models.ForeignKey(
+        CallbackDelivery, on_delete=models.CASCADE, related_name="attempt_log"
+    )
+    attempted_at = models.DateTimeField(default=timezone.now)
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    response_excerpt = models.CharField(max_length=500, blank=True)
+    manual = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-attempted_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.delivery} at {self.attempted_at:%Y-%m-%d %H:%M:%S}"
