@@ -355,4 +355,21 @@ BYTESPIKE_SANDBOX_TOKEN_DELAY_MS = float(os.environ.get("BYTESPIKE_SANDBOX_TOKEN
 BYTESPIKE_SANDBOX_FAILURE_RATE = float(os.environ.get("BYTESPIKE_SANDBOX_FAILURE_RATE", "0"))
 BYTESPIKE_SANDBOX_TIMEOUT_RATE = float(os.environ.get("BYTESPIKE_SANDBOX_TIMEOUT_RATE", "0"))
 BYTESPIKE_SANDBOX_CUT_RATE = float(os.environ.get("BYTESPIKE_SANDBOX_CUT_RATE", "0"))
+# How long a sandbox video takes to "render" (the demo's videos finish in seconds).
+BYTESPIKE_SANDBOX_VIDEO_SECONDS = float(os.environ.get("BYTESPIKE_SANDBOX_VIDEO_SECONDS", "6"))
 BYTESPIKE_INVITATION_DAYS = 7
+
+# --- Callbacks --------------------------------------------------------------------------------
+# Task callbacks (generation/callbacks.py). Plain-HTTP callback URLs and the exempt hosts are
+# for local development and tests only: in production callbacks go to public HTTPS URLs.
+BYTESPIKE_CALLBACK_ALLOW_HTTP = env_bool("BYTESPIKE_CALLBACK_ALLOW_HTTP", False)
+# Host names or IPs, as written in the URL, exempt from the public-address rules.
+BYTESPIKE_CALLBACK_ALLOWED_HOSTS = env_list("BYTESPIKE_CALLBACK_ALLOWED_HOSTS")
+# One attempt, from connect to the last byte read.
+BYTESPIKE_CALLBACK_TIMEOUT_SECONDS = float(
+    os.environ.get("BYTESPIKE_CALLBACK_TIMEOUT_SECONDS", "10")
+)
+CELERY_BEAT_SCHEDULE["callbacks-resend-due"] = {
+    "task": "generation.tasks.callbacks_resend_due",
+    "schedule": 60.0,
+}

@@ -31,12 +31,21 @@ class UpstreamError(Exception):
     """An upstream failure, already mapped to what the caller sees (SPEC §4): the provider's own
     words are kept only when they are about the request (400), and never a secret."""
 
-    def __init__(self, status: int, code: str, message: str, retry_after: str | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        retry_after: str | None = None,
+        transient: bool | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.retry_after = retry_after
+        # Worth trying again later (rate limits, timeouts, provider outages), unlike a refusal.
+        self.transient = status in (429, 503, 504) if transient is None else transient
 
 
 _SECRETISH = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,}|Bearer\s+\S+)")
@@ -63,7 +72,9 @@ def upstream_error_for(status: int, body: bytes, retry_after: str | None = None)
         return UpstreamError(502, "upstream_error", "The upstream provider refused our access.")
     if status == 404:
         return UpstreamError(502, "upstream_error", "The upstream provider has no such model.")
-    return UpstreamError(502, "upstream_error", f"The upstream provider failed ({status}).")
+    return UpstreamError(
+        502, "upstream_error", f"The upstream provider failed ({status}).", transient=True
+    )
 
 
 def _provider_message(body: bytes) -> str:
@@ -186,7 +197,7 @@ async def open_stream(route: ChannelRoute, call: UpstreamCall):
     except httpx.HTTPError as error:
         logger.warning("upstream %s failed: %s", route.kind, type(error).__name__)
         raise UpstreamError(
-            502, "upstream_error", "Could not reach the upstream provider."
+            502, "upstream_error", "Could not reach the upstream provider.", transient=True
         ) from None
     try:
         if response.status_code >= 400:
