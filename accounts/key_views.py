@@ -432,6 +432,9 @@ def groups(request):
 # --- Audit log ---------------------------------------------------------------------------------
 
 ACTION_LABELS = {
+    "webhook_secret.create": "Created the webhook signing secret",
+    "webhook_secret.rotate": "Rotated the webhook signing secret",
+    "callback.redeliver": "Redelivered a task callback",
     "account.create": "Created the account",
     "account.rename": "Renamed the account",
     "invitation.create": "Invited a teammate",

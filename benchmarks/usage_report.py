@@ -103,7 +103,7 @@ def grow_usage(bench_url: str, world: dict, start: int, end: int) -> None:
                    'openai', g % 2 = 0, 200 + g % 3000, 50 + g % 900, g % 500, 0, 0, 0, 0,
                    500 + g % 9000, 0, 200 + g % 3000, 100 + g % 700,
                    now() - ((g * 7919) % ({DAYS} * 86400)) * interval '1 second'
-            FROM generate_series({start}, {end - 1}) AS g
+            FROM generate_series({start}::bigint, {end - 1}::bigint) AS g
             """  # noqa: S608
         )
         conn.execute("TRUNCATE billing_usagerollup")

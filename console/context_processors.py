@@ -21,7 +21,7 @@ NAV = [
 # Pages under a section keep its nav entry highlighted (URL-name prefixes).
 NAV_ALSO = {
     "accounts:keys": ("accounts:key-", "accounts:management-key"),
-    "accounts:settings": ("accounts:audit",),
+    "accounts:settings": ("accounts:audit", "generation:webhook", "generation:delivery"),
     "billing:wallet": ("billing:redeem", "billing:threshold"),
 }
 

@@ -174,6 +174,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
     "release-stale-holds": {"task": "billing.tasks.release_stale_holds", "schedule": 60.0},
     "prune-key-spend": {"task": "billing.tasks.prune_key_spend", "schedule": 3600.0},
+    "reap-tasks": {"task": "generation.tasks.tasks_reap", "schedule": 30.0},
 }
 
 # --- Auth and accounts (django-allauth) -------------------------------------------------------

@@ -5,6 +5,7 @@ from django.urls import include, path
 
 from console import health, views
 from console.api import api
+from generation.files import serve_file
 
 console_patterns = (
     [
@@ -20,8 +21,10 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("generation.dataplane.urls")),
     path("api/v1/", api.urls),
+    path("files/<str:token>", serve_file, name="file"),
     path("auth/", include("allauth.urls")),
     path("", include("accounts.urls")),
+    path("", include("generation.urls")),
     path("", include("billing.urls")),
     path("", include(console_patterns)),
 ]

@@ -177,6 +177,8 @@ class Task(models.Model):
     status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.PENDING)
     progress = models.PositiveSmallIntegerField(default=0)
     version = models.PositiveIntegerField(default=1)
+    # The group multiplier when it was submitted: the final charge is priced the same way.
+    rate_multiplier = models.DecimalField(max_digits=6, decimal_places=3, default=1)
     estimated_credits = models.BigIntegerField(default=0)
     estimated_seconds = models.PositiveIntegerField(default=0)
     credits_used = models.BigIntegerField(null=True, blank=True)

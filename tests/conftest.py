@@ -141,3 +141,18 @@ def run_enqueued(jobs: list[Enqueued]) -> list:
         job = jobs.pop(0)
         results.append(celery_app.tasks[job.name](*job.args, **job.kwargs))
     return results
+
+
+def read_body(response) -> bytes:
+    """A response's bytes, whether whole, streamed, or streamed by an async view."""
+    if not response.streaming:
+        return response.content
+    content = response.streaming_content
+    if hasattr(content, "__aiter__"):
+        from asgiref.sync import async_to_sync
+
+        async def collect():
+            return b"".join([chunk async for chunk in content])
+
+        return async_to_sync(collect)()
+    return b"".join(content)

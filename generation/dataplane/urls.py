@@ -1,6 +1,6 @@
 from django.urls import path
 
-from generation.dataplane import account, catalogue, text
+from generation.dataplane import account, catalogue, images, tasks, text
 
 urlpatterns = [
     path("v1/models", catalogue.models_list, name="v1-models"),
@@ -13,4 +13,11 @@ urlpatterns = [
     # google-genai calls /v1beta/models/...; given a base URL, 3.x calls /v1/models/...
     path("v1beta/models/<str:model>:<str:method>", text.generate_content, name="v1beta-generate"),
     path("v1/models/<str:model>:<str:method>", text.generate_content, name="v1-generate"),
+    path("v1/images/generations", images.generations, name="v1-images-generations"),
+    path("v1/images/edits", images.edits, name="v1-images-edits"),
+    path("v1/tasks/submit", tasks.submit, name="v1-tasks-submit"),
+    path("v1/tasks/query", tasks.query, name="v1-tasks-query"),
+    path("v1/tasks/cancel", tasks.cancel, name="v1-tasks-cancel"),
+    path("v1/tasks/cancel/<str:task_id>", tasks.cancel, name="v1-tasks-cancel-id"),
+    path("v1/tasks/stream/<str:task_id>", tasks.stream, name="v1-tasks-stream"),
 ]

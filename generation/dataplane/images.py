@@ -1,0 +1,196 @@
+"""POST /v1/images/generations and /v1/images/edits (SPEC §6): synchronous images, at most 30
+seconds, billed per image, free when they fail. Answers in OpenAI's Images shape, with signed
+URLs (24 hours) or base64 data."""
+
+import asyncio
+import base64
+import io
+import json
+import time
+
+from asgiref.sync import sync_to_async
+from django.http import JsonResponse
+from django.views.decorators.http import require_POST
+from PIL import Image, UnidentifiedImageError
+
+from accounts.keyauth import KeyPrincipal
+from billing import pricing
+from billing.services import UsageFacts
+from generation import metering
+from generation.catalogue import Target, resolve_model
+from generation.dataplane.base import dataplane_view
+from generation.dataplane.errors import GatewayError, Protocol
+from generation.files import artifact_save, artifact_url
+from generation.models import Family
+from generation.providers import UpstreamError, media
+
+TIME_LIMIT_SECONDS = 30
+MAX_JSON_BYTES = 1024 * 1024
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+MAX_INPUT_IMAGES = 16
+PROMPT_MAX = 32_000
+QUALITIES = ("auto", "low", "medium", "high", "standard", "hd")
+FORMATS = ("png", "jpeg", "webp")
+
+
+def _invalid(message: str, param: str) -> GatewayError:
+    return GatewayError(400, "invalid_param", message, param)
+
+
+def _options(fields, target: Target) -> dict:
+    """Validate the fields both routes share against the model."""
+    model = target.model
+    if model.family != Family.IMAGE:
+        raise _invalid(f"'{model.slug}' is not an image model.", "model")
+    prompt = fields.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise _invalid("Missing required parameter: 'prompt'.", "prompt")
+    if len(prompt) > PROMPT_MAX:
+        raise _invalid(f"'prompt' is over {PROMPT_MAX} characters.", "prompt")
+    n = fields.get("n", 1)
+    try:
+        n = int(n)
+    except (TypeError, ValueError):
+        raise _invalid("'n' must be an integer.", "n") from None
+    limit = min(4, model.max_images or 4)
+    if not 1 <= n <= limit:
+        raise _invalid(f"'n' must be between 1 and {limit}.", "n")
+    size = fields.get("size") or "auto"
+    if size != "auto" and model.sizes and size not in model.sizes:
+        raise _invalid(f"'size' must be one of: auto, {', '.join(model.sizes)}.", "size")
+    quality = fields.get("quality") or "auto"
+    if quality not in QUALITIES:
+        raise _invalid(f"'quality' must be one of: {', '.join(QUALITIES)}.", "quality")
+    response_format = fields.get("response_format") or "url"
+    if response_format not in ("url", "b64_json"):
+        raise _invalid("'response_format' must be 'url' or 'b64_json'.", "response_format")
+    output_format = fields.get("output_format") or "png"
+    if output_format not in FORMATS:
+        raise _invalid(f"'output_format' must be one of: {', '.join(FORMATS)}.", "output_format")
+    return {
+        "prompt": prompt,
+        "n": n,
+        "size": model.sizes[0] if size == "auto" and model.sizes else size,
+        "quality": "" if quality == "auto" else quality,
+        "response_format": response_format,
+        "output_format": output_format,
+    }
+
+
+async def _serve(request, principal, target: Target, options: dict, call, images=(), mask=None):
+    model = target.model
+    price = {"size": options["size"], "quality": options["quality"]}
+    hold = pricing.image_cost(model, target.multiplier, count=options["n"], **price)
+    reference = request.bytespike_request_id
+    admission = await metering.admit(principal, reference, hold)
+    image_request = media.ImageRequest(
+        prompt=options["prompt"],
+        n=options["n"],
+        size=options["size"] or "1024x1024",
+        quality=options["quality"],
+        output_format=options["output_format"],
+        images=list(images),
+        mask=mask,
+    )
+    started = time.monotonic()
+    try:
+        files = await asyncio.wait_for(
+            sync_to_async(call, thread_sensitive=False)(
+                target.route, model.upstream_model, image_request
+            ),
+            TIME_LIMIT_SECONDS,
+        )
+    except TimeoutError:
+        await metering.release(reference)
+        raise GatewayError(504, "upstream_timeout", "The image took over 30 seconds.") from None
+    except UpstreamError as error:
+        await metering.release(reference)
+        raise GatewayError(error.status, error.code, error.message) from None
+    except BaseException:
+        await asyncio.shield(metering.release(reference))
+        raise
+    charge = pricing.image_cost(model, target.multiplier, count=len(files), **price)
+    settlement = await metering.settle(
+        reference,
+        charge,
+        UsageFacts(
+            model_id=model.pk,
+            family=Family.IMAGE,
+            protocol="images",
+            api_key_id=principal.key_id,
+            group_id=principal.group_id,
+            images=len(files),
+            latency_ms=int((time.monotonic() - started) * 1000),
+        ),
+    )
+    data = await sync_to_async(_render)(request, principal, files, options)
+    response = JsonResponse({"created": int(time.time()), "data": data})
+    headers = metering.limit_headers(
+        settlement.wallet.available, admission.limits, settlement.charged
+    )
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
+def _render(request, principal, files, options) -> list[dict]:
+    data = []
+    for file in files:
+        item = {"revised_prompt": options["prompt"]}
+        if options["response_format"] == "b64_json":
+            item["b64_json"] = base64.b64encode(file.data).decode()
+        else:
+            artifact = artifact_save(account_id=principal.account_id, kind="image", media=file)
+            item["url"] = artifact_url(artifact, request.build_absolute_uri("/"))
+        data.append(item)
+    return data
+
+
+@require_POST
+@dataplane_view(Protocol.OPENAI)
+async def generations(request, principal: KeyPrincipal):
+    if int(request.headers.get("content-length") or 0) > MAX_JSON_BYTES:
+        raise GatewayError(413, "request_too_large", "The request body is over 1 MiB.")
+    try:
+        body = json.loads(request.body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise GatewayError(400, "invalid_param", "The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise GatewayError(400, "invalid_param", "The request body must be a JSON object.")
+    target = await _target(principal, body.get("model"))
+    return await _serve(request, principal, target, _options(body, target), media.generate_images)
+
+
+async def _target(principal, slug) -> Target:
+    if not isinstance(slug, str) or not slug:
+        raise _invalid("Missing required parameter: 'model'.", "model")
+    return await resolve_model(principal.group_id, slug)
+
+
+def _image_bytes(upload, param: str) -> bytes:
+    data = upload.read()
+    try:
+        Image.open(io.BytesIO(data)).verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise _invalid(f"'{param}' must be a PNG, JPEG or WebP image.", param) from None
+    return data
+
+
+@require_POST
+@dataplane_view(Protocol.OPENAI)
+async def edits(request, principal: KeyPrincipal):
+    if int(request.headers.get("content-length") or 0) > MAX_UPLOAD_BYTES:
+        raise GatewayError(413, "request_too_large", "The request body is over 50 MiB.")
+    if not request.content_type.startswith("multipart/form-data"):
+        raise _invalid("Send the images as multipart/form-data.", "image")
+    fields, files = request.POST, request.FILES
+    uploads = files.getlist("image") + files.getlist("image[]")
+    if not uploads:
+        raise _invalid("Missing required parameter: 'image'.", "image")
+    if len(uploads) > MAX_INPUT_IMAGES:
+        raise _invalid(f"Send at most {MAX_INPUT_IMAGES} images.", "image")
+    images = [_image_bytes(upload, "image") for upload in uploads]
+    mask = _image_bytes(files["mask"], "mask") if "mask" in files else None
+    target = await _target(principal, fields.get("model"))
+    options = _options(fields, target)
+    return await _serve(request, principal, target, options, media.edit_images, images, mask)

@@ -1,0 +1,188 @@
+"""The async task routes (SPEC §7): submit, query, cancel and the SSE stream, in the OpenAI
+error envelope. Tasks are created and changed by generation/services.py; these views parse,
+look up within the caller's account (another account's task is a 404), and answer."""
+
+import asyncio
+import json
+
+from asgiref.sync import sync_to_async
+from django.db import connections
+from django.http import JsonResponse, StreamingHttpResponse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from accounts.keyauth import KeyPrincipal
+from generation import services
+from generation.catalogue import resolve_model
+from generation.dataplane.base import dataplane_view
+from generation.dataplane.errors import GatewayError, Protocol
+from generation.live import Listener
+from generation.models import Task
+from generation.selectors import task_for_account
+from generation.task_objects import task_object
+
+MAX_BODY_BYTES = 1024 * 1024
+ENVELOPE_KEYS = {"model", "params", "out_task_id", "callback_url"}
+KEEPALIVE_SECONDS = 15.0
+
+
+def _json_body(request, *, allow_empty: bool = False) -> dict:
+    if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
+        raise GatewayError(413, "request_too_large", "The request body is over 1 MiB.")
+    if allow_empty and not request.body:
+        return {}
+    try:
+        body = json.loads(request.body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise GatewayError(400, "invalid_param", "The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise GatewayError(400, "invalid_param", "The request body must be a JSON object.")
+    return body
+
+
+def _text(body: dict, name: str, *, limit: int) -> str:
+    value = body.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > limit:
+        raise GatewayError(
+            400, "invalid_param", f"'{name}' must be text of at most {limit} characters.", name
+        )
+    return value.strip()
+
+
+def _base_url(request) -> str:
+    return request.build_absolute_uri("/")
+
+
+def _as_gateway(error: services.TaskError) -> GatewayError:
+    return GatewayError(error.status, error.code, error.message, error.param)
+
+
+def _present(task: Task, request) -> dict:
+    return task_object(task, _base_url(request))
+
+
+@require_POST
+@dataplane_view(Protocol.OPENAI)
+async def submit(request, principal: KeyPrincipal):
+    body = _json_body(request)
+    slug = body.get("model")
+    if not isinstance(slug, str) or not slug:
+        raise GatewayError(400, "invalid_param", "Missing required parameter: 'model'.", "model")
+    params = body["params"] if "params" in body else {
+        key: value for key, value in body.items() if key not in ENVELOPE_KEYS
+    }  # fmt: skip
+    out_task_id = _text(body, "out_task_id", limit=128)
+    callback_url = _text(body, "callback_url", limit=2000)
+    target = await resolve_model(principal.group_id, slug)
+    try:
+        submitted = await sync_to_async(services.task_submit)(
+            account_id=principal.account_id,
+            api_key_id=principal.key_id,
+            model=target.model,
+            multiplier=target.multiplier,
+            params=params,
+            out_task_id=out_task_id,
+            callback_url=callback_url,
+        )
+    except services.TaskError as error:
+        raise _as_gateway(error) from None
+    return JsonResponse(await sync_to_async(_present)(submitted.task, request))
+
+
+async def _find(principal: KeyPrincipal, task_id: str = "", out_task_id: str = "") -> Task:
+    if bool(task_id) == bool(out_task_id):
+        raise GatewayError(
+            400, "invalid_param", "Give exactly one of 'task_id' and 'out_task_id'.", "task_id"
+        )
+    task = await sync_to_async(task_for_account)(
+        account_id=principal.account_id, task_id=task_id, out_task_id=out_task_id
+    )
+    if task is None:
+        raise GatewayError(404, "task_not_found", "No such task.", "task_id")
+    return task
+
+
+def _identifiers(request) -> tuple[str, str]:
+    if request.method == "GET":
+        source = request.GET
+        return source.get("task_id", "").strip(), source.get("out_task_id", "").strip()
+    body = _json_body(request, allow_empty=True)
+    return _text(body, "task_id", limit=64), _text(body, "out_task_id", limit=128)
+
+
+@require_http_methods(["GET", "POST"])
+@dataplane_view(Protocol.OPENAI)
+async def query(request, principal: KeyPrincipal):
+    task = await _find(principal, *_identifiers(request))
+    return JsonResponse(await sync_to_async(_present)(task, request))
+
+
+@require_POST
+@dataplane_view(Protocol.OPENAI)
+async def cancel(request, principal: KeyPrincipal, task_id: str = ""):
+    task = await _find(principal, task_id) if task_id else await _find(
+        principal, *_identifiers(request)
+    )  # fmt: skip
+    task = await sync_to_async(services.task_cancel)(task)
+    return JsonResponse(await sync_to_async(_present)(task, request))
+
+
+# --- The SSE stream --------------------------------------------------------------------------
+
+
+def _read(task_pk: int, base_url: str) -> tuple[int, str, dict]:
+    """The task's version, status and object; the connection goes back at once."""
+    try:
+        task = Task.objects.select_related("model").get(pk=task_pk)
+        return task.version, task.status, task_object(task, base_url)
+    finally:
+        connections.close_all()
+
+
+def _frame(event: str, version: int, data: dict) -> bytes:
+    payload = json.dumps(data, separators=(",", ":"))
+    return f"id: {version}\nevent: {event}\ndata: {payload}\n\n".encode()
+
+
+async def _events(task: Task, base_url: str, last_event_id: int):
+    """A status event at once (unless Last-Event-ID says it was seen), another on each change,
+    keepalive comments, and an event named after the terminal status before closing."""
+    loop = asyncio.get_running_loop()
+    seen = last_event_id
+    fresh = last_event_id == 0
+    async with Listener(task.public_id) as listener:
+        next_keepalive = loop.time() + KEEPALIVE_SECONDS
+        while True:
+            version, status, data = await sync_to_async(_read)(task.pk, base_url)
+            changed = version > seen or fresh
+            if status in ("completed", "failed", "cancelled"):
+                if changed and fresh:
+                    yield _frame("status", version, data)
+                yield _frame(status, version, data)
+                return
+            if changed:
+                yield _frame("status", version, data)
+                seen, fresh = version, False
+            wait = next_keepalive - loop.time()
+            if wait <= 0:
+                yield b": keepalive\n\n"
+                next_keepalive = loop.time() + KEEPALIVE_SECONDS
+                continue
+            await listener.wait(wait)
+
+
+@require_GET
+@dataplane_view(Protocol.OPENAI)
+async def stream(request, principal: KeyPrincipal, task_id: str):
+    task = await _find(principal, task_id)
+    try:
+        last_event_id = int(request.headers.get("Last-Event-ID") or 0)
+    except ValueError:
+        last_event_id = 0
+    response = StreamingHttpResponse(
+        _events(task, _base_url(request), last_event_id), content_type="text/event-stream"
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response

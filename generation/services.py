@@ -1,0 +1,523 @@
+"""Every write to async tasks: submit, the worker's steps, cancel, and the reaper.
+
+A task's hold is placed at submit (its estimated credits) and closed exactly once at its
+terminal state: settled with the actual cost when completed, or by the refund policy when
+cancelled while running; released when it failed or was cancelled while pending. Terminal
+transitions are compare-and-set UPDATEs on the status, so whoever wins (worker, cancel, reaper)
+is the only one that touches the money. Upstream calls happen outside any transaction.
+"""
+
+import hashlib
+import json
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from billing import pricing
+from billing import services as billing
+from billing.services import BillingError, UsageFacts
+from generation.models import AIModel, Family, RefundPolicy, Task, TaskStatus
+from generation.providers import ChannelRoute, UpstreamError, media
+
+logger = logging.getLogger(__name__)
+
+PROMPT_MAX = 4000
+POLL_MIN_SECONDS = 1.0
+POLL_MAX_SECONDS = 30.0  # far below the broker's visibility timeout
+STALE_AFTER = timedelta(seconds=120)  # no worker has looked at it for this long: revive it
+OVERDUE_GRACE = timedelta(seconds=60)
+
+
+class TaskError(Exception):
+    """A refused request: HTTP status, error code, message and the offending field."""
+
+    def __init__(self, status: int, code: str, message: str, param: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.param = param
+
+
+def _invalid(message: str, param: str) -> TaskError:
+    return TaskError(400, "invalid_param", message, param)
+
+
+# --- Parameters ------------------------------------------------------------------------------
+
+VIDEO_PARAMS = {"prompt", "duration", "seconds", "aspect_ratio", "size", "seed", "negative_prompt"}
+IMAGE_PARAMS = {"prompt", "n", "size", "quality", "output_format", "seed", "aspect_ratio"}
+QUALITIES = ("auto", "low", "medium", "high", "standard", "hd")
+OUTPUT_FORMATS = ("png", "jpeg", "webp")
+
+
+def _int(params: dict, name: str, *, minimum: int, maximum: int) -> int | None:
+    value = params.get(name)
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _invalid(f"'{name}' must be an integer.", f"params.{name}")
+    if not minimum <= value <= maximum:
+        raise _invalid(f"'{name}' must be between {minimum} and {maximum}.", f"params.{name}")
+    return value
+
+
+def _choice(params: dict, name: str, allowed, default=None):
+    value = params.get(name, default)
+    if value is None:
+        return None
+    if allowed and value not in allowed:
+        raise _invalid(
+            f"'{name}' must be one of: {', '.join(map(str, allowed))}.", f"params.{name}"
+        )
+    return value
+
+
+def validate_params(model: AIModel, params) -> dict:
+    """Check a task's params against the model; the normalised params, or TaskError."""
+    if not isinstance(params, dict):
+        raise _invalid("'params' must be an object.", "params")
+    allowed = VIDEO_PARAMS if model.family == Family.VIDEO else IMAGE_PARAMS
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise _invalid(
+            f"Unknown parameter '{unknown[0]}' for {model.slug}; it takes: "
+            f"{', '.join(sorted(allowed))}.",
+            f"params.{unknown[0]}",
+        )
+    prompt = params.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise _invalid("A 'prompt' is required.", "params.prompt")
+    if len(prompt) > PROMPT_MAX:
+        raise _invalid(f"The prompt is over {PROMPT_MAX} characters.", "params.prompt")
+    clean: dict = {"prompt": prompt}
+    seed = _int(params, "seed", minimum=0, maximum=2**31 - 1)
+    if seed is not None:
+        clean["seed"] = seed
+    if model.family == Family.VIDEO:
+        if "duration" in params and "seconds" in params:
+            raise _invalid("Give 'duration' or 'seconds', not both.", "params.seconds")
+        name = "seconds" if "seconds" in params else "duration"
+        duration = _int(params, name, minimum=1, maximum=600)
+        durations = [int(d) for d in model.durations]
+        if duration is None:
+            duration = durations[0] if durations else 5
+        elif durations and duration not in durations:
+            raise _invalid(
+                f"{model.slug} makes videos of {', '.join(map(str, durations))} seconds.",
+                f"params.{name}",
+            )
+        clean["duration"] = duration
+        clean["aspect_ratio"] = _choice(
+            params, "aspect_ratio", model.aspect_ratios,
+            model.aspect_ratios[0] if model.aspect_ratios else None,
+        )  # fmt: skip
+        if params.get("size") is not None:
+            clean["size"] = _choice(params, "size", model.sizes)
+        if params.get("negative_prompt") is not None:
+            if not isinstance(params["negative_prompt"], str):
+                raise _invalid("'negative_prompt' must be text.", "params.negative_prompt")
+            clean["negative_prompt"] = params["negative_prompt"][:PROMPT_MAX]
+        return {k: v for k, v in clean.items() if v is not None}
+    clean["n"] = _int(params, "n", minimum=1, maximum=max(model.max_images, 1)) or 1
+    clean["size"] = _choice(params, "size", model.sizes, model.sizes[0] if model.sizes else None)
+    clean["quality"] = _choice(params, "quality", QUALITIES, "auto")
+    clean["output_format"] = _choice(params, "output_format", OUTPUT_FORMATS, "png")
+    if params.get("aspect_ratio") is not None:
+        clean["aspect_ratio"] = _choice(params, "aspect_ratio", model.aspect_ratios)
+    return {k: v for k, v in clean.items() if v is not None}
+
+
+def cost(model: AIModel, multiplier, params: dict) -> int:
+    """What the task costs when it produces what ``params`` asks for."""
+    if model.family == Family.VIDEO:
+        return pricing.video_cost(model, multiplier, seconds=params["duration"])
+    quality = params.get("quality", "")
+    return pricing.image_cost(
+        model,
+        multiplier,
+        count=params.get("n", 1),
+        size=params.get("size", ""),
+        quality="" if quality == "auto" else quality,
+    )
+
+
+def request_digest(model_slug: str, params: dict, callback_url: str) -> str:
+    canonical = json.dumps(
+        {"model": model_slug, "params": params, "callback_url": callback_url}, sort_keys=True
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# --- Submit ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Submitted:
+    task: Task
+    created: bool
+
+
+def task_submit(
+    *,
+    account_id: int,
+    api_key_id: int | None,
+    model: AIModel,
+    multiplier: Decimal,
+    params: dict,
+    out_task_id: str = "",
+    callback_url: str = "",
+) -> Submitted:
+    """Validate, hold the estimated credits and create a pending task; a worker starts it once
+    this commits. The same ``out_task_id`` with the same request returns the existing task."""
+    if model.family not in (Family.IMAGE, Family.VIDEO):
+        raise _invalid(
+            f"'{model.slug}' is a text model; tasks are for image and video models.", "model"
+        )
+    clean = validate_params(model, params)
+    digest = request_digest(model.slug, clean, callback_url)
+    if out_task_id:
+        existing = _same_request(account_id, out_task_id, digest)
+        if existing is not None:
+            return Submitted(existing, False)
+    if callback_url:
+        from generation.callbacks import CallbackURLError, check_callback_url
+
+        try:
+            check_callback_url(callback_url)
+        except CallbackURLError as error:
+            raise _invalid(str(error), "callback_url") from None
+    estimate = cost(model, multiplier, clean)
+    task = Task(
+        account_id=account_id,
+        api_key_id=api_key_id,
+        model=model,
+        out_task_id=out_task_id,
+        request_digest=digest,
+        params=clean,
+        rate_multiplier=multiplier,
+        estimated_credits=estimate,
+        estimated_seconds=model.estimated_seconds,
+        callback_url=callback_url,
+        lease=secrets.token_hex(8),
+    )
+    try:
+        with transaction.atomic():
+            task.save()
+            billing.hold_place(
+                account_id=account_id,
+                reference=task.public_id,
+                amount=estimate,
+                api_key_id=api_key_id,
+                counts_in_flight=False,  # a task runs for minutes; it is not a request in flight
+            )
+            _enqueue(task)
+    except BillingError as error:
+        raise TaskError(error.status, error.code, error.message) from None
+    except IntegrityError:
+        # Another submit with this out_task_id won the race.
+        existing = _same_request(account_id, out_task_id, digest)
+        if existing is None:
+            raise
+        return Submitted(existing, False)
+    return Submitted(task, True)
+
+
+def _same_request(account_id: int, out_task_id: str, digest: str) -> Task | None:
+    existing = (
+        Task.objects.select_related("model")
+        .filter(account_id=account_id, out_task_id=out_task_id)
+        .first()
+    )
+    if existing is not None and existing.request_digest != digest:
+        raise TaskError(
+            409,
+            "duplicate_out_task_id",
+            f"out_task_id '{out_task_id}' was already used for a different request.",
+            "out_task_id",
+        )
+    return existing
+
+
+def _enqueue(task: Task, countdown: float | None = None) -> None:
+    from generation.tasks import task_advance
+
+    if countdown is None:
+        task_advance.delay_on_commit(task.pk, task.lease)
+    else:
+        lease = task.lease
+        transaction.on_commit(
+            lambda: task_advance.apply_async((task.pk, lease), countdown=countdown)
+        )
+
+
+def notify_change(task: Task) -> None:
+    """Tell live streams (any web process) that the task changed, once the change commits."""
+    from generation.live import publish
+
+    public_id = task.public_id
+    transaction.on_commit(lambda: publish(public_id))
+
+
+# --- The worker's step -----------------------------------------------------------------------
+
+
+def task_advance(task_id: int, lease: str) -> float | None:
+    """One step of a task's life: claim it, submit it upstream, poll it, finish it. Returns
+    seconds until the next step, or None when there is nothing more to do (finished, or this
+    message belongs to a chain the reaper replaced)."""
+    task = Task.objects.select_related("model__channel", "api_key").filter(pk=task_id).first()
+    if task is None or task.is_terminal or task.lease != lease:
+        return None
+    now = timezone.now()
+    if task.status == TaskStatus.PENDING:
+        claimed = Task.objects.filter(pk=task.pk, status=TaskStatus.PENDING, lease=lease).update(
+            status=TaskStatus.RUNNING, started_at=now, heartbeat_at=now, version=F("version") + 1
+        )
+        if not claimed:
+            return None
+        task.refresh_from_db()
+        with transaction.atomic():
+            notify_change(task)
+    else:
+        Task.objects.filter(pk=task.pk).update(heartbeat_at=now)
+    route = ChannelRoute.of(task.model.channel)
+    try:
+        if task.model.family == Family.IMAGE:
+            _complete(task, media.generate_images(route, task.model.upstream_model, _image(task)))
+            return None
+        if not task.upstream_id:
+            job = media.video_submit(route, task.model.upstream_model, _video(task))
+            Task.objects.filter(pk=task.pk, upstream_id="").update(upstream_id=job.id)
+            return _next_poll(task)
+        job = media.video_status(route, task.upstream_id)
+        if job.state == "completed":
+            _complete(task, [media.video_download(route, task.upstream_id)])
+            return None
+        if job.state == "failed":
+            code = job.error_code or "generation_failed"
+            task_fail(task, code, job.error or "The provider could not make it.")
+            return None
+        _progress(task, job.progress)
+        return _next_poll(task)
+    except UpstreamError as error:
+        if error.transient:  # try again; the reaper fails it past the model's time limit
+            logger.warning("task %s: upstream %s, retrying", task.public_id, error.status)
+            return _next_poll(task)
+        task_fail(task, "upstream_error", error.message)
+        return None
+
+
+def _image(task: Task) -> media.ImageRequest:
+    params = task.params
+    return media.ImageRequest(
+        prompt=params["prompt"],
+        n=params.get("n", 1),
+        size=params.get("size") or "1024x1024",
+        quality="" if params.get("quality") == "auto" else params.get("quality", ""),
+        output_format=params.get("output_format", "png"),
+        seed=params.get("seed"),
+    )
+
+
+def _video(task: Task) -> media.VideoRequest:
+    params = task.params
+    return media.VideoRequest(
+        prompt=params["prompt"],
+        seconds=params["duration"],
+        size=params.get("size", ""),
+        aspect_ratio=params.get("aspect_ratio", ""),
+        seed=params.get("seed"),
+    )
+
+
+def _next_poll(task: Task) -> float:
+    """Poll about four times over what is left of the estimate, within 1 to 30 seconds."""
+    remaining = task.estimated_seconds * (100 - task.progress) / 100
+    return min(max(remaining / 4, POLL_MIN_SECONDS), POLL_MAX_SECONDS)
+
+
+def _progress(task: Task, progress: int) -> None:
+    progress = max(0, min(int(progress), 99))
+    with transaction.atomic():
+        changed = Task.objects.filter(
+            pk=task.pk, status=TaskStatus.RUNNING, progress__lt=progress
+        ).update(progress=progress, version=F("version") + 1)
+        if changed:
+            task.progress = progress
+            notify_change(task)
+
+
+def _usage(task: Task, *, images: int = 0, seconds: int = 0) -> UsageFacts:
+    return UsageFacts(
+        model_id=task.model_id,
+        family=task.model.family,
+        protocol="tasks",
+        api_key_id=task.api_key_id,
+        group_id=task.api_key.group_id if task.api_key else None,
+        images=images,
+        seconds=seconds,
+    )
+
+
+def _complete(task: Task, files: list) -> None:
+    from generation.files import artifact_save
+
+    kind = "video" if task.model.family == Family.VIDEO else "image"
+    artifacts = [
+        artifact_save(account_id=task.account_id, kind=kind, media=f, task=task) for f in files
+    ]
+    if task.model.family == Family.VIDEO:
+        charge = cost(task.model, task.rate_multiplier, task.params)
+        usage = _usage(task, seconds=task.params["duration"])
+    else:
+        charge = cost(task.model, task.rate_multiplier, {**task.params, "n": len(files)})
+        usage = _usage(task, images=len(files))
+    now = timezone.now()
+    with transaction.atomic():
+        won = Task.objects.filter(pk=task.pk, status=TaskStatus.RUNNING).update(
+            status=TaskStatus.COMPLETED,
+            progress=100,
+            completed_at=now,
+            version=F("version") + 1,
+        )
+        if not won:  # cancelled (or reaped) meanwhile: its files are not wanted
+            transaction.on_commit(lambda: _discard(artifacts))
+            return
+        settlement = billing.hold_settle(reference=task.public_id, charge=charge, usage=usage)
+        Task.objects.filter(pk=task.pk).update(credits_used=settlement.charged)
+        _terminal_effects(task)
+
+
+def _discard(artifacts) -> None:
+    for artifact in artifacts:
+        artifact.file.delete(save=False)
+        artifact.delete()
+
+
+def task_fail(task: Task, code: str, message: str) -> bool:
+    """Fail a running (or pending) task: it costs nothing. False if it was already terminal."""
+    with transaction.atomic():
+        won = Task.objects.filter(
+            pk=task.pk, status__in=(TaskStatus.PENDING, TaskStatus.RUNNING)
+        ).update(
+            status=TaskStatus.FAILED,
+            error={"code": code, "message": message[:500]},
+            credits_used=0,
+            completed_at=timezone.now(),
+            version=F("version") + 1,
+        )
+        if not won:
+            return False
+        billing.hold_release(reference=task.public_id)
+        _terminal_effects(task)
+    return True
+
+
+def _terminal_effects(task: Task) -> None:
+    """Inside the terminal transition's transaction: the callback and the live notice."""
+    notify_change(task)
+    if task.callback_url:
+        from generation.callbacks import callback_schedule
+        from generation.task_objects import task_object
+
+        fresh = Task.objects.select_related("model").get(pk=task.pk)
+        callback_schedule(fresh, task_object(fresh, settings.BYTESPIKE_PUBLIC_URL))
+
+
+# --- Cancel ----------------------------------------------------------------------------------
+
+
+def task_cancel(task: Task) -> Task:
+    """Cancel a task (idempotent: a terminal task is returned unchanged).
+
+    Pending: free. Running: cancelled upstream where the provider can, and billed by the model's
+    refund policy on what was done (full: free; prorated: the share not done is refunded; none:
+    billed in full).
+    """
+    if task.is_terminal:
+        return task
+    if task.status == TaskStatus.RUNNING and task.upstream_id:
+        try:
+            media.video_cancel(ChannelRoute.of(task.model.channel), task.upstream_id)
+        except UpstreamError:
+            logger.info("task %s: upstream cancel failed; cancelling here", task.public_id)
+    now = timezone.now()
+    with transaction.atomic():
+        current = Task.objects.filter(pk=task.pk).values_list("status", "progress").first()
+        status, progress = current
+        if status not in (TaskStatus.PENDING, TaskStatus.RUNNING):
+            return _reload(task)
+        policy = task.model.cancel_refund_policy
+        if status == TaskStatus.PENDING or policy == RefundPolicy.FULL:
+            charge = 0
+        elif policy == RefundPolicy.NONE:
+            charge = task.estimated_credits
+        else:
+            charge = task.estimated_credits * progress // 100
+        won = Task.objects.filter(pk=task.pk, status=status).update(
+            status=TaskStatus.CANCELLED, completed_at=now, version=F("version") + 1
+        )
+        if not won:
+            return _reload(task)
+        if charge:
+            done = (progress / 100) if policy == RefundPolicy.PRORATED else 1
+            usage = (
+                _usage(task, seconds=round(task.params.get("duration", 0) * done))
+                if task.model.family == Family.VIDEO
+                else _usage(task, images=task.params.get("n", 1))
+            )
+            charged = billing.hold_settle(reference=task.public_id, charge=charge, usage=usage)
+            charge = charged.charged
+        else:
+            billing.hold_release(reference=task.public_id)
+        Task.objects.filter(pk=task.pk).update(credits_used=charge)
+        _terminal_effects(task)
+    return _reload(task)
+
+
+def _reload(task: Task) -> Task:
+    return Task.objects.select_related("model", "api_key").get(pk=task.pk)
+
+
+# --- The reaper ------------------------------------------------------------------------------
+
+
+def tasks_reap() -> dict:
+    """Revive tasks no worker is looking after, and fail those past their model's limit.
+
+    A lost message (broker restart, a killed worker) leaves a task's heartbeat stale: it gets a
+    new lease and a new message. A task running longer than its model allows is asked about
+    once more, then failed (its hold released).
+    """
+    now = timezone.now()
+    revived = failed = 0
+    stale = Task.objects.select_related("model__channel", "api_key").filter(
+        status__in=(TaskStatus.PENDING, TaskStatus.RUNNING), heartbeat_at__lt=now - STALE_AFTER
+    )
+    for task in stale:
+        started = task.started_at or task.created_at
+        limit = timedelta(seconds=task.model.max_run_seconds) + OVERDUE_GRACE
+        if task.status == TaskStatus.RUNNING and now - started > limit:
+            task_advance(task.pk, task.lease)  # ask the upstream once more
+            if task_fail(task, "timeout", "The generation did not finish in time."):
+                failed += 1
+            continue
+        lease = secrets.token_hex(8)
+        with transaction.atomic():
+            if Task.objects.filter(pk=task.pk, lease=task.lease).update(
+                lease=lease, heartbeat_at=now
+            ):
+                task.lease = lease
+                _enqueue(task)
+                revived += 1
+    return {"revived": revived, "failed": failed}

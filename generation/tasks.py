@@ -1,0 +1,67 @@
+"""Background jobs of generation: thin wrappers that load by id and call a service."""
+
+from datetime import timedelta
+
+from celery import shared_task
+from django.utils import timezone
+
+from generation import callbacks
+from generation.models import CallbackDelivery, DeliveryStatus
+
+# --- Callbacks --------------------------------------------------------------------------------
+
+# Brokers hold delayed messages badly for long (Redis redelivers them after its visibility
+# timeout), so a countdown never exceeds this; later attempts are enqueued by the beat task.
+MAX_COUNTDOWN_SECONDS = 300
+
+
+def callback_enqueue_next(delivery: CallbackDelivery) -> bool:
+    """Enqueue the delivery's next attempt if it is pending and due within a countdown."""
+    if delivery.status != DeliveryStatus.PENDING or delivery.next_attempt_at is None:
+        return False
+    delay = (delivery.next_attempt_at - timezone.now()) / timedelta(seconds=1)
+    if delay > MAX_COUNTDOWN_SECONDS:
+        return False
+    callback_deliver_task.apply_async((delivery.pk,), countdown=max(0.0, delay))
+    return True
+
+
+@shared_task(acks_late=True)
+def callback_deliver_task(delivery_id: int) -> str:
+    attempt = callbacks.callback_deliver(delivery_id)
+    if attempt is None:
+        # Not due, already done, or another worker's: whoever made the attempt schedules the
+        # next one, so duplicate messages never multiply.
+        return "skipped"
+    callback_enqueue_next(attempt.delivery)
+    return attempt.delivery.status
+
+
+@shared_task
+def callbacks_resend_due() -> int:
+    due = callbacks.deliveries_due()
+    for delivery_id in due:
+        callback_deliver_task.delay(delivery_id)
+    return len(due)
+
+
+# --- The task pipeline ------------------------------------------------------------------------
+
+
+@shared_task(acks_late=True)
+def task_advance(task_id: int, lease: str) -> str:
+    """One step of an async task; schedules the next one while the task is not finished."""
+    from generation import services
+
+    countdown = services.task_advance(task_id, lease)
+    if countdown is None:
+        return "done"
+    task_advance.apply_async((task_id, lease), countdown=countdown)
+    return f"again in {countdown:.1f} s"
+
+
+@shared_task
+def tasks_reap() -> dict:
+    from generation import services
+
+    return services.tasks_reap()
