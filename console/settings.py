@@ -356,6 +356,11 @@ BYTESPIKE_SANDBOX_TOKEN_DELAY_MS = float(os.environ.get("BYTESPIKE_SANDBOX_TOKEN
 BYTESPIKE_SANDBOX_FAILURE_RATE = float(os.environ.get("BYTESPIKE_SANDBOX_FAILURE_RATE", "0"))
 BYTESPIKE_SANDBOX_TIMEOUT_RATE = float(os.environ.get("BYTESPIKE_SANDBOX_TIMEOUT_RATE", "0"))
 BYTESPIKE_SANDBOX_CUT_RATE = float(os.environ.get("BYTESPIKE_SANDBOX_CUT_RATE", "0"))
+# A pending or running task no worker has touched for this long is revived by the reaper (a lost
+# message, a killed worker). Workers touch running tasks at least every 30 s.
+BYTESPIKE_TASK_STALE_SECONDS = float(os.environ.get("BYTESPIKE_TASK_STALE_SECONDS", "120"))
+# Task streams (SSE) send a keepalive comment this often, so proxies keep them open.
+BYTESPIKE_SSE_KEEPALIVE_SECONDS = float(os.environ.get("BYTESPIKE_SSE_KEEPALIVE_SECONDS", "15"))
 # How long a sandbox video takes to "render" (the demo's videos finish in seconds).
 BYTESPIKE_SANDBOX_VIDEO_SECONDS = float(os.environ.get("BYTESPIKE_SANDBOX_VIDEO_SECONDS", "6"))
 BYTESPIKE_INVITATION_DAYS = 7

@@ -4,9 +4,11 @@ Channels start in sandbox mode. ``BYTESPIKE_<PROVIDER>_BASE_URL`` / ``_API_KEY``
 ANTHROPIC, GEMINI, DEEPSEEK) switch that provider's channel to its real upstream.
 """
 
+import math
 import os
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import transaction
 
 from accounts.models import RoutingGroup
@@ -92,6 +94,11 @@ MODELS = [
     ("o3", "o3", Family.TEXT, "openai", "o3", ["enterprise"],
      {**TEXT, "input_price": 2 * M, "output_price": 8 * M, "cache_read_price": 500_000,
       "context_window": 200_000, "max_output_tokens": 100_000}),
+    ("sora-2", "Sora 2", Family.VIDEO, "openai", "sora-2", ["default"],
+     {"capabilities": ["video-generation"], "video_price_per_second": 100_000,
+      "durations": [4, 8, 12], "sizes": ["1280x720", "720x1280"],
+      "aspect_ratios": ["16:9", "9:16"], "estimated_seconds": 90, "max_run_seconds": 900,
+      "cancel_refund_policy": RefundPolicy.PRORATED}),
     ("gpt-image-1", "GPT Image 1", Family.IMAGE, "openai", "gpt-image-1", ["default"],
      {"capabilities": ["image-generation", "image-edit"], "max_images": 4,
       "image_prices": {"1024x1024/low": 11_000, "1024x1024/medium": 42_000,
@@ -149,4 +156,10 @@ def seed_catalogue() -> dict[str, RoutingGroup]:
         )
         if created:
             model.groups.set([groups[g] for g in group_slugs])
+        if model.family != Family.TEXT and model.channel.is_sandbox:
+            # The sandbox renders in seconds: estimates that match keep the demo's polling brisk.
+            quick = math.ceil(settings.BYTESPIKE_SANDBOX_VIDEO_SECONDS) + 2
+            if model.estimated_seconds != quick:
+                model.estimated_seconds = quick
+                model.save(update_fields=["estimated_seconds"])
     return groups

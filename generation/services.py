@@ -31,8 +31,12 @@ logger = logging.getLogger(__name__)
 PROMPT_MAX = 4000
 POLL_MIN_SECONDS = 1.0
 POLL_MAX_SECONDS = 30.0  # far below the broker's visibility timeout
-STALE_AFTER = timedelta(seconds=120)  # no worker has looked at it for this long: revive it
 OVERDUE_GRACE = timedelta(seconds=60)
+
+
+def stale_after() -> timedelta:
+    """No worker has looked at a task for this long: the reaper revives it."""
+    return timedelta(seconds=settings.BYTESPIKE_TASK_STALE_SECONDS)
 
 
 class TaskError(Exception):
@@ -502,7 +506,7 @@ def tasks_reap() -> dict:
     now = timezone.now()
     revived = failed = 0
     stale = Task.objects.select_related("model__channel", "api_key").filter(
-        status__in=(TaskStatus.PENDING, TaskStatus.RUNNING), heartbeat_at__lt=now - STALE_AFTER
+        status__in=(TaskStatus.PENDING, TaskStatus.RUNNING), heartbeat_at__lt=now - stale_after()
     )
     for task in stale:
         started = task.started_at or task.created_at

@@ -6,6 +6,7 @@ import asyncio
 import json
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import connections
 from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -22,7 +23,6 @@ from generation.task_objects import task_object
 
 MAX_BODY_BYTES = 1024 * 1024
 ENVELOPE_KEYS = {"model", "params", "out_task_id", "callback_url"}
-KEEPALIVE_SECONDS = 15.0
 
 
 def _json_body(request, *, allow_empty: bool = False) -> dict:
@@ -149,10 +149,11 @@ async def _events(task: Task, base_url: str, last_event_id: int):
     """A status event at once (unless Last-Event-ID says it was seen), another on each change,
     keepalive comments, and an event named after the terminal status before closing."""
     loop = asyncio.get_running_loop()
+    keepalive = settings.BYTESPIKE_SSE_KEEPALIVE_SECONDS
     seen = last_event_id
     fresh = last_event_id == 0
     async with Listener(task.public_id) as listener:
-        next_keepalive = loop.time() + KEEPALIVE_SECONDS
+        next_keepalive = loop.time() + keepalive
         while True:
             version, status, data = await sync_to_async(_read)(task.pk, base_url)
             changed = version > seen or fresh
@@ -167,7 +168,7 @@ async def _events(task: Task, base_url: str, last_event_id: int):
             wait = next_keepalive - loop.time()
             if wait <= 0:
                 yield b": keepalive\n\n"
-                next_keepalive = loop.time() + KEEPALIVE_SECONDS
+                next_keepalive = loop.time() + keepalive
                 continue
             await listener.wait(wait)
 

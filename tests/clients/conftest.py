@@ -17,6 +17,8 @@ from generation.demo_catalogue import seed_catalogue
 from tests.factories import MembershipFactory, UserFactory, fund, issue_key
 from tests.processes import ROOT, embedded_env, free_port, wait_until
 
+GATEWAY_APPLICATION = "bytespike-test-gateway"
+
 
 class Gateway(str):
     """The server's base URL (a str, for the SDKs) that also knows where its log is."""
@@ -31,7 +33,10 @@ def _database_url() -> str:
     db = settings.DATABASES["default"]
     if db["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    return (
+        f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+        f"?application_name={GATEWAY_APPLICATION}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +48,11 @@ def gateway(tmp_path_factory, django_db_setup, django_db_blocker):
         BYTESPIKE_ENCRYPTION_KEYS=",".join(settings.BYTESPIKE_ENCRYPTION_KEYS),
         BYTESPIKE_SANDBOX_LATENCY_MS="0",
         BYTESPIKE_SANDBOX_TOKEN_DELAY_MS="2",
+        BYTESPIKE_SSE_KEEPALIVE_SECONDS="0.5",
+        # A small pool: open task streams must not each keep a connection.
+        DATABASE_POOL_MIN="1",
+        DATABASE_POOL_MAX="4",
+        BYTESPIKE_PUBLIC_URL="http://testserver",
     )
     if os.environ.get("REDIS_URL"):
         env["REDIS_URL"] = os.environ["REDIS_URL"]

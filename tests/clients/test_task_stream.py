@@ -1,0 +1,125 @@
+"""The task stream (SSE) on a live gateway, while another process (this test, as a worker)
+moves the task along: the first event at once, one per change, keepalives, the terminal event
+and the end of the stream, Last-Event-ID, and no database connection held per open stream."""
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+from django.conf import settings
+
+from generation import services
+from generation.models import Task
+from tests.clients.conftest import GATEWAY_APPLICATION
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def submit(gateway, key, prompt) -> str:
+    response = httpx.post(
+        f"{gateway}/v1/tasks/submit",
+        headers={"x-api-key": key},
+        json={"model": "veo-3-fast", "prompt": prompt, "duration": 4},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["task_id"]
+
+
+class Reader(threading.Thread):
+    """Reads an SSE stream into (seconds since start, event, id, data) tuples."""
+
+    def __init__(self, url: str, key: str, last_event_id: str | None = None):
+        super().__init__(daemon=True)
+        self.url, self.key, self.last_event_id = url, key, last_event_id
+        self.events: list[tuple] = []
+        self.comments = 0
+        self.closed = threading.Event()
+        self.started = time.monotonic()
+
+    def run(self):
+        headers = {"x-api-key": self.key}
+        if self.last_event_id:
+            headers["Last-Event-ID"] = self.last_event_id
+        with httpx.stream("GET", self.url, headers=headers, timeout=30) as response:
+            self.status = response.status_code
+            self.content_type = response.headers.get("content-type", "")
+            event, ident = "message", None
+            for line in response.iter_lines():
+                if line.startswith(":"):
+                    self.comments += 1
+                elif line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("id: "):
+                    ident = line[4:]
+                elif line.startswith("data: "):
+                    elapsed = time.monotonic() - self.started
+                    self.events.append((elapsed, event, ident, json.loads(line[6:])))
+                    event = "message"
+        self.closed.set()
+
+
+def drive(task_id: str, timeout: float = 15) -> Task:
+    deadline = time.monotonic() + timeout
+    task = Task.objects.get(public_id=task_id)
+    while not task.is_terminal and time.monotonic() < deadline:
+        services.task_advance(task.pk, task.lease)
+        task.refresh_from_db()
+        time.sleep(0.1)
+    return task
+
+
+def test_a_stream_follows_a_task_to_its_end(gateway, demo):
+    key = demo["keys"]["gemini-default"]
+    task_id = submit(gateway, key, "A comet [sandbox:seconds=1.5]")
+    reader = Reader(f"{gateway}/v1/tasks/stream/{task_id}", key)
+    reader.start()
+    time.sleep(1.2)  # long enough for a keepalive (set to 0.5 s for this server)
+    assert reader.events and reader.events[0][1] == "status"
+    assert reader.events[0][0] < 1.0 and reader.events[0][3]["status"] == "pending"
+    assert reader.comments >= 1
+    assert reader.content_type.startswith("text/event-stream")
+    task = drive(task_id)
+    assert task.status == "completed"
+    assert reader.closed.wait(10), "the server did not close the stream"
+    names = [event for _, event, _, _ in reader.events]
+    assert names[-1] == "completed" and "status" in names[1:-1]
+    statuses = [data["status"] for _, _, _, data in reader.events]
+    assert statuses[0] == "pending" and "running" in statuses
+    ids = [int(ident) for _, _, ident, _ in reader.events]
+    assert ids[:-1] == sorted(set(ids[:-1]))
+    assert reader.events[-1][3]["output"][0]["type"] == "video"
+
+    # Reconnecting with the last id seen: only the terminal event, then the end.
+    again = Reader(f"{gateway}/v1/tasks/stream/{task_id}", key, last_event_id=str(ids[-1]))
+    again.start()
+    assert again.closed.wait(10)
+    assert [event for _, event, _, _ in again.events] == ["completed"]
+
+
+def test_open_streams_hold_no_database_connection(gateway, demo):
+    if not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        pytest.skip("connection counting needs PostgreSQL")
+    from django.db import connection
+
+    key = demo["keys"]["gemini-default"]
+    task_ids = [submit(gateway, key, f"Stream {n} [sandbox:seconds=60]") for n in range(8)]
+    readers = [Reader(f"{gateway}/v1/tasks/stream/{t}", key) for t in task_ids]
+    for reader in readers:
+        reader.start()
+    time.sleep(2)
+    assert all(reader.events for reader in readers)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+            [GATEWAY_APPLICATION],
+        )
+        held = cursor.fetchone()[0]
+    # The server's pool holds at most 4 connections: eight streams, all served, can't each hold one.
+    assert held <= 4, f"{held} connections for 8 open streams"
+    for task_id in task_ids:
+        services.task_cancel(Task.objects.get(public_id=task_id))
+    for reader in readers:
+        assert reader.closed.wait(10)
+        assert reader.events[-1][1] == "cancelled"
