@@ -7,15 +7,22 @@ would move every call through a thread twice), and none of them does anything fo
 console, the management API and the admin run through the full middleware stack.
 """
 
+import logging
 import os
 
 from django.core.asgi import get_asgi_application
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 
+from console.logfilters import RedactSecrets
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 
 console = get_asgi_application()
+
+# uvicorn's access log prints whole URLs, and Google-style clients may put the key in ?key=.
+# The filter goes on uvicorn's own logger, so its handler and --no-access-log stay as they are.
+logging.getLogger("uvicorn.access").addFilter(RedactSecrets())
 
 DATA_PLANE_PREFIXES = ("/v1/", "/v1beta/")
 

@@ -316,8 +316,6 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},  # one INFO line per upstream request is noise
-        # uvicorn's access log prints full URLs (?key=...): route it through the redacting handler.
-        "uvicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
 

@@ -77,7 +77,8 @@ async def release(reference: str) -> bool:
     return await sync_to_async(services.hold_release)(reference=reference)
 
 
-def _current_headers(principal: KeyPrincipal) -> dict:
+def current_headers_now(principal: KeyPrincipal) -> dict:
+    """The wallet and limit headers as they stand, for code already running in a thread."""
     wallet = services.wallet_state(principal.account_id)
     try:
         limits = key_limits_check(principal)
@@ -92,4 +93,4 @@ def _exhausted_limits(principal: KeyPrincipal) -> LimitState:
 
 async def current_headers(principal: KeyPrincipal) -> dict:
     """The wallet and limit headers as they stand (for answers that placed no hold)."""
-    return await sync_to_async(_current_headers)(principal)
+    return await sync_to_async(current_headers_now)(principal)

@@ -12,7 +12,7 @@ from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.keyauth import KeyPrincipal
-from generation import services
+from generation import metering, services
 from generation.catalogue import resolve_model
 from generation.dataplane.base import dataplane_view
 from generation.dataplane.errors import GatewayError, Protocol
@@ -111,11 +111,33 @@ def _identifiers(request) -> tuple[str, str]:
     return _text(body, "task_id", limit=64), _text(body, "out_task_id", limit=128)
 
 
+def _look_up(principal: KeyPrincipal, task_id: str, out_task_id: str, base_url: str):
+    """The task object and the wallet headers, in one trip to a thread (the hot read)."""
+    task = task_for_account(
+        account_id=principal.account_id, task_id=task_id, out_task_id=out_task_id
+    )
+    if task is None:
+        return None, {}
+    return task_object(task, base_url), metering.current_headers_now(principal)
+
+
 @require_http_methods(["GET", "POST"])
 @dataplane_view(Protocol.OPENAI)
 async def query(request, principal: KeyPrincipal):
-    task = await _find(principal, *_identifiers(request))
-    return JsonResponse(await sync_to_async(_present)(task, request))
+    task_id, out_task_id = _identifiers(request)
+    if bool(task_id) == bool(out_task_id):
+        raise GatewayError(
+            400, "invalid_param", "Give exactly one of 'task_id' and 'out_task_id'.", "task_id"
+        )
+    data, headers = await sync_to_async(_look_up)(
+        principal, task_id, out_task_id, _base_url(request)
+    )
+    if data is None:
+        raise GatewayError(404, "task_not_found", "No such task.", "task_id")
+    response = JsonResponse(data)
+    for name, value in headers.items():
+        response[name] = value
+    return response
 
 
 @require_POST

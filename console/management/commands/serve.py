@@ -113,6 +113,9 @@ class Command(BaseCommand):
         if _is_loopback(host) and "BYTESPIKE_HTTPS" not in env:
             # Plain HTTP on this machine only: cookies without Secure, no redirect to https.
             env["BYTESPIKE_HTTPS"] = "0"
+        url_host = f"[{host}]" if ":" in host else host
+        # Workers build links (callbacks, emails) without a request to read the address from.
+        env.setdefault("BYTESPIKE_PUBLIC_URL", f"http://{url_host}:{port}")
         python = sys.executable
         celery = [python, "-m", "celery", "-A", "console", "--quiet"]
         schedule = str(settings.DATA_DIR / "celerybeat-schedule")
@@ -132,7 +135,6 @@ class Command(BaseCommand):
 
         web = children[0]
         if _wait_for_port(host, port, web):
-            url_host = f"[{host}]" if ":" in host else host
             self.stdout.write(
                 self.style.SUCCESS(f"\nByteSpike is running at http://{url_host}:{port}/\n")
                 + f"  Log in as {demo['email']} with password {demo['password']}\n"
