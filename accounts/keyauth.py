@@ -201,3 +201,26 @@ def authenticate_management(request) -> ManagementKey:
     if key.last_used_at is None or (now - key.last_used_at).total_seconds() >= 60:
         ManagementKey.objects.filter(pk=key.pk).update(last_used_at=now)
     return key
+
+
+def principal_for_console(membership, key_public_id: str) -> KeyPrincipal | None:
+    """The key a console user chose in the playground, as the data plane would see it.
+
+    None unless the key is theirs to use (developers: their own keys; admins and owners: any
+    of the account's), active and not expired. The console never holds the secret; IP lists,
+    which guard where API calls come from, do not apply to the signed-in console.
+    """
+    from accounts.permissions import can_manage_key
+
+    key = (
+        ApiKey.objects.filter(
+            account=membership.account, public_id=key_public_id, deleted_at__isnull=True
+        )
+        .select_related("group")
+        .first()
+    )
+    if key is None or not key.is_active or key.is_expired:
+        return None
+    if not can_manage_key(membership, key):
+        return None
+    return KeyPrincipal.from_key(key)

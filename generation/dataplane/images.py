@@ -37,7 +37,7 @@ def _invalid(message: str, param: str) -> GatewayError:
     return GatewayError(400, "invalid_param", message, param)
 
 
-def _options(fields, target: Target) -> dict:
+def image_options(fields, target: Target) -> dict:
     """Validate the fields both routes share against the model."""
     model = target.model
     if model.family != Family.IMAGE:
@@ -78,6 +78,19 @@ def _options(fields, target: Target) -> dict:
 
 
 async def _serve(request, principal, target: Target, options: dict, call, images=(), mask=None):
+    data, headers = await make_images(request, principal, target, options, call, images, mask)
+    response = JsonResponse({"created": int(time.time()), "data": data})
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
+async def make_images(
+    request, principal, target: Target, options: dict, call=media.generate_images, images=(),
+    mask=None,
+) -> tuple[list[dict], dict]:  # fmt: skip
+    """Hold, generate (or edit), settle: the images' data items and the wallet headers. The
+    playground calls this too, on behalf of the key it was given."""
     model = target.model
     price = {"size": options["size"], "quality": options["quality"]}
     hold = pricing.image_cost(model, target.multiplier, count=options["n"], **price)
@@ -124,13 +137,10 @@ async def _serve(request, principal, target: Target, options: dict, call, images
         ),
     )
     data = await sync_to_async(_render)(request, principal, files, options)
-    response = JsonResponse({"created": int(time.time()), "data": data})
     headers = metering.limit_headers(
         settlement.wallet.available, admission.limits, settlement.charged
     )
-    for name, value in headers.items():
-        response[name] = value
-    return response
+    return data, headers
 
 
 def _render(request, principal, files, options) -> list[dict]:
@@ -158,7 +168,9 @@ async def generations(request, principal: KeyPrincipal):
     if not isinstance(body, dict):
         raise GatewayError(400, "invalid_param", "The request body must be a JSON object.")
     target = await _target(principal, body.get("model"))
-    return await _serve(request, principal, target, _options(body, target), media.generate_images)
+    return await _serve(
+        request, principal, target, image_options(body, target), media.generate_images
+    )
 
 
 async def _target(principal, slug) -> Target:
@@ -192,5 +204,5 @@ async def edits(request, principal: KeyPrincipal):
     images = [_image_bytes(upload, "image") for upload in uploads]
     mask = _image_bytes(files["mask"], "mask") if "mask" in files else None
     target = await _target(principal, fields.get("model"))
-    options = _options(fields, target)
+    options = image_options(fields, target)
     return await _serve(request, principal, target, options, media.edit_images, images, mask)

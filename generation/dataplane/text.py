@@ -59,6 +59,8 @@ OPENAI_CHAT = Caller("openai", Protocol.OPENAI, openai_chat, "chatcmpl-")
 OPENAI_RESPONSES = Caller("responses", Protocol.OPENAI, openai_responses, "resp_")
 ANTHROPIC = Caller("anthropic", Protocol.ANTHROPIC, anthropic, "msg_")
 GEMINI = Caller("gemini", Protocol.GEMINI, gemini, "")
+# The console's playground speaks OpenAI Chat to the browser; its usage says where it came from.
+PLAYGROUND = Caller("playground", Protocol.OPENAI, openai_chat, "chatcmpl-")
 
 
 def upstream_codec(kind: str, caller: Caller):
@@ -230,8 +232,12 @@ def _upstream_failure(error: Exception) -> GatewayError:
     return GatewayError(502, "upstream_error", "The upstream answer could not be read.")
 
 
-async def serve_text(request, principal: KeyPrincipal, caller: Caller, *, model=None, stream=None):
-    chat = _parse(caller, _json_body(request), model)
+async def serve_text(
+    request, principal: KeyPrincipal, caller: Caller, *, model=None, stream=None, body=None
+):
+    """A text call in ``caller``'s protocol. ``body`` is the parsed request when the caller is
+    not an HTTP client (the console's playground); otherwise it is read from ``request``."""
+    chat = _parse(caller, _json_body(request) if body is None else body, model)
     if stream is not None:
         chat.stream = stream
     target = await resolve_model(principal.group_id, chat.model)
