@@ -466,14 +466,18 @@ def hold_release(*, reference: str) -> bool:
     False when the hold was already closed."""
     now = timezone.now()
     with transaction.atomic():
-        row = _execute(
-            f"UPDATE {_table(Hold)} SET status = %s, closed_at = %s "
-            "WHERE reference = %s AND status = %s RETURNING account_id, amount, counts_in_flight",
-            [HoldStatus.RELEASED, now, reference, HoldStatus.OPEN],
-        )
-        if row is None:
+        # The wallet is locked before the hold, as in hold_settle: one lock order, no deadlock.
+        row = _hold_with_locked_wallet(reference)
+        if row is None or row[4] != HoldStatus.OPEN:
             return False
-        account_id, amount, in_flight = row
+        hold_id, account_id, amount, in_flight = row[:4]
+        claimed = _execute(
+            f"UPDATE {_table(Hold)} SET status = %s, closed_at = %s "
+            "WHERE id = %s AND status = %s RETURNING id",
+            [HoldStatus.RELEASED, now, hold_id, HoldStatus.OPEN],
+        )
+        if claimed is None:
+            return False
         balance, held = _execute(
             f"UPDATE {_table(Wallet)} SET held = held - %s, in_flight = in_flight - %s "
             "WHERE account_id = %s RETURNING balance, held",

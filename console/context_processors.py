@@ -12,8 +12,8 @@ NAV = [
     ("accounts:groups", "Models & pricing", "layers"),
     ("billing:usage", "Usage", "chart"),
     ("billing:wallet", "Wallet", "wallet"),
-    ("console:playground", "Playground", "spark"),
-    ("console:tasks", "Tasks", "list"),
+    ("generation:playground", "Playground", "spark"),
+    ("generation:tasks", "Tasks", "list"),
     ("accounts:team", "Team", "users"),
     ("accounts:settings", "Settings", "gear"),
 ]
@@ -23,6 +23,8 @@ NAV_ALSO = {
     "accounts:keys": ("accounts:key-", "accounts:management-key"),
     "accounts:settings": ("accounts:audit", "generation:webhook", "generation:delivery"),
     "billing:wallet": ("billing:redeem", "billing:threshold"),
+    "generation:playground": ("generation:playground-",),
+    "generation:tasks": ("generation:task-",),
 }
 
 

@@ -10,7 +10,6 @@ from generation.files import serve_file
 console_patterns = (
     [
         path("", views.dashboard, name="dashboard"),
-        *(path(f"{name}/", views.section, {"section": name}, name=name) for name in views.SECTIONS),
     ],
     "console",
 )

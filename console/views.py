@@ -1,4 +1,4 @@
-"""The console's own pages: the dashboard and the sections later issues fill in."""
+"""The console's own page: the dashboard."""
 
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
@@ -15,14 +15,17 @@ from billing.reports import (
     usage_records,
 )
 from billing.views import wallet_for
+from generation.task_pages import tasks_recent_for_account
 
 RECENT = 6
+RECENT_TASKS = 5
 
 
 @require_GET
 @account_view()
 def dashboard(request):
-    """Balance, spend, daily spend by key, and what happened lately (or how to start)."""
+    """Balance, spend, daily spend by key, and what happened lately (or how to start):
+    recent requests, wallet activity and recent tasks."""
     account = request.account
     days, series = daily_spend_by_key(account)
     recent_usage = list(usage_records(account, usage_filter_from(account, {}))[:RECENT])
@@ -40,23 +43,9 @@ def dashboard(request):
         "recent_usage": recent_usage,
         "recent_ledger": recent_ledger,
         "has_usage": has_usage,
+        "recent_tasks": tasks_recent_for_account(account, RECENT_TASKS),
     }
     if not has_usage:
         context["has_keys"] = api_keys_for_account(account).exists()
     return render(request, "console/dashboard.html", context)
 
-
-SECTIONS = {
-    "playground": ("Playground", "Try text, image and video models with one of your keys."),
-    "tasks": ("Tasks", "Async image and video tasks with live status."),
-}
-
-
-@account_view()
-def section(request, section: str):
-    title, summary = SECTIONS[section]
-    return render(
-        request,
-        "console/section_pending.html",
-        {"section": section, "title": title, "summary": summary},
-    )

@@ -260,7 +260,7 @@ def _enqueue(task: Task, countdown: float | None = None) -> None:
     else:
         lease = task.lease
         transaction.on_commit(
-            lambda: task_advance.apply_async((task.pk, lease), countdown=countdown)
+            lambda: task_advance.apply_async((task.pk, lease), countdown=countdown), robust=True
         )
 
 

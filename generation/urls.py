@@ -1,12 +1,28 @@
-"""Console routes of the generation app (webhooks and their deliveries)."""
+"""Console routes of the generation app: the playground, tasks, and webhooks with their
+deliveries."""
 
 from django.urls import path
 
-from generation import webhook_views
+from generation import playground_views, task_pages, webhook_views
 
 app_name = "generation"
 
 urlpatterns = [
+    path("playground/", playground_views.playground, name="playground"),
+    path("playground/chat/", playground_views.chat, name="playground-chat"),
+    path(
+        "playground/usage/<str:request_id>/",
+        playground_views.usage,
+        name="playground-usage",
+    ),
+    path("playground/images/", playground_views.images, name="playground-images"),
+    path("playground/tasks/", playground_views.task_submit, name="playground-task"),
+    path("playground/estimate/", playground_views.estimate, name="playground-estimate"),
+    path("tasks/", task_pages.tasks, name="tasks"),
+    path("tasks/<str:task_id>/", task_pages.task_detail, name="task-detail"),
+    path("tasks/<str:task_id>/card/", task_pages.task_card, name="task-card"),
+    path("tasks/<str:task_id>/row/", task_pages.task_row, name="task-row"),
+    path("tasks/<str:task_id>/cancel/", task_pages.task_cancel, name="task-cancel"),
     path("settings/webhooks/", webhook_views.webhooks, name="webhooks"),
     path(
         "settings/webhooks/secret/",

@@ -117,8 +117,8 @@ CONSOLE_PAGES = [
     "accounts:groups",
     "billing:usage",
     "billing:wallet",
-    "console:playground",
-    "console:tasks",
+    "generation:playground",
+    "generation:tasks",
     "accounts:team",
     "accounts:settings",
 ]

@@ -1,0 +1,276 @@
+"""Console pages for async tasks: the live task card, the tasks list and a task's detail page.
+
+Every read goes through ``task_get_for_account``/``tasks_for_account``, scoped to the current
+account: another account's task is a 404. A card or row of a task that is not terminal polls
+itself (``hx-get`` + ``hx-trigger="every 2s"`` + ``hx-swap="outerHTML"``); once the task is
+terminal the server renders it without the trigger and answers 286, which stops htmx polling.
+Cancelling goes through ``services.task_cancel``, the same compare-and-set the API uses.
+"""
+
+import json
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from django.core.paginator import Paginator
+from django.db.models import Prefetch, QuerySet
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import trigger_client_event
+
+from accounts.decorators import account_view
+from accounts.models import Account
+from accounts.permissions import USE_PLAYGROUND
+from accounts.selectors import api_keys_for_account
+from generation import services
+from generation.files import artifact_path
+from generation.models import AIModel, CallbackAttempt, CallbackDelivery, Task, TaskStatus
+from generation.task_objects import task_object
+
+PAGE_SIZE = 25
+CARD = "generation/task_card.html"
+LIST = "generation/tasks.html"
+DETAIL = "generation/task_detail.html"
+# htmx stops polling an element when its answer has this status (and still swaps it in).
+STOP_POLLING = 286
+FILTERS = ("status", "model", "key")
+
+
+# --- Reads, scoped to the account ------------------------------------------------------------
+
+
+def tasks_for_account(account: Account) -> QuerySet[Task]:
+    """Newest first, with what a row shows."""
+    return Task.objects.filter(account=account).select_related("model", "api_key")
+
+
+def task_get_for_account(*, account: Account, public_id: str) -> Task:
+    task = tasks_for_account(account).filter(public_id=public_id).first()
+    if task is None:
+        raise Http404("No such task.")
+    return task
+
+
+def tasks_recent_for_account(account: Account, limit: int = 5) -> list[Task]:
+    return [present(task) for task in tasks_for_account(account)[:limit]]
+
+
+# --- Presentation ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Output:
+    kind: str
+    url: str
+    mime_type: str
+    width: int
+    height: int
+    duration_seconds: float | None
+
+
+def seconds_text(seconds: float | None) -> str:
+    """12 s, 2 min 5 s, 1 h 3 min."""
+    if seconds is None:
+        return ""
+    seconds = max(int(round(seconds)), 0)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def present(task: Task, *, outputs: bool = False) -> Task:
+    """Add what templates show: the prompt, elapsed time, credits, and (``outputs``) the files."""
+    params = task.params if isinstance(task.params, dict) else {}
+    task.prompt = params.get("prompt", "")
+    end = task.completed_at if task.is_terminal and task.completed_at else timezone.now()
+    task.elapsed_seconds = max((end - task.created_at).total_seconds(), 0)
+    task.elapsed_text = seconds_text(task.elapsed_seconds)
+    task.estimated_text = seconds_text(task.estimated_seconds) if task.estimated_seconds else ""
+    task.credits = task.credits_used if task.is_terminal else task.estimated_credits
+    task.key_name = task.api_key.name if task.api_key_id and task.api_key else ""
+    task.announcement = f"{task.model.display_name} task {task.get_status_display().lower()}."
+    task.outputs = []
+    if outputs and task.status == TaskStatus.COMPLETED:
+        task.outputs = [
+            Output(
+                kind=artifact.kind,
+                url=artifact_path(artifact),
+                mime_type=artifact.mime_type,
+                width=artifact.width,
+                height=artifact.height,
+                duration_seconds=artifact.duration_seconds,
+            )
+            for artifact in task.artifacts.all()
+        ]
+    return task
+
+
+def render_card(request, task: Task, *, status: int | None = None):
+    """The card; 286 once the task is terminal, so a polling card stops."""
+    present(task, outputs=True)
+    if status is None:
+        status = STOP_POLLING if task.is_terminal else 200
+    return render(request, CARD, {"task": task}, status=status)
+
+
+# --- The card --------------------------------------------------------------------------------
+
+
+@require_GET
+@account_view()
+def task_card(request, task_id: str):
+    task = task_get_for_account(account=request.account, public_id=task_id)
+    return render_card(request, task)
+
+
+@require_POST
+@account_view(USE_PLAYGROUND)
+def task_cancel(request, task_id: str):
+    """Cancel (idempotent), then show the card again: terminal, so it no longer polls."""
+    task = task_get_for_account(account=request.account, public_id=task_id)
+    was_terminal = task.is_terminal
+    task = services.task_cancel(task)
+    if not request.htmx:
+        return redirect("generation:task-detail", task_id=task.public_id)
+    response = render_card(request, task, status=200)
+    if was_terminal:
+        notice = f"The task had already {task.get_status_display().lower()}."
+    else:
+        notice = f"Task {task.get_status_display().lower()}."
+    return trigger_client_event(response, "announce", {"message": notice})
+
+
+# --- The list --------------------------------------------------------------------------------
+
+
+def _filters(request) -> dict[str, str]:
+    """The filters that have a value, in a fixed order (stable URLs); unknown statuses drop."""
+    values = {name: request.GET.get(name, "").strip() for name in FILTERS}
+    if values["status"] not in TaskStatus.values:
+        values["status"] = ""
+    return {name: value for name, value in values.items() if value}
+
+
+def _url(params: dict) -> str:
+    query = urlencode(params)
+    return reverse("generation:tasks") + (f"?{query}" if query else "")
+
+
+def _list_context(request) -> dict:
+    account = request.account
+    filters = _filters(request)
+    tasks = tasks_for_account(account)
+    if "status" in filters:
+        tasks = tasks.filter(status=filters["status"])
+    if "model" in filters:
+        tasks = tasks.filter(model__slug=filters["model"])
+    if "key" in filters:
+        tasks = tasks.filter(api_key__public_id=filters["key"])
+    page = Paginator(tasks, PAGE_SIZE).get_page(request.GET.get("page"))
+    for task in page:
+        present(task)
+
+    def page_url(number: int) -> str:
+        return _url({**filters, "page": number} if number > 1 else filters)
+
+    return {
+        "page": page,
+        "filters": filters,
+        "statuses": TaskStatus.choices,
+        "models": AIModel.objects.filter(tasks__account=account).distinct().order_by("slug"),
+        "keys": api_keys_for_account(account).order_by("name"),
+        "previous_url": page_url(page.previous_page_number()) if page.has_previous() else "",
+        "next_url": page_url(page.next_page_number()) if page.has_next() else "",
+    }
+
+
+@require_GET
+@account_view()
+def tasks(request):
+    """Recent tasks, filtered by status, model and key (in the URL), 25 a page."""
+    context = _list_context(request)
+    if request.htmx and request.htmx.target == "tasks-list":
+        return render(request, f"{LIST}#tasks-list", context)
+    return render(request, LIST, context)
+
+
+@require_GET
+@account_view()
+def task_row(request, task_id: str):
+    """One row of the list, polled while the task is not terminal."""
+    task = present(task_get_for_account(account=request.account, public_id=task_id))
+    status = STOP_POLLING if task.is_terminal else 200
+    return render(request, f"{LIST}#task-row", {"task": task}, status=status)
+
+
+# --- The detail page -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Moment:
+    at: object
+    title: str
+    detail: str = ""
+    tone: str = ""
+
+
+def _timeline(task: Task, deliveries: list[CallbackDelivery]) -> list[Moment]:
+    moments = [
+        Moment(
+            task.created_at,
+            "Submitted",
+            f"with the key {task.key_name}" if task.key_name else "",
+        )
+    ]
+    if task.started_at:
+        moments.append(Moment(task.started_at, "Started", "a worker claimed it"))
+    if task.is_terminal and task.completed_at:
+        tone = {"completed": "good", "failed": "bad"}.get(task.status, "")
+        detail = ""
+        if task.status == TaskStatus.FAILED and task.error:
+            detail = task.error.get("message", "")
+        moments.append(Moment(task.completed_at, task.get_status_display(), detail, tone))
+    for delivery in deliveries:
+        for attempt in delivery.attempts_oldest_first:
+            if attempt.error:
+                detail = attempt.error
+            else:
+                detail = f"answered {attempt.status_code} in {attempt.duration_ms} ms"
+            ok = attempt.status_code is not None and 200 <= attempt.status_code < 300
+            title = "Callback redelivered" if attempt.manual else "Callback attempt"
+            moments.append(Moment(attempt.attempted_at, title, detail, "good" if ok else "bad"))
+    return sorted(moments, key=lambda moment: moment.at)
+
+
+@require_GET
+@account_view()
+def task_detail(request, task_id: str):
+    task = present(
+        task_get_for_account(account=request.account, public_id=task_id), outputs=True
+    )
+    deliveries = list(
+        task.deliveries.prefetch_related(
+            Prefetch("attempt_log", queryset=CallbackAttempt.objects.order_by("attempted_at", "id"))
+        )
+    )
+    for delivery in deliveries:
+        delivery.attempts_oldest_first = list(delivery.attempt_log.all())
+        delivery.last_attempt = (
+            delivery.attempts_oldest_first[-1] if delivery.attempts_oldest_first else None
+        )
+    context = {
+        "task": task,
+        "params": json.dumps(task.params, indent=2, ensure_ascii=False, sort_keys=True),
+        "task_json": json.dumps(
+            task_object(task, request.build_absolute_uri("/")), indent=2, ensure_ascii=False
+        ),
+        "timeline": _timeline(task, deliveries),
+        "deliveries": deliveries,
+    }
+    return render(request, DETAIL, context)
