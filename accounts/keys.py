@@ -28,6 +28,7 @@ from accounts.models import (
 )
 from accounts.selectors import group_is_available
 from accounts.services import audit_record
+from console.ratelimit import allow
 
 INFERENCE_PREFIX = "sk-byts-"
 MANAGEMENT_PREFIX = "sk-byts-admin-"
@@ -43,9 +44,27 @@ MAX_NAME = 100
 class KeyRuleError(ValueError):
     """A key request that breaks a rule; ``field`` names the offending input."""
 
+    status = 400
+    code = "invalid_param"
+
     def __init__(self, message: str, field: str | None = None):
         super().__init__(message)
         self.field = field
+
+
+class KeyCreationLimitedError(KeyRuleError):
+    status = 429
+    code = "rate_limit_exceeded"
+
+
+def _check_creation_rate(account: Account) -> None:
+    """A ceiling on new keys per account and hour: a leaked session or management key cannot
+    mint keys by the thousand."""
+    limit = settings.BYTESPIKE_KEY_CREATION_LIMIT
+    if not allow("key-create", account.pk, limit=limit, period=3600):
+        raise KeyCreationLimitedError(
+            f"This account created {limit} keys in the last hour; try again later.", "name"
+        )
 
 
 def key_digest(secret: str) -> str:
@@ -158,6 +177,7 @@ def api_key_issue(
     """A new inference key bound to ``group``; returns the key and its only plaintext copy."""
     if not group_is_available(account=account, group=group):
         raise KeyRuleError("That routing group is not available to this account.", "group_id")
+    _check_creation_rate(account)
     limits = {
         "quota": quota,
         "rate_limit_5h": rate_limit_5h,
@@ -304,6 +324,7 @@ def api_key_delete(
 
 def management_key_issue(*, account: Account, actor: User, name: str) -> tuple[ManagementKey, str]:
     key = ManagementKey(account=account, name=clean_name(name), created_by=actor)
+    _check_creation_rate(account)
     secret = _new_secret(MANAGEMENT_PREFIX)
     _store_secret(key, secret, MANAGEMENT_PREFIX)
     with transaction.atomic():

@@ -16,6 +16,7 @@ from functools import wraps
 from inspect import iscoroutinefunction
 
 from django.core import signals
+from django.db import DatabaseError
 from django.http import Http404, JsonResponse
 from django.urls import re_path
 from django.utils.log import log_response
@@ -170,7 +171,7 @@ def _key_auth_error(request, exc: KeyAuthError):
 
 @api.exception_handler(KeyRuleError)
 def _key_rule_error(request, exc: KeyRuleError):
-    return error_response(400, str(exc), code="invalid_param", param=exc.field)
+    return error_response(exc.status, str(exc), code=exc.code, param=exc.field)
 
 
 @api.exception_handler(FilterError)
@@ -208,6 +209,15 @@ def _http_error(request, exc: HttpError):
 @api.exception_handler(Http404)
 def _not_found(request, exc: Http404):
     return error_response(404, str(exc) or "Not found.")
+
+
+@api.exception_handler(DatabaseError)
+def _database_unavailable(request, exc: DatabaseError):
+    response = error_response(
+        503, "ByteSpike is briefly unavailable; retry in a few seconds.", code="service_unavailable"
+    )
+    response["Retry-After"] = "5"
+    return response
 
 
 @api.exception_handler(Exception)

@@ -1,8 +1,15 @@
 """Project middleware."""
 
+import logging
+
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
+from django.db import DatabaseError
+from django.shortcuts import render
+from django.utils.deprecation import MiddlewareMixin
 from whitenoise.middleware import WhiteNoiseMiddleware
+
+logger = logging.getLogger(__name__)
 
 
 class StaticFilesMiddleware:
@@ -46,3 +53,16 @@ class StaticFilesMiddleware:
         else:
             static_file = whitenoise.files.get(request.path_info)
         return whitenoise.serve(static_file, request) if static_file is not None else None
+
+
+class DatabaseUnavailableMiddleware(MiddlewareMixin):
+    """A database that cannot be reached is a 503 page (Retry-After), not a 500 with an error
+    report: the console recovers by itself when the database is back."""
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, DatabaseError):
+            return None
+        logger.warning("database unavailable for %s", request.path, exc_info=True)
+        response = render(request, "503.html", status=503)
+        response["Retry-After"] = "5"
+        return response

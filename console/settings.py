@@ -75,6 +75,7 @@ MIDDLEWARE = [
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "console.middleware.DatabaseUnavailableMiddleware",
 ]
 
 FORM_RENDERER = "console.forms.ConsoleFormRenderer"
@@ -335,6 +336,8 @@ BYTESPIKE_ENCRYPTION_KEYS = env_list("BYTESPIKE_ENCRYPTION_KEYS") or [
         lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
     )
 ]
+# New API and management keys per account and hour.
+BYTESPIKE_KEY_CREATION_LIMIT = int(os.environ.get("BYTESPIKE_KEY_CREATION_LIMIT", "30"))
 # How long a verified key stays cached. Revoking, rolling or editing a key deletes its entry at
 # once; with a per-process cache (no REDIS_URL) another process can only learn by expiry.
 BYTESPIKE_KEY_CACHE_SECONDS = float(
