@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 from celery import shared_task
+from django.conf import settings
 
 from billing import notifications, services
 
@@ -15,7 +16,8 @@ def low_balance_alert(account_id: int) -> int:
 @shared_task
 def release_stale_holds() -> int:
     # A synchronous request never runs this long; its process must have died mid-request.
-    return services.holds_release_stale(older_than=timedelta(minutes=15))
+    older_than = timedelta(seconds=settings.BYTESPIKE_HOLD_STALE_SECONDS)
+    return services.holds_release_stale(older_than=older_than)
 
 
 @shared_task

@@ -360,6 +360,9 @@ BYTESPIKE_SANDBOX_CUT_RATE = float(os.environ.get("BYTESPIKE_SANDBOX_CUT_RATE", 
 # A pending or running task no worker has touched for this long is revived by the reaper (a lost
 # message, a killed worker). Workers touch running tasks at least every 30 s.
 BYTESPIKE_TASK_STALE_SECONDS = float(os.environ.get("BYTESPIKE_TASK_STALE_SECONDS", "120"))
+# A request's hold still open after this long belongs to a process that died mid-request (a
+# killed web process, a database gone before the settlement): beat releases it, for free.
+BYTESPIKE_HOLD_STALE_SECONDS = float(os.environ.get("BYTESPIKE_HOLD_STALE_SECONDS", "900"))
 # Task streams (SSE) send a keepalive comment this often, so proxies keep them open.
 BYTESPIKE_SSE_KEEPALIVE_SECONDS = float(os.environ.get("BYTESPIKE_SSE_KEEPALIVE_SECONDS", "15"))
 # How long a sandbox video takes to "render" (the demo's videos finish in seconds).

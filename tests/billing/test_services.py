@@ -197,6 +197,21 @@ def test_stale_synchronous_holds_are_released(world):
     books_balance(world.account)
 
 
+def test_beat_releases_request_holds_older_than_the_setting(world, settings):
+    from billing.tasks import release_stale_holds
+
+    settings.BYTESPIKE_HOLD_STALE_SECONDS = 30
+    fund(world.account, 10)
+    services.hold_place(account_id=world.account.pk, reference="orphan", amount=M)
+    services.hold_place(account_id=world.account.pk, reference="in-flight", amount=M)
+    Hold.objects.filter(reference="orphan").update(
+        created_at=timezone.now() - timedelta(seconds=31)
+    )
+    assert release_stale_holds() == 1
+    assert Hold.objects.get(reference="orphan").status == "released"
+    assert Hold.objects.get(reference="in-flight").status == "open"
+
+
 def test_low_balance_alerts_owners_once_per_crossing(
     world, model, enqueued, django_capture_on_commit_callbacks
 ):
