@@ -48,4 +48,3 @@ def dashboard(request):
     if not has_usage:
         context["has_keys"] = api_keys_for_account(account).exists()
     return render(request, "console/dashboard.html", context)
-

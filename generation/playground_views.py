@@ -53,6 +53,7 @@ MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 QUALITIES = ("auto", "low", "medium", "high")
 VIDEO_FIELDS = ("prompt", "duration", "aspect_ratio", "size", "seed", "negative_prompt")
 IMAGE_TASK_FIELDS = ("prompt", "n", "size", "quality", "aspect_ratio", "seed")
+FORM_FIELDS = {*VIDEO_FIELDS, *IMAGE_TASK_FIELDS, "image", "mask"}
 USAGE_TRIES = 8  # the usage fragment asks again this many times (a stopped stream settles late)
 
 
@@ -251,10 +252,13 @@ def estimate(request):
 def _form_error(request, form: str, *, key_id: str, slug: str, message: str, param=None):
     """Re-render ``form`` (``task-form`` or ``image-form``) with the message, in place (422)."""
     keys = playground_keys(request.membership)
-    key, _, model = _choose(keys, key_id, slug)
-    if model is None or model.slug != slug:
-        model = AIModel.objects.filter(slug=slug).first() or model
+    key, models, model = _choose(keys, key_id, slug)
+    if model is None or model.slug != slug:  # a stale page: the form of a model it may use
+        families = (Family.IMAGE,) if form == "image-form" else (Family.VIDEO, Family.IMAGE)
+        model = next((m for m in models if m.family in families), model)
     field = (param or "").removeprefix("params.")
+    if field not in FORM_FIELDS:
+        field = ""  # not a field of the form (the model, say): the message goes on top
     values = request.POST.dict()
     context = _panel_context(
         request, key, model, values=values, form_error=message, error_field=field
@@ -321,9 +325,7 @@ def _upload_bytes(upload, field: str) -> bytes:
 
 def _render_images(request, *, model_slug: str, options: dict, items: list[dict]):
     record = (
-        UsageRecord.objects.filter(
-            account=request.account, request_id=request.bytespike_request_id
-        )
+        UsageRecord.objects.filter(account=request.account, request_id=request.bytespike_request_id)
         .select_related("model")
         .first()
     )

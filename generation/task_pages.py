@@ -18,7 +18,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import trigger_client_event
+from django_htmx.http import push_url, trigger_client_event
 
 from accounts.decorators import account_view
 from accounts.models import Account
@@ -74,7 +74,7 @@ def seconds_text(seconds: float | None) -> str:
     """12 s, 2 min 5 s, 1 h 3 min."""
     if seconds is None:
         return ""
-    seconds = max(int(round(seconds)), 0)
+    seconds = max(round(seconds), 0)
     if seconds < 60:
         return f"{seconds} s"
     minutes, seconds = divmod(seconds, 60)
@@ -182,6 +182,7 @@ def _list_context(request) -> dict:
     return {
         "page": page,
         "filters": filters,
+        "url": page_url(page.number),
         "statuses": TaskStatus.choices,
         "models": AIModel.objects.filter(tasks__account=account).distinct().order_by("slug"),
         "keys": api_keys_for_account(account).order_by("name"),
@@ -196,7 +197,8 @@ def tasks(request):
     """Recent tasks, filtered by status, model and key (in the URL), 25 a page."""
     context = _list_context(request)
     if request.htmx and request.htmx.target == "tasks-list":
-        return render(request, f"{LIST}#tasks-list", context)
+        # The address bar gets the filters that are set, not the form's empty fields.
+        return push_url(render(request, f"{LIST}#tasks-list", context), context["url"])
     return render(request, LIST, context)
 
 
@@ -238,10 +240,9 @@ def _timeline(task: Task, deliveries: list[CallbackDelivery]) -> list[Moment]:
         moments.append(Moment(task.completed_at, task.get_status_display(), detail, tone))
     for delivery in deliveries:
         for attempt in delivery.attempts_oldest_first:
-            if attempt.error:
-                detail = attempt.error
-            else:
-                detail = f"answered {attempt.status_code} in {attempt.duration_ms} ms"
+            detail = attempt.error or (
+                f"answered {attempt.status_code} in {attempt.duration_ms} ms"
+            )
             ok = attempt.status_code is not None and 200 <= attempt.status_code < 300
             title = "Callback redelivered" if attempt.manual else "Callback attempt"
             moments.append(Moment(attempt.attempted_at, title, detail, "good" if ok else "bad"))
@@ -251,9 +252,7 @@ def _timeline(task: Task, deliveries: list[CallbackDelivery]) -> list[Moment]:
 @require_GET
 @account_view()
 def task_detail(request, task_id: str):
-    task = present(
-        task_get_for_account(account=request.account, public_id=task_id), outputs=True
-    )
+    task = present(task_get_for_account(account=request.account, public_id=task_id), outputs=True)
     deliveries = list(
         task.deliveries.prefetch_related(
             Prefetch("attempt_log", queryset=CallbackAttempt.objects.order_by("attempted_at", "id"))

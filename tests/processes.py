@@ -114,7 +114,7 @@ def submit(client: httpx.Client, page: str, data: dict, action: str | None = Non
 
 
 def console_login(base_url: str, email: str, password: str) -> httpx.Client:
-    client = httpx.Client(base_url=base_url, timeout=10)
+    client = httpx.Client(base_url=base_url, timeout=30)
     response = submit(client, "/auth/login/", {"login": email, "password": password})
     assert response.status_code == 302, response.text[:500]
     return client

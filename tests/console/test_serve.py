@@ -1,6 +1,7 @@
 """`manage.py serve` on a fresh machine: one command brings up web, worker and beat, and takes
 them all down again."""
 
+import functools
 import os
 import signal
 import uuid
@@ -20,6 +21,9 @@ from tests.processes import (
     wait_until,
 )
 
+# A loaded CI machine compiles the first page of a fresh process slowly.
+get = functools.partial(httpx.get, timeout=30)
+
 
 def test_serve_runs_the_whole_product_and_stops_cleanly(tmp_path):
     port = free_port()
@@ -28,15 +32,15 @@ def test_serve_runs_the_whole_product_and_stops_cleanly(tmp_path):
     try:
         children = descendants(process.pid)
         assert len(children) >= 3  # uvicorn, worker (and its pool), beat
-        assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
-        assert httpx.get(f"{base}/readyz").status_code == 200
-        login_page = httpx.get(f"{base}/auth/login/")
+        assert get(f"{base}/healthz").json() == {"status": "ok"}
+        assert get(f"{base}/readyz").status_code == 200
+        login_page = get(f"{base}/auth/login/")
         css = login_page.text.split('rel="stylesheet" href="')[1].split('"')[0]
-        assert httpx.get(f"{base}{css}").status_code == 200  # collected, hashed, served
+        assert get(f"{base}{css}").status_code == 200  # collected, hashed, served
 
         # Access logs print full URLs; a key sent as ?key= must not reach them.
         probe_key = "sk-byts-" + "Q" * 40
-        assert httpx.get(f"{base}/v1/models?key={probe_key}").status_code == 401
+        assert get(f"{base}/v1/models?key={probe_key}").status_code == 401
 
         client = console_login(base, demo["email"], demo["password"])
         dashboard = client.get("/")
