@@ -23,34 +23,17 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 import httpx
-import psycopg
+from _common import ROOT, database_urls, drop_database, fresh_database, shell, start_server
 
-ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = "bytespike_bench_gw"
 UPSTREAM_PORT = 9100
 GATEWAY_PORT = 9101
 BODY = {"model": "bench-chat", "messages": [{"role": "user", "content": "Say hello."}],
         "max_tokens": 64}  # fmt: skip
-
-
-def urls() -> tuple[str, str]:
-    admin = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    return admin, urlunparse(urlparse(admin)._replace(path=f"/{BENCH_DB}"))
-
-
-def shell(env: dict, script: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", script],
-        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    return result.stdout.strip().splitlines()[-1]
 
 
 SETUP = f"""
@@ -92,18 +75,6 @@ print(json.dumps({{
     "usage_credits": usage.aggregate(t=Sum("credits"))["t"] or 0,
     "problems": wallet_problems(account)}}))
 """
-
-
-def start(argv: list[str], env: dict, port: int) -> subprocess.Popen:
-    process = subprocess.Popen(argv, cwd=ROOT, env=env)
-    for _ in range(150):
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return process
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"{argv} did not start")
 
 
 async def load(url: str, headers: dict, body: dict, *, requests: int, concurrency: int,
@@ -184,7 +155,7 @@ def main() -> None:
     parser.add_argument("--transport", default="httpx", choices=["httpx", "aiohttp", "both"])
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
-    admin_url, bench_url = urls()
+    admin_url, bench_url = database_urls(BENCH_DB)
     env = {
         **os.environ,
         "DATABASE_URL": bench_url,
@@ -195,20 +166,17 @@ def main() -> None:
         "LOG_LEVEL": "WARNING",
     }
     env.pop("CELERY_BROKER_URL", None)
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    fresh_database(admin_url, BENCH_DB, env)
     world = json.loads(shell(env, SETUP))
     uvicorn = [sys.executable, "-m", "uvicorn", "--no-access-log", "--log-level", "warning"]
-    upstream = start(
+    upstream = start_server(
         [*uvicorn, "benchmarks.fake_upstream:app", "--port", str(UPSTREAM_PORT)], env, UPSTREAM_PORT
     )
     results = {}
     try:
         transports = ["httpx", "aiohttp"] if args.transport == "both" else [args.transport]
         for transport in transports:
-            gateway = start(
+            gateway = start_server(
                 [*uvicorn, "console.asgi:application", "--lifespan", "off",
                  "--port", str(GATEWAY_PORT)],
                 {**env, "BYTESPIKE_UPSTREAM_TRANSPORT": transport}, GATEWAY_PORT,
@@ -224,8 +192,7 @@ def main() -> None:
     finally:
         upstream.terminate()
         upstream.wait(timeout=20)
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        drop_database(admin_url, BENCH_DB)
     print("\ntransport  stream  conc  direct p50  gateway p50  added p50  added p99  rps/process")
     for transport, rows in results.items():
         for row in rows:

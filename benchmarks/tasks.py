@@ -19,17 +19,21 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 import httpx
-import psycopg
+from _common import (
+    ROOT,
+    database_urls,
+    drop_database,
+    fresh_database,
+    manage,
+    shell,
+    start_server,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = "bytespike_bench_tasks"
 PORT = 9111
 
@@ -71,14 +75,6 @@ for progress in range(5, 100, 5):
     services._progress(task, progress)
 print(json.dumps(stamps))
 """
-
-
-def shell(env: dict, code: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code],
-        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    return result.stdout.strip().splitlines()[-1]
 
 
 async def query_load(base: str, key: str, tasks: list[str], requests: int, concurrency: int):
@@ -188,8 +184,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
-    admin = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    bench_url = urlunparse(urlparse(admin)._replace(path=f"/{BENCH_DB}"))
+    admin, bench_url = database_urls(BENCH_DB)
     env = {
         **os.environ,
         "DATABASE_URL": bench_url,
@@ -201,28 +196,16 @@ def main() -> None:
         "BYTESPIKE_SANDBOX_VIDEO_SECONDS": "600",
         "LOG_LEVEL": "WARNING",
     }
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    subprocess.run(
-        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
-        cwd=ROOT, env=env, check=True,
-    )  # fmt: skip
+    fresh_database(admin, BENCH_DB, env)
+    manage(env, "collectstatic", "--noinput", "-v0")
     world = json.loads(shell(env, SETUP))
-    server = subprocess.Popen(
+    server = start_server(
         [sys.executable, "-m", "uvicorn", "console.asgi:application", "--lifespan", "off",
          "--port", str(PORT), "--no-access-log", "--log-level", "warning"],
-        cwd=ROOT, env=env,
+        env, PORT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{PORT}"
     try:
-        for _ in range(100):
-            try:
-                httpx.get(f"{base}/healthz", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
         query = asyncio.run(
             query_load(base, world["key"], world["tasks"], args.requests, args.concurrency)
         )
@@ -238,8 +221,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        drop_database(admin, BENCH_DB)
 
 
 if __name__ == "__main__":

@@ -20,37 +20,21 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 import httpx
 import psycopg
+from _common import ROOT, database_urls, drop_database, fresh_database, manage, shell, start_server
 
-ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = "bytespike_bench"
 DAYS = 90
 KEYS = 20
 MODELS = 8
 
 
-def database_urls() -> tuple[str, str]:
-    admin = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    parts = urlparse(admin)
-    return admin, urlunparse(parts._replace(path=f"/{BENCH_DB}"))
-
-
-def run(*argv, env):
-    subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, check=True)
-
-
-def setup_database(admin_url: str, bench_url: str, env: dict) -> dict:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    run("manage.py", "migrate", "-v0", env=env)
+def setup_database(admin_url: str, env: dict) -> dict:
+    fresh_database(admin_url, BENCH_DB, env)
     script = f"""
 import json
 from accounts.services import account_create
@@ -78,11 +62,7 @@ print(json.dumps({{"account": account.pk, "other": other.pk, "group": group.pk,
                   "models": models, "keys": [k.pk for k in api_keys],
                   "key_public_ids": [k.public_id for k in api_keys], "management_key": mkey}}))
 """
-    out = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", script],
-        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    return json.loads(out.strip().splitlines()[-1])
+    return json.loads(shell(env, script))
 
 
 def grow_usage(bench_url: str, world: dict, start: int, end: int) -> None:
@@ -120,21 +100,6 @@ def grow_usage(bench_url: str, world: dict, start: int, end: int) -> None:
         )
         conn.execute("VACUUM ANALYZE billing_usagerecord")
         conn.execute("VACUUM ANALYZE billing_usagerollup")
-
-
-def start_server(env: dict, port: int) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "console.asgi:application", "--port", str(port),
-         "--lifespan", "off", "--log-level", "warning"],
-        cwd=ROOT, env=env,
-    )  # fmt: skip
-    for _ in range(100):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise RuntimeError("uvicorn did not start")
 
 
 def console_client(base: str) -> httpx.Client:
@@ -176,7 +141,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
 
-    admin_url, bench_url = database_urls()
+    admin_url, bench_url = database_urls(BENCH_DB)
     data_dir = ROOT / "var" / "bench"
     env = {
         **os.environ,
@@ -187,8 +152,8 @@ def main() -> None:
     }
     env.pop("REDIS_URL", None)
     env.pop("CELERY_BROKER_URL", None)
-    run("manage.py", "collectstatic", "--noinput", "-v0", env=env)
-    world = setup_database(admin_url, bench_url, env)
+    manage(env, "collectstatic", "--noinput", "-v0")
+    world = setup_database(admin_url, env)
     results = []
     written = 0
     try:
@@ -198,7 +163,11 @@ def main() -> None:
             grow_usage(bench_url, world, written, size)
             written = size
             print(f"  done in {time.monotonic() - started:.0f} s", flush=True)
-            server = start_server(env, args.port)
+            server = start_server(
+                [sys.executable, "-m", "uvicorn", "console.asgi:application",
+                 "--port", str(args.port), "--lifespan", "off", "--log-level", "warning"],
+                env, args.port,
+            )  # fmt: skip
             try:
                 base = f"http://127.0.0.1:{args.port}"
                 page = console_client(base)
@@ -226,8 +195,7 @@ def main() -> None:
                 server.wait(timeout=20)
     finally:
         if not args.keep:
-            with psycopg.connect(admin_url, autocommit=True) as conn:
-                conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+            drop_database(admin_url, BENCH_DB)
     print("\nrows        " + "  ".join(k for k in results[0] if k != "rows"))
     for row in results:
         cells = [f"{v['median_ms']:>6} / {v['p95_ms']:<6}" for k, v in row.items() if k != "rows"]

@@ -1,13 +1,17 @@
 """The Celery application; configuration comes from Django settings (``CELERY_*``)."""
 
 import functools
+import logging
 import os
 
 from celery import Celery
 from celery.contrib.django.task import DjangoTask
+from celery.worker.consumer import Consumer as CeleryConsumer
 from django.db import transaction
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
+
+logger = logging.getLogger(__name__)
 
 
 class Task(DjangoTask):
@@ -18,6 +22,32 @@ class Task(DjangoTask):
         transaction.on_commit(functools.partial(self.delay, *args, **kwargs), robust=True)
 
 
+class Consumer(CeleryConsumer):
+    """Celery's consumer, made to survive a Redis broker that restarts.
+
+    On a lost connection Celery 5.7 collects it, which leaves its kombu transport without the
+    connection settings (``client = None``), and then closes it. kombu's Redis channels of that
+    connection still need those settings: to restore the messages not yet acknowledged when
+    closing, and to acknowledge the tasks still running when they end (acks_late). Both raised
+    AttributeError, which Celery takes as unrecoverable: the worker exited when Redis restarted
+    (benchmarks/soak.py). Here the close failing is logged, and the old transport gets its
+    settings back, so late acknowledgements reach Redis again (or fail as connection errors,
+    which Celery logs). Messages lost with Redis are revived by the task reaper.
+    """
+
+    def on_connection_error_after_connected(self, exc):
+        transport = getattr(self.connection, "_transport", None)
+        client = getattr(transport, "client", None)
+        try:
+            super().on_connection_error_after_connected(exc)
+        except AttributeError:
+            logger.warning("closing the lost broker connection failed; reconnecting", exc_info=True)
+        finally:
+            if transport is not None and transport.client is None:
+                transport.client = client
+
+
 app = Celery("bytespike", task_cls=Task)
 app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.worker_consumer = f"{__name__}:Consumer"
 app.autodiscover_tasks()

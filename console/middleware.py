@@ -2,6 +2,7 @@
 
 import logging
 
+import redis.exceptions as redis
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.db import DatabaseError
@@ -55,14 +56,20 @@ class StaticFilesMiddleware:
         return whitenoise.serve(static_file, request) if static_file is not None else None
 
 
+# What a dependency that cannot be reached raises: the database, and Redis (which django-allauth
+# needs to count log-in and password-reset attempts: those pages cannot work without it, and
+# failing open would let password guessing through while Redis is down).
+UNAVAILABLE = (DatabaseError, redis.ConnectionError, redis.TimeoutError)
+
+
 class DatabaseUnavailableMiddleware(MiddlewareMixin):
-    """A database that cannot be reached is a 503 page (Retry-After), not a 500 with an error
-    report: the console recovers by itself when the database is back."""
+    """A database (or Redis) that cannot be reached is a 503 page (Retry-After), not a 500 with an
+    error report: the console recovers by itself when it is back."""
 
     def process_exception(self, request, exception):
-        if not isinstance(exception, DatabaseError):
+        if not isinstance(exception, UNAVAILABLE):
             return None
-        logger.warning("database unavailable for %s", request.path, exc_info=True)
+        logger.warning("dependency unavailable for %s", request.path, exc_info=True)
         response = render(request, "503.html", status=503)
         response["Retry-After"] = "5"
         return response

@@ -108,6 +108,22 @@ def test_failed_logins_are_rate_limited_per_address(world):
     assert client.get(reverse("console:dashboard")).status_code == 302
 
 
+def test_log_in_while_redis_is_down_is_a_503_not_a_500(world, monkeypatch):
+    # django-allauth counts attempts in the cache; without it the page cannot decide (the soak).
+    import redis
+    from django.core.cache import caches
+
+    def down(*args, **kwargs):
+        raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(type(caches["default"]), "add", down)
+    response = Client(raise_request_exception=False).post(
+        reverse("account_login"), {"login": "owner@acme.test", "password": PASSWORD}
+    )
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+
+
 def test_password_reset_by_email(world):
     client = Client()
     client.post(reverse("account_reset_password"), {"email": "owner@acme.test"})
