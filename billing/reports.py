@@ -72,10 +72,13 @@ def _parse_moment(value: str, field: str, *, end: bool) -> datetime:
         moment = None if day else parse_datetime(value)
     except ValueError:  # well formed but impossible, like 2026-02-30
         day = moment = None
+    if day is None and moment is None:
+        raise FilterError(f"Use a date (2026-11-01) or an ISO 8601 time for {field}.", field)
+    if not 1 < (day or moment).year < 9999:
+        # Room for the arithmetic that follows (the next day, the next hour, a default window).
+        raise FilterError(f"{field} must be between the years 2 and 9998.", field)
     if day is not None:
         moment = datetime.combine(day + timedelta(days=1) if end else day, time.min)
-    if moment is None:
-        raise FilterError(f"Use a date (2026-11-01) or an ISO 8601 time for {field}.", field)
     if timezone.is_naive(moment):
         moment = timezone.make_aware(moment, timezone.UTC)
     return moment

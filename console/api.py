@@ -16,7 +16,7 @@ from functools import wraps
 from inspect import iscoroutinefunction
 
 from django.core import signals
-from django.db import DatabaseError
+from django.db import DatabaseError, DataError
 from django.http import Http404, JsonResponse
 from django.urls import re_path
 from django.utils.log import log_response
@@ -209,6 +209,15 @@ def _http_error(request, exc: HttpError):
 @api.exception_handler(Http404)
 def _not_found(request, exc: Http404):
     return error_response(404, str(exc) or "Not found.")
+
+
+@api.exception_handler(DataError)
+def _unstorable_value(request, exc: DataError):
+    # A value the database refuses (PostgreSQL: a NUL character in a filter or a name), not an
+    # outage: the caller has to change the request.
+    return error_response(
+        400, "The request holds a value that cannot be stored, such as a NUL.", code="invalid_param"
+    )
 
 
 @api.exception_handler(DatabaseError)

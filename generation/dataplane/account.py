@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from asgiref.sync import sync_to_async
 from django.http import JsonResponse
 from django.utils import timezone
-from django.views.decorators.http import require_GET
 
 from accounts.keyauth import KeyPrincipal
 from billing.limits import key_usage
@@ -105,14 +104,12 @@ def _usage(principal: KeyPrincipal, since: str | None, until: str | None) -> dic
     }
 
 
-@require_GET
-@dataplane_view()
+@dataplane_view(methods=("GET",))
 async def balance(request, principal: KeyPrincipal):
     return JsonResponse(await sync_to_async(_balance)(principal))
 
 
-@require_GET
-@dataplane_view()
+@dataplane_view(methods=("GET",))
 async def usage(request, principal: KeyPrincipal):
     since, until = request.GET.get("since"), request.GET.get("until")
     return JsonResponse(await sync_to_async(_usage)(principal, since, until))

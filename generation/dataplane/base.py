@@ -1,11 +1,21 @@
-"""What every data-plane view shares: key authentication, the protocol's error envelope and the
-response headers."""
+"""What every data-plane view shares: the allowed methods, key authentication, reading the body,
+the protocol's error envelope and the response headers."""
 
+import json
 import logging
+import re
 from collections.abc import Callable
 from functools import wraps
 
-from django.db import DatabaseError
+from django.core.exceptions import (
+    BadRequest,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
+from django.db import DatabaseError, DataError
+from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 from ulid import ULID
 
@@ -15,10 +25,18 @@ from generation.metering import current_headers
 
 logger = logging.getLogger(__name__)
 
+MIB = 1024 * 1024
+# Where a JSON body may hold a surrogate: an escape ("\ud800"), one encoded as if it were a
+# character (json.loads lets those bytes through), or text that is not UTF-8 (UTF-16 and
+# UTF-32 JSON has NUL bytes).
+_MAY_HOLD_A_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]|\x00")
+
 
 def request_protocol(request) -> Protocol:
-    """The caller's protocol, for routes that several protocols share (such as /v1/models)."""
-    if request.path.startswith("/v1beta/"):
+    """The caller's protocol, for routes that several protocols share (such as /v1/models), and
+    for a URL that is no route."""
+    path = request.path
+    if path.startswith("/v1beta/") or (path.startswith("/v1/models/") and ":" in path):
         return Protocol.GEMINI
     if "anthropic-version" in request.headers:
         return Protocol.ANTHROPIC
@@ -33,11 +51,31 @@ def unavailable() -> GatewayError:
     return error
 
 
-def dataplane_view(protocol: Protocol | Callable = request_protocol):
+def unstorable() -> GatewayError:
+    return GatewayError(
+        400, "invalid_param", "The request holds a value that cannot be stored, such as a NUL."
+    )
+
+
+def _unreadable(error: Exception) -> GatewayError:
+    """A request Django could not read: form fields over DATA_UPLOAD_MAX_MEMORY_SIZE, too many
+    fields or files, a multipart body that is not one."""
+    if isinstance(error, RequestDataTooBig):
+        return GatewayError(413, "request_too_large", "The request's form fields are too large.")
+    if isinstance(error, TooManyFieldsSent | TooManyFilesSent):
+        return GatewayError(400, "invalid_param", "The request has too many fields or files.")
+    if isinstance(error, MultiPartParserError):
+        return GatewayError(400, "invalid_param", "The body is not valid multipart/form-data.")
+    return GatewayError(400, "invalid_param", "The request could not be read.")
+
+
+def dataplane_view(protocol: Protocol | Callable = request_protocol, *, methods: tuple[str, ...]):
     """Wrap an async view ``view(request, principal, ...)`` that may raise ``GatewayError``.
 
-    A database that cannot be reached (restarting, failing over) is a 503 with Retry-After in
-    the caller's envelope, never a 500: the call was not made, and nothing was billed.
+    Every answer is in the caller's envelope and has its request id: another method is a 405
+    (before the key is checked), a request Django cannot read a 400 or 413. A database that
+    cannot be reached (restarting, failing over) is a 503 with Retry-After, never a 500: the
+    call was not made, and nothing was billed.
     """
 
     def decorator(view):
@@ -48,16 +86,73 @@ def dataplane_view(protocol: Protocol | Callable = request_protocol):
             caller = protocol(request) if callable(protocol) else protocol
             request.bytespike_request_id = request_id
             try:
-                response = await _answer(view, request, caller, args, kwargs)
+                if request.method not in methods:
+                    response = error_response(caller, _method_not_allowed(request, methods))
+                else:
+                    response = await _answer(view, request, caller, args, kwargs)
+            except DataError:
+                # A value the database refuses (PostgreSQL: a NUL character), not an outage.
+                response = error_response(caller, unstorable())
             except DatabaseError:
                 logger.warning("database unavailable for %s", request.path, exc_info=True)
                 response = error_response(caller, unavailable())
+            except (BadRequest, SuspiciousOperation, MultiPartParserError) as error:
+                response = error_response(caller, _unreadable(error))
             response["X-Request-ID"] = request_id
             return response
 
         return wrapper
 
     return decorator
+
+
+def _method_not_allowed(request, methods: tuple[str, ...]) -> GatewayError:
+    allowed = ", ".join(methods)
+    error = GatewayError(
+        405, "method_not_allowed", f"{request.method} is not allowed here. Allowed: {allowed}."
+    )
+    error.headers["Allow"] = allowed
+    return error
+
+
+@csrf_exempt
+async def unknown_route(request, *args, **kwargs):
+    """Any /v1 or /v1beta URL that is no route: a 404 in the envelope the path suggests."""
+    error = GatewayError(404, "not_found", f"Unknown URL: {request.method} {request.path}.")
+    response = error_response(request_protocol(request), error)
+    response["X-Request-ID"] = f"req_{ULID()}"
+    return response
+
+
+def json_body(request, limit: int, *, allow_empty: bool = False) -> dict:
+    """The request's JSON object, of at most ``limit`` bytes (else 413).
+
+    Read from the request's stream, not ``request.body``: Django caps that at
+    DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB, meant for the console's forms) and answers an HTML 400
+    past it, where a text call may rightly be bigger (a long document, inline images). Nesting
+    too deep for the parser is a 400 like any other JSON it cannot read.
+    """
+    try:
+        declared = int(request.headers.get("content-length") or 0)
+    except ValueError:
+        declared = 0
+    raw = b"" if declared > limit else request.read(limit + 1)
+    if declared > limit or len(raw) > limit:
+        size = f"{limit // MIB} MiB" if limit % MIB == 0 else f"{limit} bytes"
+        raise GatewayError(413, "request_too_large", f"The request body is over {size}.")
+    if allow_empty and not raw:
+        return {}
+    try:
+        body = json.loads(raw or b"null")
+        if _MAY_HOLD_A_SURROGATE.search(raw):
+            # A lone surrogate is no character: nothing downstream (the database, the
+            # upstream's encoder) can take it.
+            json.dumps(body, ensure_ascii=False).encode()
+    except (ValueError, UnicodeError, RecursionError):
+        raise GatewayError(400, "invalid_param", "The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise GatewayError(400, "invalid_param", "The request body must be a JSON object.")
+    return body
 
 
 async def _answer(view, request, caller, args, kwargs):

@@ -3,7 +3,6 @@ protocol's list shape (OpenAI by default, Anthropic when `anthropic-version` is 
 under /v1beta)."""
 
 from django.http import JsonResponse
-from django.views.decorators.http import require_GET
 
 from accounts.keyauth import KeyPrincipal
 from accounts.models import RoutingGroup
@@ -60,8 +59,7 @@ def _gemini_entry(model: AIModel) -> dict:
     }
 
 
-@require_GET
-@dataplane_view()
+@dataplane_view(methods=("GET",))
 async def models_list(request, principal: KeyPrincipal):
     group, models = await _group_and_models(principal)
     if "anthropic-version" in request.headers:
@@ -77,8 +75,7 @@ async def models_list(request, principal: KeyPrincipal):
     return JsonResponse({"object": "list", "data": [_openai_entry(m, group) for m in models]})
 
 
-@require_GET
-@dataplane_view(Protocol.GEMINI)
+@dataplane_view(Protocol.GEMINI, methods=("GET",))
 async def gemini_models_list(request, principal: KeyPrincipal):
     _, models = await _group_and_models(principal)
     return JsonResponse({"models": [_gemini_entry(model) for model in models]})

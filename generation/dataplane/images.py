@@ -5,12 +5,10 @@ URLs (24 hours) or base64 data."""
 import asyncio
 import base64
 import io
-import json
 import time
 
 from asgiref.sync import sync_to_async
 from django.http import JsonResponse
-from django.views.decorators.http import require_POST
 from PIL import Image, UnidentifiedImageError
 
 from accounts.keyauth import KeyPrincipal
@@ -18,7 +16,7 @@ from billing import pricing
 from billing.services import UsageFacts
 from generation import metering
 from generation.catalogue import Target, resolve_model
-from generation.dataplane.base import dataplane_view
+from generation.dataplane.base import dataplane_view, json_body
 from generation.dataplane.errors import GatewayError, Protocol
 from generation.files import artifact_save, artifact_url
 from generation.models import Family
@@ -156,17 +154,9 @@ def _render(request, principal, files, options) -> list[dict]:
     return data
 
 
-@require_POST
-@dataplane_view(Protocol.OPENAI)
+@dataplane_view(Protocol.OPENAI, methods=("POST",))
 async def generations(request, principal: KeyPrincipal):
-    if int(request.headers.get("content-length") or 0) > MAX_JSON_BYTES:
-        raise GatewayError(413, "request_too_large", "The request body is over 1 MiB.")
-    try:
-        body = json.loads(request.body or b"null")
-    except (ValueError, UnicodeDecodeError):
-        raise GatewayError(400, "invalid_param", "The request body is not valid JSON.") from None
-    if not isinstance(body, dict):
-        raise GatewayError(400, "invalid_param", "The request body must be a JSON object.")
+    body = json_body(request, MAX_JSON_BYTES)
     target = await _target(principal, body.get("model"))
     return await _serve(
         request, principal, target, image_options(body, target), media.generate_images
@@ -188,8 +178,7 @@ def _image_bytes(upload, param: str) -> bytes:
     return data
 
 
-@require_POST
-@dataplane_view(Protocol.OPENAI)
+@dataplane_view(Protocol.OPENAI, methods=("POST",))
 async def edits(request, principal: KeyPrincipal):
     if int(request.headers.get("content-length") or 0) > MAX_UPLOAD_BYTES:
         raise GatewayError(413, "request_too_large", "The request body is over 50 MiB.")

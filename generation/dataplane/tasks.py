@@ -4,39 +4,27 @@ look up within the caller's account (another account's task is a 404), and answe
 
 import asyncio
 import json
+import logging
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.http import JsonResponse, StreamingHttpResponse
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.keyauth import KeyPrincipal
 from generation import metering, services
 from generation.catalogue import resolve_model
-from generation.dataplane.base import dataplane_view
+from generation.dataplane.base import dataplane_view, json_body
 from generation.dataplane.errors import GatewayError, Protocol
 from generation.live import Listener
 from generation.models import Task
 from generation.selectors import task_for_account
 from generation.task_objects import task_object
 
+logger = logging.getLogger(__name__)
+
 MAX_BODY_BYTES = 1024 * 1024
 ENVELOPE_KEYS = {"model", "params", "out_task_id", "callback_url"}
-
-
-def _json_body(request, *, allow_empty: bool = False) -> dict:
-    if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
-        raise GatewayError(413, "request_too_large", "The request body is over 1 MiB.")
-    if allow_empty and not request.body:
-        return {}
-    try:
-        body = json.loads(request.body or b"null")
-    except (ValueError, UnicodeDecodeError):
-        raise GatewayError(400, "invalid_param", "The request body is not valid JSON.") from None
-    if not isinstance(body, dict):
-        raise GatewayError(400, "invalid_param", "The request body must be a JSON object.")
-    return body
 
 
 def _text(body: dict, name: str, *, limit: int) -> str:
@@ -62,10 +50,9 @@ def _present(task: Task, request) -> dict:
     return task_object(task, _base_url(request))
 
 
-@require_POST
-@dataplane_view(Protocol.OPENAI)
+@dataplane_view(Protocol.OPENAI, methods=("POST",))
 async def submit(request, principal: KeyPrincipal):
-    body = _json_body(request)
+    body = json_body(request, MAX_BODY_BYTES)
     slug = body.get("model")
     if not isinstance(slug, str) or not slug:
         raise GatewayError(400, "invalid_param", "Missing required parameter: 'model'.", "model")
@@ -107,7 +94,7 @@ def _identifiers(request) -> tuple[str, str]:
     if request.method == "GET":
         source = request.GET
         return source.get("task_id", "").strip(), source.get("out_task_id", "").strip()
-    body = _json_body(request, allow_empty=True)
+    body = json_body(request, MAX_BODY_BYTES, allow_empty=True)
     return _text(body, "task_id", limit=64), _text(body, "out_task_id", limit=128)
 
 
@@ -121,8 +108,7 @@ def _look_up(principal: KeyPrincipal, task_id: str, out_task_id: str, base_url: 
     return task_object(task, base_url), metering.current_headers_now(principal)
 
 
-@require_http_methods(["GET", "POST"])
-@dataplane_view(Protocol.OPENAI)
+@dataplane_view(Protocol.OPENAI, methods=("GET", "POST"))
 async def query(request, principal: KeyPrincipal):
     task_id, out_task_id = _identifiers(request)
     if bool(task_id) == bool(out_task_id):
@@ -140,8 +126,7 @@ async def query(request, principal: KeyPrincipal):
     return response
 
 
-@require_POST
-@dataplane_view(Protocol.OPENAI)
+@dataplane_view(Protocol.OPENAI, methods=("POST",))
 async def cancel(request, principal: KeyPrincipal, task_id: str = ""):
     task = await _find(principal, task_id) if task_id else await _find(
         principal, *_identifiers(request)
@@ -177,7 +162,15 @@ async def _events(task: Task, base_url: str, last_event_id: int):
     async with Listener(task.public_id) as listener:
         next_keepalive = loop.time() + keepalive
         while True:
-            version, status, data = await sync_to_async(_read)(task.pk, base_url)
+            try:
+                version, status, data = await sync_to_async(_read)(task.pk, base_url)
+            except DatabaseError:
+                # The database is restarting: the stream stays open (a comment keeps proxies
+                # from closing it) and reads again, rather than cut without a terminal event.
+                logger.warning("database unavailable for the stream of %s", task.public_id)
+                yield b": waiting for the database\n\n"
+                await asyncio.sleep(1)
+                continue
             changed = version > seen or fresh
             if status in ("completed", "failed", "cancelled"):
                 if changed and fresh:
@@ -195,8 +188,7 @@ async def _events(task: Task, base_url: str, last_event_id: int):
             await listener.wait(wait)
 
 
-@require_GET
-@dataplane_view(Protocol.OPENAI)
+@dataplane_view(Protocol.OPENAI, methods=("GET",))
 async def stream(request, principal: KeyPrincipal, task_id: str):
     task = await _find(principal, task_id)
     try:

@@ -14,8 +14,8 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
+from django.db import DatabaseError
 from django.http import JsonResponse, StreamingHttpResponse
-from django.views.decorators.http import require_POST
 from ulid import ULID
 
 from accounts.keyauth import KeyPrincipal
@@ -23,7 +23,7 @@ from billing import pricing, services
 from billing.services import UsageFacts
 from generation import metering
 from generation.catalogue import Target, resolve_model
-from generation.dataplane.base import dataplane_view
+from generation.dataplane.base import dataplane_view, json_body, unavailable
 from generation.dataplane.errors import GatewayError, Protocol
 from generation.models import ChannelKind, Family
 from generation.protocols import anthropic, gemini, openai_chat, openai_responses
@@ -78,26 +78,22 @@ def upstream_codec(kind: str, caller: Caller):
 # --- Routes ----------------------------------------------------------------------------------
 
 
-@require_POST
-@dataplane_view(Protocol.OPENAI)
+@dataplane_view(Protocol.OPENAI, methods=("POST",))
 async def chat_completions(request, principal):
     return await serve_text(request, principal, OPENAI_CHAT)
 
 
-@require_POST
-@dataplane_view(Protocol.OPENAI)
+@dataplane_view(Protocol.OPENAI, methods=("POST",))
 async def responses(request, principal):
     return await serve_text(request, principal, OPENAI_RESPONSES)
 
 
-@require_POST
-@dataplane_view(Protocol.ANTHROPIC)
+@dataplane_view(Protocol.ANTHROPIC, methods=("POST",))
 async def messages(request, principal):
     return await serve_text(request, principal, ANTHROPIC)
 
 
-@require_POST
-@dataplane_view(Protocol.GEMINI)
+@dataplane_view(Protocol.GEMINI, methods=("POST",))
 async def generate_content(request, principal, model: str, method: str):
     if method not in ("generateContent", "streamGenerateContent"):
         raise GatewayError(404, "not_found", f"Unknown method {method!r}.")
@@ -107,19 +103,6 @@ async def generate_content(request, principal, model: str, method: str):
 
 
 # --- The call --------------------------------------------------------------------------------
-
-
-def _json_body(request) -> dict:
-    length = int(request.headers.get("content-length") or 0)
-    if length > MAX_BODY_BYTES:
-        raise GatewayError(413, "request_too_large", "The request body is over 32 MiB.")
-    try:
-        body = json.loads(request.body or b"null")
-    except (ValueError, UnicodeDecodeError):
-        raise GatewayError(400, "invalid_param", "The request body is not valid JSON.") from None
-    if not isinstance(body, dict):
-        raise GatewayError(400, "invalid_param", "The request body must be a JSON object.")
-    return body
 
 
 def _parse(caller: Caller, body: dict, model: str | None) -> ChatRequest:
@@ -237,7 +220,7 @@ async def serve_text(
 ):
     """A text call in ``caller``'s protocol. ``body`` is the parsed request when the caller is
     not an HTTP client (the console's playground); otherwise it is read from ``request``."""
-    chat = _parse(caller, _json_body(request) if body is None else body, model)
+    chat = _parse(caller, json_body(request, MAX_BODY_BYTES) if body is None else body, model)
     if stream is not None:
         chat.stream = stream
     target = await resolve_model(principal.group_id, chat.model)
@@ -365,16 +348,31 @@ class TextStream:
                     for frame in self._render(event):
                         yield frame
             except (UpstreamError, UpstreamFormatError) as error:
-                await sync_to_async(self._close_books)(failed=True)
+                await self._books_closed(failed=True)
                 message = getattr(error, "message", "The upstream answer could not be read.")
                 for frame in self.renderer.fail(message):
                     yield frame
                 return
-            await sync_to_async(self._close_books)(failed=False)
+            if not await self._books_closed(failed=False):
+                # Unbilled, so not a success: the caller gets the protocol's error event, not a
+                # connection cut without an end.
+                for frame in self.renderer.fail(unavailable().message):
+                    yield frame
+                return
             for frame in self.renderer.finish():
                 yield frame
         finally:
             await self.stack.aclose()
+
+    async def _books_closed(self, *, failed: bool) -> bool:
+        """Settle or release; False if the database cannot be reached (restarting, failing
+        over): the call is then free, and its hold is released by beat."""
+        try:
+            await sync_to_async(self._close_books)(failed=failed)
+        except DatabaseError:
+            logger.warning("database unavailable at the end of %s", self.reference, exc_info=True)
+            return False
+        return True
 
     def _render(self, event) -> list[bytes]:
         if isinstance(event, TextDelta | ToolCallDelta):

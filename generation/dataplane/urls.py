@@ -1,6 +1,7 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from generation.dataplane import account, catalogue, images, tasks, text
+from generation.dataplane.base import unknown_route
 
 urlpatterns = [
     path("v1/models", catalogue.models_list, name="v1-models"),
@@ -20,4 +21,6 @@ urlpatterns = [
     path("v1/tasks/cancel", tasks.cancel, name="v1-tasks-cancel"),
     path("v1/tasks/cancel/<str:task_id>", tasks.cancel, name="v1-tasks-cancel-id"),
     path("v1/tasks/stream/<str:task_id>", tasks.stream, name="v1-tasks-stream"),
+    # Last: any other /v1 or /v1beta URL is a 404 in the caller's envelope, not a console page.
+    re_path(r"^v1(beta)?/", unknown_route, name="v1-unknown"),
 ]

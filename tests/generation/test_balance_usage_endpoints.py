@@ -262,6 +262,10 @@ def test_usage_and_balance_report_the_same_key_limits(client, world, group):
         ({"until": "2026-02-30"}, "until"),
         ({"since": "2026-03-05", "until": "2026-03-01"}, "until"),
         ({"since": "2020-01-01"}, "since"),
+        # Found by fuzzing: the day after 9999-12-31 (and 30 days before 0001-01-03) overflowed
+        # Python's dates, a 500.
+        ({"until": "9999-12-31"}, "until"),
+        ({"until": "0001-01-03"}, "until"),
     ],
 )
 def test_bad_range_is_400_invalid_param_in_the_openai_envelope(client, world, group, query, param):

@@ -127,3 +127,17 @@ def test_edits_refuse_what_is_not_an_image(client, world, key):
     missing = edit(client, key, {})
     assert missing.status_code == 400 and missing.json()["error"]["param"] == "image"
     assert not Hold.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "content_type", ["multipart/form-data", "multipart/form-data; boundary=x", "text/plain"]
+)
+def test_edits_refuse_a_body_that_is_not_multipart_in_the_envelope(client, key, content_type):
+    # Found by fuzzing: a multipart body Django cannot parse was its HTML 400.
+    response = client.post(
+        "/v1/images/edits", b" ", content_type=content_type, headers={"x-api-key": key}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_param"
+    assert response["X-Request-ID"].startswith("req_")
+    assert not Hold.objects.exists()

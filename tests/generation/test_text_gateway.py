@@ -169,6 +169,73 @@ def test_oversized_body_is_413(client, world, demo, monkeypatch):
     nothing_held(world.account)
 
 
+def test_a_body_over_djangos_form_limit_is_served_up_to_the_routes_own(client, world, demo):
+    # Found by fuzzing: Django caps request.body at DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) with an
+    # HTML 400; a long document or a few inline images are bigger, and the text limit is 32 MiB.
+    long_document = {"role": "user", "content": "Summarise: " + "lorem ipsum " * 250_000}
+    body = {"model": "gpt-4.1", "max_tokens": 10, "messages": [long_document]}
+    response = post(client, "/v1/chat/completions", demo["default"], body)
+    assert response.status_code == 200, response.content[:300]
+    assert UsageRecord.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "key", "envelope"),
+    [
+        ("/v1/chat/completions", "default", "openai"),
+        ("/v1/messages", "claude-default", "anthropic"),
+        ("/v1beta/models/gemini-2.5-flash:generateContent", "gemini-default", "gemini"),
+    ],
+)
+def test_json_nested_deeper_than_the_parser_goes_is_a_400(client, world, demo, path, key, envelope):
+    # Found by fuzzing: json.loads raises RecursionError (not ValueError) on deep nesting; a
+    # 200 KB body of brackets was a 500.
+    depth = 100_000
+    response = post(client, path, demo[key], b"[" * depth + b"]" * depth)
+    assert response.status_code == 400
+    body = response.json()
+    if envelope == "anthropic":
+        assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+    elif envelope == "gemini":
+        assert body["error"]["status"] == "INVALID_ARGUMENT"
+    else:
+        assert body["error"]["code"] == "invalid_param"
+    nothing_held(world.account)
+
+
+@pytest.mark.parametrize("surrogate", [b"\\ud800", b"\xed\xa0\x80"], ids=["escaped", "bytes"])
+def test_a_lone_surrogate_is_a_400_and_a_pair_is_text(client, world, demo, surrogate):
+    # Found by fuzzing: json.loads lets a lone surrogate through, escaped or as bytes, and it
+    # is a string no database or encoder takes (a 500).
+    for body in (
+        b'{"model": "%s", "messages": [{"role": "user", "content": "Hi"}]}' % surrogate,
+        b'{"model": "gpt-4.1", "messages": [{"role": "user", "content": "Hi %s"}]}' % surrogate,
+    ):
+        assert post(client, "/v1/chat/completions", demo["default"], body).status_code == 400
+    nothing_held(world.account)
+    emoji = '{"model": "gpt-4.1", "messages": [{"role": "user", "content": "Hi \\ud83e\\udd8a"}]}'
+    assert post(client, "/v1/chat/completions", demo["default"], emoji).status_code == 200
+
+
+def test_a_wrong_method_and_an_unknown_url_answer_in_the_envelope(client, demo):
+    # Found by fuzzing: both were Django's own answers (an empty 405, the console's HTML 404),
+    # without a request id.
+    wrong = client.get("/v1/chat/completions", headers={"x-api-key": demo["default"]})
+    assert wrong.status_code == 405 and wrong["Allow"] == "POST"
+    assert wrong.json()["error"]["code"] == "method_not_allowed"
+    assert wrong["X-Request-ID"].startswith("req_")
+    for path, envelope in [
+        ("/v1/chat/completion", {"message", "type", "param", "code"}),
+        ("/v1/tasks/cancel/", {"message", "type", "param", "code"}),
+        ("/v1beta/models/:generateContent", {"code", "message", "status"}),
+        ("/v1/models/gemini-2.5-flash/x:generateContent", {"code", "message", "status"}),
+    ]:
+        unknown = post(client, path, demo["default"], {})
+        assert unknown.status_code == 404, path
+        assert set(unknown.json()["error"]) == envelope, path
+        assert unknown["X-Request-ID"].startswith("req_")
+
+
 def test_unknown_model_and_model_outside_the_group(client, world, demo):
     unknown = chat(client, demo["default"], model="gpt-99")
     assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "model_not_found"
