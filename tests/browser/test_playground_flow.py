@@ -18,7 +18,7 @@ from playwright.sync_api import expect
 from accounts.models import Role
 from billing.models import UsageRecord, Wallet
 from generation.demo_catalogue import seed_catalogue
-from generation.models import Task
+from generation.models import AIModel, Task
 from tests.factories import PASSWORD, AccountFactory, MembershipFactory, UserFactory, fund
 from tests.factories import issue_key as make_key
 from tests.processes import free_port
@@ -70,6 +70,8 @@ def team(db):
 def sign_in(page, site, email):
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    # What the Content Security Policy blocked (an inline style or script) is a bug too.
+    page.on("console", lambda m: "Content Security Policy" in m.text and errors.append(m.text))
     page.goto(f"{site}/")
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(PASSWORD)
@@ -81,6 +83,21 @@ def sign_in(page, site, email):
 def open_playground(page, site, key, model):
     page.goto(f"{site}{reverse('generation:playground')}?key={key.public_id}&model={model}")
     expect(page.get_by_role("heading", name="Playground")).to_be_visible()
+
+
+def test_switching_key_and_model_swaps_the_panel_without_errors(site, page, team):
+    owner, _, account, key = team
+    make_key(account, AIModel.objects.get(slug="gpt-4.1").groups.get(slug="default"),
+             actor=owner, name="Second key")  # fmt: skip
+    errors = sign_in(page, site, owner.email)
+    open_playground(page, site, key, "veo-3-fast")
+    page.get_by_label("Key", exact=True).select_option(label="Second key · OpenAI")
+    expect(page.locator("#playground-panel")).to_have_attribute("data-family", "text")
+    page.get_by_label("Key", exact=True).select_option(label="Studio key · Gemini")
+    for model, family in (("Imagen 4", "image"), ("Veo 3 Fast", "video")):
+        page.get_by_label("Model", exact=True).select_option(label=model)
+        expect(page.locator("#playground-panel")).to_have_attribute("data-family", family)
+    assert errors == []
 
 
 def test_a_chat_answer_streams_in_then_shows_its_usage(site, page, shot, team):
