@@ -198,8 +198,9 @@ def _validation_error(request, exc: ValidationError):
 
 @api.exception_handler(HttpError)
 def _http_error(request, exc: HttpError):
-    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
-        # ninja wraps a body that is not JSON (json.JSONDecodeError, UnicodeDecodeError).
+    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError | RecursionError):
+        # ninja wraps a body that is not JSON (json.JSONDecodeError, UnicodeDecodeError), or
+        # nested deeper than the parser goes.
         return error_response(
             400, "The request body is not valid JSON.", code="invalid_json", param=None
         )

@@ -3,6 +3,7 @@ the protocol's error envelope and the response headers."""
 
 import json
 import logging
+import math
 import re
 from collections.abc import Callable
 from functools import wraps
@@ -124,13 +125,26 @@ async def unknown_route(request, *args, **kwargs):
     return response
 
 
+def _not_json(constant: str):
+    # json.loads takes NaN and Infinity, which are not JSON: no upstream's encoder sends them.
+    raise ValueError(f"{constant} is not JSON.")
+
+
+def _finite(number: str) -> float:
+    value = float(number)
+    if not math.isfinite(value):  # 1e999
+        raise ValueError(f"{number} is out of range.")
+    return value
+
+
 def json_body(request, limit: int, *, allow_empty: bool = False) -> dict:
     """The request's JSON object, of at most ``limit`` bytes (else 413).
 
     Read from the request's stream, not ``request.body``: Django caps that at
     DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB, meant for the console's forms) and answers an HTML 400
-    past it, where a text call may rightly be bigger (a long document, inline images). Nesting
-    too deep for the parser is a 400 like any other JSON it cannot read.
+    past it, where a text call may rightly be bigger (a long document, inline images). What
+    Python's parser takes but no strict one does (NaN, 1e999, a lone surrogate) and nesting too
+    deep for it are a 400 like any other JSON it cannot read.
     """
     try:
         declared = int(request.headers.get("content-length") or 0)
@@ -143,7 +157,7 @@ def json_body(request, limit: int, *, allow_empty: bool = False) -> dict:
     if allow_empty and not raw:
         return {}
     try:
-        body = json.loads(raw or b"null")
+        body = json.loads(raw or b"null", parse_constant=_not_json, parse_float=_finite)
         if _MAY_HOLD_A_SURROGATE.search(raw):
             # A lone surrogate is no character: nothing downstream (the database, the
             # upstream's encoder) can take it.

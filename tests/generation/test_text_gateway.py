@@ -217,6 +217,26 @@ def test_a_lone_surrogate_is_a_400_and_a_pair_is_text(client, world, demo, surro
     assert post(client, "/v1/chat/completions", demo["default"], emoji).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("number", "status"),
+    [(b"NaN", 400), (b"Infinity", 400), (b"-Infinity", 400), (b"1e999", 400), (b"0.5", 200)],
+)
+def test_numbers_json_has_not_are_a_400(client, world, demo, number, status):
+    # Found by fuzzing: json.loads takes them, the upstream request's encoder does not (a 500).
+    tool = b'{"name": "w", "input_schema": {"type": "object", "x": %s}}' % number
+    hello = b'[{"role": "user", "content": "Hello"}]'
+    for body in (
+        b'{"model": "claude-haiku-4-5", "max_tokens": 9, "temperature": %s, "messages": %s}'
+        % (number, hello),
+        b'{"model": "claude-haiku-4-5", "max_tokens": 9, "tools": [%s], "messages": %s}'
+        % (tool, hello),
+    ):
+        response = post(client, "/v1/messages", demo["claude-default"], body)
+        assert response.status_code == status, response.content
+    if status == 400:
+        nothing_held(world.account)
+
+
 def test_a_wrong_method_and_an_unknown_url_answer_in_the_envelope(client, demo):
     # Found by fuzzing: both were Django's own answers (an empty 405, the console's HTML 404),
     # without a request id.
