@@ -344,6 +344,20 @@ def test_chat_that_is_not_json_is_refused(world, keys, client_for):
     assert "JavaScript" in response.json()["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    "body", ["[" * 100_000 + "]" * 100_000, '{"temperature": NaN}', '{"model": "\\ud800"}', "[]"]
+)
+def test_chat_bodies_no_upstream_could_take_are_a_400(world, keys, client_for, body):
+    # The data plane's JSON reader (the fuzzers' findings): no 500, nothing held or billed.
+    response = client_for(world.owner).post(
+        reverse("generation:playground-chat"), body, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_param"
+    assert not UsageRecord.objects.exists()
+    assert Wallet.objects.get(account=world.account).held == 0
+
+
 def test_usage_of_another_account_is_not_shown(world, keys, client_for):
     response, _ = chat_streamed(world.owner, turn(keys.gemini))
     request_id = response["X-Request-ID"]
