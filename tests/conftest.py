@@ -6,9 +6,12 @@ from dataclasses import dataclass
 
 import pytest
 from django.conf import settings as django_settings
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 
 from accounts.models import Account, Membership, Role, User
 from console.celery import app as celery_app
+from generation import metering
 from tests.factories import AccountFactory, MembershipFactory, UserFactory
 
 # In-process tests never talk to the real broker: a task is run by calling it (or by an
@@ -16,6 +19,9 @@ from tests.factories import AccountFactory, MembershipFactory, UserFactory
 # (CELERY_BROKER_URL in the environment outranks conf.broker_url; the read/write URLs don't.)
 celery_app.conf.broker_read_url = celery_app.conf.broker_write_url = "memory://localhost/"
 celery_app.conf.broker_transport_options = {}
+
+# No hold-renewal thread in the test process (console.asgi starts one in web processes).
+metering.renewals_enabled = False
 
 SERVICES = django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql") and bool(
     os.environ.get("REDIS_URL")
@@ -75,6 +81,18 @@ class World:
 
     def membership(self, user: User) -> Membership:
         return Membership.objects.get(user=user, account=self.account)
+
+
+@pytest.fixture
+def keep_test_connection():
+    """As Django's test client does: a request must not close the connection that holds the
+    test's transaction (Django's WSGI and ASGI handlers close old connections when a request
+    starts and ends)."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
 
 
 @pytest.fixture

@@ -4,75 +4,47 @@ The server lives for the module; each test makes its own account, keys and catal
 nothing the server remembers (keys, catalogue) can leak from one test into another.
 """
 
-import os
-import subprocess
-import sys
+import uuid
 
-import httpx
 import pytest
-from django.conf import settings
 
 from accounts.models import Role
 from generation.demo_catalogue import seed_catalogue
 from tests.factories import MembershipFactory, UserFactory, fund, issue_key
-from tests.processes import ROOT, embedded_env, free_port, wait_until
+from tests.processes import shared_database_url, shared_env, start_web
 
-GATEWAY_APPLICATION = "bytespike-test-gateway"
+# The server's pool: small, so that open task streams can't each keep a connection.
+POOL_MAX = 4
 
 
 class Gateway(str):
-    """The server's base URL (a str, for the SDKs) that also knows where its log is."""
+    """The server's base URL (a str, for the SDKs) that also knows where its log is and the
+    application name its database connections carry (unique to this server)."""
 
-    def __new__(cls, base: str, log):
+    def __new__(cls, base: str, log, application_name: str):
         gateway = super().__new__(cls, base)
         gateway.log = log
+        gateway.application_name = application_name
         return gateway
-
-
-def _database_url() -> str:
-    db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    return (
-        f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-        f"?application_name={GATEWAY_APPLICATION}"
-    )
 
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory, django_db_setup, django_db_blocker):
-    env = embedded_env(
+    # Other xdist workers run gateways of their own at the same time: a name of its own tells
+    # this server's connections apart in pg_stat_activity.
+    application_name = f"bytespike-test-gateway-{uuid.uuid4().hex[:12]}"
+    env = shared_env(
         tmp_path_factory.mktemp("gateway"),
-        DATABASE_URL=_database_url(),
-        BYTESPIKE_KEY_PEPPER=settings.BYTESPIKE_KEY_PEPPER,
-        BYTESPIKE_ENCRYPTION_KEYS=",".join(settings.BYTESPIKE_ENCRYPTION_KEYS),
+        DATABASE_URL=shared_database_url(application_name),
         BYTESPIKE_SANDBOX_LATENCY_MS="0",
         BYTESPIKE_SANDBOX_TOKEN_DELAY_MS="2",
         BYTESPIKE_SSE_KEEPALIVE_SECONDS="0.5",
-        # A small pool: open task streams must not each keep a connection.
         DATABASE_POOL_MIN="1",
-        DATABASE_POOL_MAX="4",
-        BYTESPIKE_PUBLIC_URL="http://testserver",
+        DATABASE_POOL_MAX=str(POOL_MAX),
     )
-    if os.environ.get("REDIS_URL"):
-        env["REDIS_URL"] = os.environ["REDIS_URL"]
-    port = free_port()
     log = tmp_path_factory.mktemp("logs") / "gateway.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "console.asgi:application", "--lifespan", "off",
-         "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-
-    def up():
-        try:
-            return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    assert wait_until(up, 30), "the gateway did not start"
-    yield Gateway(base, log)
+    process, base = start_web(env, log=log)
+    yield Gateway(base, log, application_name)
     process.terminate()
     process.wait(timeout=20)
 

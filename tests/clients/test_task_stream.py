@@ -9,10 +9,12 @@ import time
 import httpx
 import pytest
 from django.conf import settings
+from django.db import connection
 
 from generation import services
 from generation.models import Task
-from tests.clients.conftest import GATEWAY_APPLICATION
+from tests.clients.conftest import POOL_MAX
+from tests.processes import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,6 +37,7 @@ class Reader(threading.Thread):
         self.url, self.key, self.last_event_id = url, key, last_event_id
         self.events: list[tuple] = []
         self.comments = 0
+        self.keepalives_after_first_event = 0
         self.closed = threading.Event()
         self.started = time.monotonic()
 
@@ -49,6 +52,8 @@ class Reader(threading.Thread):
             for line in response.iter_lines():
                 if line.startswith(":"):
                     self.comments += 1
+                    if line == ": keepalive" and self.events:
+                        self.keepalives_after_first_event += 1
                 elif line.startswith("event: "):
                     event = line[7:]
                 elif line.startswith("id: "):
@@ -98,26 +103,47 @@ def test_a_stream_follows_a_task_to_its_end(gateway, demo):
     assert [event for _, event, _, _ in again.events] == ["completed"]
 
 
+def gateway_connections(gateway) -> int:
+    """The connections the gateway under test has open to the test database, whatever they do."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE application_name = %s AND datname = current_database()",
+            [gateway.application_name],
+        )
+        return cursor.fetchone()[0]
+
+
 def test_open_streams_hold_no_database_connection(gateway, demo):
+    """Twice as many open streams as the gateway's pool has connections, all served and all
+    still reading their task: a stream that kept its connection would starve the others for
+    good (each reads the task around every keepalive). And the pool is the only way in: the
+    gateway has no connection besides its pool's."""
     if not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
         pytest.skip("connection counting needs PostgreSQL")
-    from django.db import connection
-
+    streams = 2 * POOL_MAX
     key = demo["keys"]["gemini-default"]
-    task_ids = [submit(gateway, key, f"Stream {n} [sandbox:seconds=60]") for n in range(8)]
+    task_ids = [submit(gateway, key, f"Stream {n} [sandbox:seconds=60]") for n in range(streams)]
+    # The pool's minimum is open and the name matches: the count below isn't vacuous.
+    assert 1 <= gateway_connections(gateway) <= POOL_MAX
     readers = [Reader(f"{gateway}/v1/tasks/stream/{t}", key) for t in task_ids]
     for reader in readers:
         reader.start()
-    time.sleep(2)
-    assert all(reader.events for reader in readers)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
-            [GATEWAY_APPLICATION],
-        )
-        held = cursor.fetchone()[0]
-    # The server's pool holds at most 4 connections: eight streams, all served, can't each hold one.
-    assert held <= 4, f"{held} connections for 8 open streams"
+
+    # Each stream has sent its first event, then two keepalives, reading its task in between.
+    def all_streaming():
+        return all(r.events and r.keepalives_after_first_event >= 2 for r in readers)
+
+    assert wait_until(all_streaming, 30), (
+        f"{sum(not r.events for r in readers)} of {streams} streams got no event "
+        f"from a pool of {POOL_MAX}"
+    )
+    # A connection closed a moment ago may still be listed; one kept open stays listed.
+    assert wait_until(lambda: gateway_connections(gateway) <= POOL_MAX, 5), (
+        f"{gateway_connections(gateway)} connections for {streams} open streams, pool of {POOL_MAX}"
+    )
+    assert not any(reader.closed.is_set() for reader in readers)
+
     for task_id in task_ids:
         services.task_cancel(Task.objects.get(public_id=task_id))
     for reader in readers:
