@@ -95,7 +95,11 @@ def presented_key(request) -> str | None:
 
 
 def client_ip(request) -> str:
-    """The caller's address: the socket peer, or the configured proxy header's entry."""
+    """The caller's address: the socket peer, or the configured proxy header's entry.
+
+    The one function for it: key IP lists (API and playground) and the login limits
+    (``accounts.adapter``) all read it. Empty when the address is unknown (see console/asgi.py).
+    """
     header = settings.BYTESPIKE_CLIENT_IP_HEADER
     if header:
         entries = [e.strip() for e in request.headers.get(header, "").split(",") if e.strip()]
@@ -119,15 +123,19 @@ def ip_permitted(address: str, allowlist, denylist) -> bool:
     return not allowlist or any(ip in ipaddress.ip_network(net) for net in allowlist)
 
 
+def _check_address(principal: KeyPrincipal, address: str) -> None:
+    if not ip_permitted(address, principal.ip_allowlist, principal.ip_denylist):
+        raise KeyAuthError(
+            403, "permission_denied", "This API key may not be used from your IP address."
+        )
+
+
 def _check(principal: KeyPrincipal, request) -> None:
     if principal.status != KeyStatus.ACTIVE:
         raise _invalid("This API key has been revoked.")
     if principal.expires_at is not None and principal.expires_at <= timezone.now():
         raise _invalid("This API key has expired.")
-    if not ip_permitted(client_ip(request), principal.ip_allowlist, principal.ip_denylist):
-        raise KeyAuthError(
-            403, "permission_denied", "This API key may not be used from your IP address."
-        )
+    _check_address(principal, client_ip(request))
 
 
 def _verify(digest: str) -> KeyPrincipal | None:
@@ -203,12 +211,13 @@ def authenticate_management(request) -> ManagementKey:
     return key
 
 
-def principal_for_console(membership, key_public_id: str) -> KeyPrincipal | None:
+def principal_for_console(membership, key_public_id: str, *, address: str) -> KeyPrincipal | None:
     """The key a console user chose in the playground, as the data plane would see it.
 
     None unless the key is theirs to use (developers: their own keys; admins and owners: any
-    of the account's), active and not expired. The console never holds the secret; IP lists,
-    which guard where API calls come from, do not apply to the signed-in console.
+    of the account's), active and not expired. The console never holds the secret, but a call
+    made with the key is a call from ``address`` (``client_ip`` of the console request): the
+    key's IP lists apply, and a refused address raises ``KeyAuthError`` (403), as on the API.
     """
     from accounts.permissions import can_manage_key
 
@@ -223,4 +232,6 @@ def principal_for_console(membership, key_public_id: str) -> KeyPrincipal | None
         return None
     if not can_manage_key(membership, key):
         return None
-    return KeyPrincipal.from_key(key)
+    principal = KeyPrincipal.from_key(key)
+    _check_address(principal, address)
+    return principal

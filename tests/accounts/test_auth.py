@@ -108,6 +108,66 @@ def test_failed_logins_are_rate_limited_per_address(world):
     assert client.get(reverse("console:dashboard")).status_code == 302
 
 
+TOO_MANY = "Too many failed login attempts"
+
+
+def test_wrong_passwords_from_one_address_do_not_lock_the_user_out_elsewhere(world):
+    attacker = Client(REMOTE_ADDR="203.0.113.7")
+    for _ in range(5):
+        assert "not correct" in log_in(attacker, "owner@acme.test", "wrong").text
+    # The attacker's address stays refused, even with the right password...
+    assert TOO_MANY in log_in(attacker, "owner@acme.test").text
+    # ...while the user, from their own address, logs in.
+    owner = Client(REMOTE_ADDR="198.51.100.20")
+    response = log_in(owner, "owner@acme.test")
+    assert response.status_code == 302
+    assert owner.get(reverse("console:dashboard")).status_code == 200
+
+
+def test_one_address_guessing_many_accounts_is_limited(world):
+    attacker = Client(REMOTE_ADDR="203.0.113.7")
+    for n in range(10):
+        assert "not correct" in log_in(attacker, f"user{n}@acme.test", "wrong").text
+    assert TOO_MANY in log_in(attacker, "owner@acme.test").text
+
+
+def test_guessing_from_many_addresses_is_capped_except_for_browsers_that_signed_in(world, settings):
+    from allauth.core.internal.ratelimit import parse_rates
+
+    # One address alone cannot reach the account's ceiling: it takes a spread-out attack.
+    per_address = next(r for r in parse_rates(settings.ACCOUNT_RATE_LIMITS["login_failed"])
+                       if r.per == "key")  # fmt: skip
+    (ceiling,) = parse_rates(settings.ACCOUNT_RATE_LIMITS["login_failed_account"])
+    assert per_address.amount * ceiling.duration / per_address.duration < ceiling.amount
+
+    settings.ACCOUNT_RATE_LIMITS = {**settings.ACCOUNT_RATE_LIMITS,
+                                    "login_failed_account": "10/h/key"}  # fmt: skip
+    known = Client(REMOTE_ADDR="198.51.100.20")
+    assert log_in(known, "owner@acme.test").status_code == 302
+    known.post(reverse("account_logout"))
+    for n in range(2):
+        attacker = Client(REMOTE_ADDR=f"203.0.113.{n}")
+        for _ in range(5):
+            assert "not correct" in log_in(attacker, "owner@acme.test", "wrong").text
+    assert TOO_MANY in log_in(Client(REMOTE_ADDR="192.0.2.50"), "owner@acme.test").text
+    # The user's own browser, which signed in before, still gets in.
+    assert log_in(known, "owner@acme.test").status_code == 302
+    # A forged or foreign cookie does not.
+    forged = Client(REMOTE_ADDR="192.0.2.51")
+    forged.cookies["known_browser"] = known.cookies["known_browser"].value + "x"
+    assert TOO_MANY in log_in(forged, "owner@acme.test").text
+
+
+def test_login_limits_count_the_address_the_proxy_header_names(world, settings):
+    settings.BYTESPIKE_CLIENT_IP_HEADER = "X-Forwarded-For"
+    attacker = Client(headers={"X-Forwarded-For": "203.0.113.7"})
+    for _ in range(5):
+        assert "not correct" in log_in(attacker, "owner@acme.test", "wrong").text
+    assert TOO_MANY in log_in(attacker, "owner@acme.test").text
+    owner = Client(headers={"X-Forwarded-For": "198.51.100.20"})
+    assert log_in(owner, "owner@acme.test").status_code == 302
+
+
 def test_log_in_while_redis_is_down_is_a_503_not_a_500(world, monkeypatch):
     # django-allauth counts attempts in the cache; without it the page cannot decide (the soak).
     import redis

@@ -25,9 +25,19 @@ from django.core.management.base import BaseCommand, CommandError
 from console.demo import seed_demo
 
 STOP_GRACE_SECONDS = 15
-UVICORN_FLAGS = ["--lifespan", "off", "--timeout-graceful-shutdown", "10"]
+# --no-proxy-headers: uvicorn would otherwise take the client address from X-Forwarded-For for
+# any caller on 127.0.0.1 (its default --forwarded-allow-ips), and anyone on this machine could
+# pick the address key IP lists and the login limits see. A proxy in front is configured with
+# BYTESPIKE_CLIENT_IP_HEADER instead (accounts.keyauth.client_ip).
+UVICORN_FLAGS = ["--lifespan", "off", "--timeout-graceful-shutdown", "10", "--no-proxy-headers"]
 # The filesystem broker has no fan-out, so skip the cluster chatter that needs it.
 WORKER_FLAGS = ["--without-mingle", "--without-gossip"]
+
+
+def web_command(host: str, port: int) -> list[str]:
+    """The web child's command line: uvicorn serving the ASGI application."""
+    return [sys.executable, "-m", "uvicorn", "console.asgi:application", *UVICORN_FLAGS,
+            "--host", host, "--port", str(port)]  # fmt: skip
 
 
 def _die_with_parent() -> None:
@@ -120,8 +130,7 @@ class Command(BaseCommand):
         celery = [python, "-m", "celery", "-A", "console", "--quiet"]
         schedule = str(settings.DATA_DIR / "celerybeat-schedule")
         children = [
-            Child("web", [python, "-m", "uvicorn", "console.asgi:application", *UVICORN_FLAGS,
-                          "--host", host, "--port", str(port)]),
+            Child("web", web_command(host, port)),
             Child("worker", [*celery, "worker", "--loglevel", "INFO", *WORKER_FLAGS,
                              "--concurrency", str(concurrency)]),
             Child("beat", [*celery, "beat", "--loglevel", "INFO", "--schedule", schedule]),
