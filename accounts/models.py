@@ -68,9 +68,30 @@ class Account(models.Model):
     webhook_secret_ciphertext = models.TextField(blank=True, editable=False)
     webhook_secret_hint = models.CharField(max_length=16, blank=True, editable=False)
     webhook_secret_rotated_at = models.DateTimeField(null=True, blank=True)
+    # The secret a rotation replaced, encrypted the same way: callbacks are signed with both
+    # until ``webhook_previous_secret_expires_at`` (the overlap window), then it is erased.
+    webhook_previous_secret_ciphertext = models.TextField(blank=True, editable=False)
+    webhook_previous_secret_hint = models.CharField(max_length=16, blank=True, editable=False)
+    webhook_previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name", "id"]
+        constraints = [
+            # A previous secret always has the end of its window, and only it does.
+            models.CheckConstraint(
+                condition=(
+                    models.Q(
+                        webhook_previous_secret_ciphertext="",
+                        webhook_previous_secret_expires_at__isnull=True,
+                    )
+                    | (
+                        ~models.Q(webhook_previous_secret_ciphertext="")
+                        & models.Q(webhook_previous_secret_expires_at__isnull=False)
+                    )
+                ),
+                name="account_previous_webhook_secret_has_expiry",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name

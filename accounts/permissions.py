@@ -48,3 +48,11 @@ def can_manage_key(membership, key) -> bool:
     if membership.can(MANAGE_ALL_KEYS):
         return True
     return membership.can(MANAGE_OWN_KEYS) and key.created_by_id == membership.user_id
+
+
+def can_manage_task(membership, task) -> bool:
+    """A task is spent from its key, so cancelling it is using that key: whoever may manage the
+    key may manage its tasks. A task whose key is gone is left to admins and owners."""
+    if membership.can(MANAGE_ALL_KEYS):
+        return True
+    return task.api_key is not None and can_manage_key(membership, task.api_key)

@@ -21,6 +21,7 @@ from django.http import Http404, JsonResponse
 from django.urls import re_path
 from django.utils.log import log_response
 from django.views.decorators.common import no_append_slash
+from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI, Schema
 from ninja.errors import HttpError, ValidationError
 from ninja.security import APIKeyHeader
@@ -93,7 +94,7 @@ def _enveloped(view):
             try:
                 return convert(request, await view(request, *args, **kwargs))
             except Http404:
-                return _unknown_route(request)
+                return unknown_route(request)
 
         return async_wrapper
 
@@ -102,14 +103,36 @@ def _enveloped(view):
         try:
             return convert(request, view(request, *args, **kwargs))
         except Http404:
-            return _unknown_route(request)
+            return unknown_route(request)
 
     return wrapper
 
 
+@csrf_exempt
 @no_append_slash
-def _unknown_route(request, *args, **kwargs):
+def unknown_route(request, *args, **kwargs):
+    # CSRF-exempt like every API view (it changes nothing): else a POST to an unknown path would
+    # get the console's HTML "CSRF verification failed" page before it could be told "no such URL".
     return error_response(404, f"Unknown URL: {request.method} {request.path}.")
+
+
+READ_ONLY = ("GET", "HEAD")
+
+
+def _read_only(view):
+    """Ninja's document views answer any method; other than GET and HEAD is a 405 here."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if request.method not in READ_ONLY:
+            response = error_response(
+                405, f"{request.method} is not allowed here. Allowed: {', '.join(READ_ONLY)}."
+            )
+            response["Allow"] = ", ".join(READ_ONLY)
+            return response
+        return view(request, *args, **kwargs)
+
+    return wrapper
 
 
 class ManagementAPI(NinjaAPI):
@@ -119,10 +142,15 @@ class ManagementAPI(NinjaAPI):
     def _get_urls(self):
         urls = super()._get_urls()
         for pattern in urls:
-            pattern.callback = _enveloped(pattern.callback)
+            callback = _enveloped(pattern.callback)
+            if pattern.name in ("openapi-json", "openapi-view"):
+                callback = _read_only(callback)
+            # Ninja's operations exempt themselves (a management key is no cookie); the document
+            # views and the API root did not, so another method got Django's HTML CSRF page.
+            pattern.callback = csrf_exempt(callback)
         # Last, so it only catches what no route matched; it resolves every path, so
         # CommonMiddleware never redirects an unknown /api/v1 path to its slash-appended twin.
-        urls.append(re_path(r"^.*$", _unknown_route, name="unknown"))
+        urls.append(re_path(r"^.*$", unknown_route, name="unknown"))
         return urls
 
     def get_openapi_schema(self, **kwargs):

@@ -5,7 +5,7 @@ import logging
 import redis.exceptions as redis
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, DataError
 from django.shortcuts import render
 from django.utils.deprecation import MiddlewareMixin
 from whitenoise.middleware import WhiteNoiseMiddleware
@@ -62,11 +62,24 @@ class StaticFilesMiddleware:
 UNAVAILABLE = (DatabaseError, redis.ConnectionError, redis.TimeoutError)
 
 
+UNSTORABLE_MESSAGE = (
+    "A value in this request, such as a filter, holds a character the database cannot take "
+    "(a NUL, for instance). Change the value and try again."
+)
+
+
 class DatabaseUnavailableMiddleware(MiddlewareMixin):
     """A database (or Redis) that cannot be reached is a 503 page (Retry-After), not a 500 with an
-    error report: the console recovers by itself when it is back."""
+    error report: the console recovers by itself when it is back.
+
+    A value the database refuses (``DataError``: PostgreSQL takes no NUL in text) is a
+    ``DatabaseError`` too, but no outage: it is the request's fault, a 400 page that says so.
+    """
 
     def process_exception(self, request, exception):
+        if isinstance(exception, DataError):
+            logger.info("value refused by the database for %s: %s", request.path, exception)
+            return render(request, "400.html", {"message": UNSTORABLE_MESSAGE}, status=400)
         if not isinstance(exception, UNAVAILABLE):
             return None
         logger.warning("dependency unavailable for %s", request.path, exc_info=True)

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from console import health, views
-from console.api import api
+from console.api import api, unknown_route
 from generation.files import serve_file
 
 console_patterns = (
@@ -20,6 +20,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("generation.dataplane.urls")),
     path("api/v1/", api.urls),
+    path("api/v1", unknown_route),  # not redirected to /api/v1/: any method gets the JSON 404
     path("files/<str:token>", serve_file, name="file"),
     path("auth/", include("allauth.urls")),
     path("", include("accounts.urls")),

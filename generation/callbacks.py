@@ -42,7 +42,7 @@ from django.utils import timezone
 
 from accounts.models import Account, User
 from accounts.services import audit_record
-from accounts.webhooks import WebhookSecretError, webhook_secret_for_signing
+from accounts.webhooks import WebhookSecretError, webhook_signing_keys
 from console.ids import new_public_id
 from generation.models import (
     CallbackAttempt,
@@ -274,13 +274,27 @@ def payload_body(payload: dict) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def webhook_headers(*, key: bytes, webhook_id: str, timestamp: int, body: bytes) -> dict:
+def webhook_headers(
+    *,
+    key: bytes,
+    webhook_id: str,
+    timestamp: int,
+    body: bytes,
+    previous_key: bytes | None = None,
+) -> dict:
+    """The headers of one attempt. During a rotation's overlap window ``previous_key`` adds a
+    second signature, space-separated as Standard Webhooks allows: a receiver holding either
+    secret verifies the callback."""
+    keys = (key,) if previous_key is None else (key, previous_key)
+    signatures = [
+        sign(key=one, webhook_id=webhook_id, timestamp=timestamp, body=body) for one in keys
+    ]
     return {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         "webhook-id": webhook_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(key=key, webhook_id=webhook_id, timestamp=timestamp, body=body),
+        "webhook-signature": " ".join(signatures),
     }
 
 
@@ -528,12 +542,16 @@ def _attempt(delivery: CallbackDelivery) -> SendResult:
     except CallbackURLError as error:
         return SendResult(error=_short(f"Not sent: {error}"))
     try:
-        key = webhook_secret_for_signing(delivery.task.account)
+        keys = webhook_signing_keys(delivery.task.account)
     except WebhookSecretError as error:
         return SendResult(error=_short(f"Not sent: {error}"))
     body = payload_body(delivery.payload)
     headers = webhook_headers(
-        key=key, webhook_id=delivery.webhook_id, timestamp=int(time.time()), body=body
+        key=keys.current,
+        previous_key=keys.previous,
+        webhook_id=delivery.webhook_id,
+        timestamp=int(time.time()),
+        body=body,
     )
     return callback_send(
         target,

@@ -5,12 +5,18 @@ account: another account's task is a 404. A card or row of a task that is not te
 itself (``hx-get`` + ``hx-trigger="every 2s"`` + ``hx-swap="outerHTML"``); once the task is
 terminal the server renders it without the trigger and answers 286, which stops htmx polling.
 Cancelling goes through ``services.task_cancel``, the same compare-and-set the API uses.
+
+Who may cancel follows the task's key (``permissions.can_manage_task``): a developer cancels
+the tasks of keys they created, admins and owners any task; anyone else is refused with a 403,
+as when they edit such a key. Every member still sees every task of the account, as every
+member sees every key: the task is the account's spend, and reading it is no power over it.
 """
 
 import json
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404
@@ -22,7 +28,7 @@ from django_htmx.http import push_url, trigger_client_event
 
 from accounts.decorators import account_view
 from accounts.models import Account
-from accounts.permissions import USE_PLAYGROUND
+from accounts.permissions import USE_PLAYGROUND, can_manage_task
 from accounts.selectors import api_keys_for_account
 from generation import services
 from generation.files import artifact_path
@@ -114,6 +120,7 @@ def present(task: Task, *, outputs: bool = False) -> Task:
 def render_card(request, task: Task, *, status: int | None = None):
     """The card; 286 once the task is terminal, so a polling card stops."""
     present(task, outputs=True)
+    task.can_cancel = can_manage_task(request.membership, task)
     if status is None:
         status = STOP_POLLING if task.is_terminal else 200
     return render(request, CARD, {"task": task}, status=status)
@@ -134,6 +141,10 @@ def task_card(request, task_id: str):
 def task_cancel(request, task_id: str):
     """Cancel (idempotent), then show the card again: terminal, so it no longer polls."""
     task = task_get_for_account(account=request.account, public_id=task_id)
+    if not can_manage_task(request.membership, task):
+        raise PermissionDenied(
+            "Only the creator of the task's key, admins and owners can cancel it."
+        )
     was_terminal = task.is_terminal
     task = services.task_cancel(task)
     if not request.htmx:
@@ -253,6 +264,7 @@ def _timeline(task: Task, deliveries: list[CallbackDelivery]) -> list[Moment]:
 @account_view()
 def task_detail(request, task_id: str):
     task = present(task_get_for_account(account=request.account, public_id=task_id), outputs=True)
+    task.can_cancel = can_manage_task(request.membership, task)
     deliveries = list(
         task.deliveries.prefetch_related(
             Prefetch("attempt_log", queryset=CallbackAttempt.objects.order_by("attempted_at", "id"))

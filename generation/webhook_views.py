@@ -1,13 +1,15 @@
 """Console pages for task callbacks: the signing secret and every delivery with its attempts.
 
 Owners and admins only (MANAGE_WEBHOOKS). The secret is rendered once, in the response to
-the request that created or rotated it (marked ``no-store``); every other page shows its hint.
+the request that created or rotated it (marked ``no-store``); every other page shows its hint,
+and during a rotation's overlap window the previous secret's hint and when it stops signing.
 What a receiver answered is shown as text: templates escape it like any other value.
 """
 
 import json
 from urllib.parse import urlencode, urlsplit
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
@@ -17,9 +19,10 @@ from django_htmx.http import trigger_client_event
 
 from accounts.decorators import account_view
 from accounts.permissions import MANAGE_WEBHOOKS
-from accounts.webhooks import webhook_secret_rotate
+from accounts.webhooks import webhook_rotation_overlap_until, webhook_secret_rotate
 from generation import callbacks
 from generation.models import CallbackDelivery, DeliveryStatus
+from generation.task_pages import seconds_text
 
 PAGE_SIZE = 25
 PAGE = "generation/webhooks.html"
@@ -62,10 +65,18 @@ def _deliveries_context(request) -> dict:
     }
 
 
+def _secret_context(request, **extra) -> dict:
+    grace = settings.BYTESPIKE_WEBHOOK_ROTATION_GRACE_SECONDS
+    return {
+        "account": request.account,
+        "overlap_until": webhook_rotation_overlap_until(request.account),
+        "overlap_length": seconds_text(grace) if grace > 0 else "",
+        **extra,
+    }
+
+
 def _page_context(request, **extra) -> dict:
-    context = {"account": request.account, **_deliveries_context(request)}
-    context.update(extra)
-    return context
+    return _secret_context(request, **_deliveries_context(request), **extra)
 
 
 @require_GET
@@ -81,14 +92,15 @@ def webhooks(request):
 @account_view(MANAGE_WEBHOOKS)
 def webhook_secret_rotate_view(request):
     secret = webhook_secret_rotate(account=request.account, actor=request.user)
-    context = {"account": request.account, "secret": secret}
     if request.htmx:
-        response = render(request, f"{PAGE}#webhook-secret", context)
+        response = render(
+            request, f"{PAGE}#webhook-secret", _secret_context(request, secret=secret)
+        )
         response = trigger_client_event(
             response, "announce", {"message": "New signing secret created."}
         )
     else:
-        response = render(request, PAGE, _page_context(request, **context))
+        response = render(request, PAGE, _page_context(request, secret=secret))
     add_never_cache_headers(response)
     return response
 

@@ -98,6 +98,35 @@ def test_unknown_url_is_not_redirected_to_a_trailing_slash(client):
     assert_error(response, 404, "not_found")
 
 
+UNKNOWN = ["/api/v1/nope", "/api/v1/", "/api/v1", "/api/v1/keys/", "/api/v1/keys/x/y/z"]
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_any_method_to_an_unknown_url_gets_404_in_the_envelope_not_the_csrf_page(world, method):
+    # A POST used to get Django's HTML "CSRF verification failed" 403 (with or without a session).
+    for logged_in in (False, True):
+        client = Client(enforce_csrf_checks=True)
+        if logged_in:
+            client.force_login(world.owner)
+        for path in UNKNOWN:
+            response = client.generic(method, path, "{}", content_type="application/json")
+            assert response.status_code == 404, (method, path, response.content[:200])
+            assert response["Content-Type"].startswith("application/json")
+            if method != "HEAD":
+                assert response.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/docs", "/api/v1/openapi.json"])
+def test_the_documents_take_only_get_and_answer_other_methods_in_the_envelope(path):
+    client = Client(enforce_csrf_checks=True)
+    assert client.get(path).status_code == 200
+    for method in ("POST", "PUT", "DELETE", "OPTIONS"):
+        response = client.generic(method, path)
+        error = assert_error(response, 405, "method_not_allowed")
+        assert method in error["message"] and response["Allow"] == "GET, HEAD"
+
+
 def test_wrong_method_gets_405_in_the_envelope_with_allow(api):
     response = api.client.put("/api/v1/keys", headers={"x-api-key": api.secret})
     error = assert_error(response, 405, "method_not_allowed")

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from accounts.webhooks import webhook_secret_rotate
 from generation import callbacks
@@ -130,6 +131,52 @@ def test_receiver_gets_a_signed_callback_with_the_exact_body(
     assert (attempt.status_code, attempt.error, attempt.manual) == (200, "", False)
     assert attempt.response_excerpt == '{"ok": true}'
     assert enqueued == []  # nothing more to do
+
+
+def test_after_a_rotation_callbacks_verify_with_the_old_and_the_new_secret(
+    schedule, world, image_model, receiver, enqueued, settings
+):
+    settings.BYTESPIKE_WEBHOOK_ROTATION_GRACE_SECONDS = 24 * 3600
+    old = webhook_secret_rotate(account=world.account, actor=world.owner)
+    new = webhook_secret_rotate(account=world.account, actor=world.owner)
+    delivery = schedule(receiver.url)
+
+    run_enqueued(enqueued)
+
+    (request,) = receiver.requests
+    entries = request.headers["webhook-signature"].split(" ")
+    assert len(entries) == 2 and all(entry.startswith("v1,") for entry in entries)
+    # A receiver still on the old secret and one already on the new both accept it.
+    for secret in (old, new):
+        assert Webhook(secret).verify(request.body, request.headers)["type"] == "task.completed"
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.DELIVERED
+
+
+def test_after_the_overlap_window_only_the_new_secret_signs(
+    schedule, world, image_model, receiver, enqueued, settings
+):
+    settings.BYTESPIKE_WEBHOOK_ROTATION_GRACE_SECONDS = 24 * 3600
+    now = timezone.now()
+    old = webhook_secret_rotate(account=world.account, actor=world.owner, now=now - timedelta(2))
+    # Rotated 24 h and a minute ago: the window closed a minute ago.
+    rotated = now - timedelta(hours=24, minutes=1)
+    new = webhook_secret_rotate(account=world.account, actor=world.owner, now=rotated)
+    delivery = schedule(receiver.url)
+
+    run_enqueued(enqueued)
+
+    (request,) = receiver.requests
+    assert " " not in request.headers["webhook-signature"]
+    Webhook(new).verify(request.body, request.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(old).verify(request.body, request.headers)
+    # Forgotten, not merely unused.
+    world.account.refresh_from_db()
+    assert world.account.webhook_previous_secret_ciphertext == ""
+    assert world.account.webhook_previous_secret_expires_at is None
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.DELIVERED
 
 
 def test_a_task_submitted_before_any_secret_still_gets_signed_callbacks(

@@ -1,6 +1,8 @@
 """Console pages for webhooks: the signing secret, deliveries and their attempts, redelivery.
 Every page for each role and for an outsider."""
 
+from datetime import timedelta
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -138,6 +140,38 @@ def test_rotate_replaces_the_secret_and_is_audited(world, client_for):
     events = AuditEvent.objects.filter(account=world.account, action="webhook_secret.rotate")
     assert events.count() == 2
     assert {event.actor for event in events} == {world.admin}
+
+
+def test_the_page_says_a_rotation_is_in_its_overlap_window_and_until_when(
+    world, client_for, settings
+):
+    settings.BYTESPIKE_WEBHOOK_ROTATION_GRACE_SECONDS = 24 * 3600
+    client = client_for(world.owner)
+    first = client.post(reverse("generation:webhook-secret-rotate"), **HTMX).content.decode()
+    assert "also with the previous secret" not in first  # the first secret replaces nothing
+    assert "For 24 h afterwards callbacks are signed with both" in (
+        client.get(reverse("generation:webhooks")).content.decode()
+    )
+
+    rotated = client.post(reverse("generation:webhook-secret-rotate"), **HTMX).content.decode()
+
+    account = Account.objects.get(pk=world.account.pk)
+    until = account.webhook_previous_secret_expires_at
+    stamp = f'datetime="{until.isoformat()}"'
+    assert "also with the previous secret until" in rotated and stamp in rotated
+    page = client.get(reverse("generation:webhooks")).content.decode()
+    assert 'id="webhook-rotation-overlap"' in page and stamp in page
+    assert "A rotation is in its overlap window." in page
+    assert account.webhook_previous_secret_hint in page
+    assert crypto.decrypt(account.webhook_previous_secret_ciphertext) not in page
+
+    # Once the window has ended, nothing is said about it any more.
+    Account.objects.filter(pk=world.account.pk).update(
+        webhook_previous_secret_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    later = client.get(reverse("generation:webhooks")).content.decode()
+    assert "webhook-rotation-overlap" not in later
+    assert account.webhook_previous_secret_hint not in later
 
 
 def test_the_secret_is_stored_encrypted(world, client_for):

@@ -5,15 +5,19 @@ import hashlib
 import hmac
 import json
 import time
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from accounts.models import Account, AuditEvent
+from accounts.tasks import webhook_previous_secrets_forget
 from accounts.webhooks import (
     webhook_secret_for_signing,
     webhook_secret_rotate,
+    webhook_signing_keys,
 )
 from console import crypto
 from generation.callbacks import payload_body, sign, webhook_headers
@@ -101,3 +105,112 @@ def test_a_tampered_body_or_another_secret_does_not_verify(world):
     other = webhook_secret_rotate(account=world.account, actor=world.owner)
     with pytest.raises(WebhookVerificationError):
         Webhook(other).verify(body, headers)
+
+
+# --- Rotation with an overlap window ---------------------------------------------------------
+
+DAY = 24 * 3600
+
+
+def key_of(secret: str) -> bytes:
+    return base64.b64decode(secret.removeprefix("whsec_"))
+
+
+def test_a_rotation_keeps_the_previous_secret_encrypted_for_the_overlap_window(world, settings):
+    settings.BYTESPIKE_WEBHOOK_ROTATION_GRACE_SECONDS = DAY
+    old = webhook_secret_rotate(account=world.account, actor=world.owner)
+    first = Account.objects.get(pk=world.account.pk)
+    assert first.webhook_previous_secret_ciphertext == ""  # the first secret replaces nothing
+
+    new = webhook_secret_rotate(account=world.account, actor=world.owner)
+
+    account = Account.objects.get(pk=world.account.pk)
+    stored = account.webhook_previous_secret_ciphertext
+    assert stored == first.webhook_secret_ciphertext  # moved, as it was: Fernet-encrypted
+    assert old not in stored and old.removeprefix("whsec_") not in stored
+    assert crypto.decrypt(stored) == old
+    assert account.webhook_previous_secret_hint == f"whsec_…{old[-4:]}"
+    assert account.webhook_previous_secret_expires_at == (
+        account.webhook_secret_rotated_at + timedelta(seconds=DAY)
+    )
+    keys = webhook_signing_keys(world.account)
+    assert (keys.current, keys.previous) == (key_of(new), key_of(old))
+    event = AuditEvent.objects.filter(action="webhook_secret.rotate").order_by("id").last()
+    assert event.details["previous_secret"] == f"whsec_…{old[-4:]}"
+    assert old not in json.dumps(event.details) and new not in json.dumps(event.details)
+
+
+def test_two_signatures_in_the_window_each_verify_by_their_secret(world, settings):
+    settings.BYTESPIKE_WEBHOOK_ROTATION_GRACE_SECONDS = DAY
+    old = webhook_secret_rotate(account=world.account, actor=world.owner)
+    new = webhook_secret_rotate(account=world.account, actor=world.owner)
+    keys = webhook_signing_keys(world.account)
+    body = payload_body({"type": "task.completed"})
+    headers = webhook_headers(
+        key=keys.current, previous_key=keys.previous, webhook_id="msg_1",
+        timestamp=int(time.time()), body=body,
+    )  # fmt: skip
+
+    current, previous = headers["webhook-signature"].split(" ")
+    assert current == sign(key=key_of(new), webhook_id="msg_1",
+                           timestamp=int(headers["webhook-timestamp"]), body=body)  # fmt: skip
+    assert previous == sign(key=key_of(old), webhook_id="msg_1",
+                            timestamp=int(headers["webhook-timestamp"]), body=body)  # fmt: skip
+    for secret in (old, new):
+        Webhook(secret).verify(body, headers)
+
+
+def test_rotating_again_within_the_window_keeps_only_the_secret_it_replaced(world, settings):
+    settings.BYTESPIKE_WEBHOOK_ROTATION_GRACE_SECONDS = DAY
+    oldest = webhook_secret_rotate(account=world.account, actor=world.owner)
+    middle = webhook_secret_rotate(account=world.account, actor=world.owner)
+    newest = webhook_secret_rotate(account=world.account, actor=world.owner)
+
+    keys = webhook_signing_keys(world.account)
+    assert (keys.current, keys.previous) == (key_of(newest), key_of(middle))
+    assert key_of(oldest) not in (keys.current, keys.previous)
+
+
+def test_a_grace_of_zero_keeps_no_previous_secret(world, settings):
+    settings.BYTESPIKE_WEBHOOK_ROTATION_GRACE_SECONDS = 0
+    webhook_secret_rotate(account=world.account, actor=world.owner)
+    new = webhook_secret_rotate(account=world.account, actor=world.owner)
+
+    account = Account.objects.get(pk=world.account.pk)
+    assert account.webhook_previous_secret_ciphertext == ""
+    assert account.webhook_previous_secret_expires_at is None
+    keys = webhook_signing_keys(world.account)
+    assert (keys.current, keys.previous) == (key_of(new), None)
+
+
+def test_beat_erases_the_previous_secrets_past_their_window(world, settings):
+    settings.BYTESPIKE_WEBHOOK_ROTATION_GRACE_SECONDS = DAY
+    now = timezone.now()
+    webhook_secret_rotate(account=world.account, actor=world.owner, now=now - timedelta(days=3))
+    new = webhook_secret_rotate(account=world.account, actor=world.owner, now=now - timedelta(2))
+    # Another account rotated just now: its window is open and must survive the sweep.
+    webhook_secret_rotate(account=world.outsider_account, actor=world.outsider)
+    webhook_secret_rotate(account=world.outsider_account, actor=world.outsider)
+
+    assert webhook_previous_secrets_forget() == 1  # beat's task
+
+    account = Account.objects.get(pk=world.account.pk)
+    assert account.webhook_previous_secret_ciphertext == ""
+    assert account.webhook_previous_secret_hint == ""
+    assert account.webhook_previous_secret_expires_at is None
+    assert webhook_signing_keys(world.account).current == key_of(new)
+    other = Account.objects.get(pk=world.outsider_account.pk)
+    assert other.webhook_previous_secret_ciphertext != ""
+    assert webhook_signing_keys(other).previous is not None
+
+
+def test_signing_past_the_window_erases_the_previous_secret_itself(world, settings):
+    settings.BYTESPIKE_WEBHOOK_ROTATION_GRACE_SECONDS = DAY
+    now = timezone.now()
+    webhook_secret_rotate(account=world.account, actor=world.owner, now=now - timedelta(days=3))
+    new = webhook_secret_rotate(account=world.account, actor=world.owner, now=now - timedelta(2))
+
+    keys = webhook_signing_keys(world.account)
+
+    assert (keys.current, keys.previous) == (key_of(new), None)
+    assert Account.objects.get(pk=world.account.pk).webhook_previous_secret_ciphertext == ""

@@ -138,7 +138,7 @@ def test_cancel_from_the_card_releases_the_hold(world, key, client_for):
 
 def test_cancel_without_htmx_goes_to_the_detail_page(world, key, client_for):
     task = submit(world, key)
-    response = client_for(world.developer).post(
+    response = client_for(world.owner).post(
         reverse("generation:task-cancel", args=[task.public_id])
     )
     assert response.status_code == 302
@@ -156,6 +156,63 @@ def test_a_viewer_sees_the_card_without_cancel_and_may_not_cancel(world, key, cl
     assert refused.status_code == 403
     task.refresh_from_db()
     assert task.status == "pending"
+
+
+def test_a_developer_may_not_cancel_a_task_of_a_key_they_did_not_create(world, key, client_for):
+    # As with the key itself (403 to edit it): cancelling a task is using its key.
+    client = client_for(world.developer)
+    task = submit(world, key)  # the owner's key
+    held = Wallet.objects.get(account=world.account).held
+    for headers in ({}, HTMX):
+        refused = client.post(
+            reverse("generation:task-cancel", args=[task.public_id]), headers=headers
+        )
+        assert refused.status_code == 403
+    task.refresh_from_db()
+    assert task.status == "pending" and task.version == 1
+    assert Hold.objects.get(reference=task.public_id).status == "open"
+    assert Wallet.objects.get(account=world.account).held == held
+    # They still see it, as they see the key, but without a Cancel button.
+    shown = card(client, task, **HTMX)
+    assert shown.status_code == 200 and "task-cancel" not in shown.text
+    detail = client.get(reverse("generation:task-detail", args=[task.public_id]))
+    assert detail.status_code == 200 and "task-cancel" not in detail.text
+
+
+def test_a_developer_cancels_the_tasks_of_their_own_key(world, key, client_for):
+    own = issue_key(world.account, key.group, actor=world.developer, name="Mine")[0]
+    client = client_for(world.developer)
+    task = submit(world, own)
+    assert f'id="task-cancel-{task.public_id}"' in card(client, task, **HTMX).text
+    response = client.post(reverse("generation:task-cancel", args=[task.public_id]), headers=HTMX)
+    assert response.status_code == 200 and "Task cancelled." in response["HX-Trigger"]
+    task.refresh_from_db()
+    assert task.status == "cancelled"
+    assert Hold.objects.get(reference=task.public_id).status == "released"
+
+
+@pytest.mark.parametrize("role", ["owner", "admin"])
+def test_owners_and_admins_cancel_any_task_even_one_without_a_key(world, key, client_for, role):
+    own = issue_key(world.account, key.group, actor=world.developer, name="Theirs")[0]
+    client = client_for(getattr(world, role))
+    orphan = submit(world, own)
+    Task.objects.filter(pk=orphan.pk).update(api_key=None)
+    for task in (submit(world, own), orphan):
+        response = client.post(reverse("generation:task-cancel", args=[task.public_id]))
+        assert response.status_code == 302
+        task.refresh_from_db()
+        assert task.status == "cancelled"
+
+
+def test_a_developer_may_not_cancel_a_task_without_a_key(world, key, client_for):
+    task = submit(world, issue_key(world.account, key.group, actor=world.developer)[0])
+    Task.objects.filter(pk=task.pk).update(api_key=None)
+    client = client_for(world.developer)
+    refused = client.post(reverse("generation:task-cancel", args=[task.public_id]))
+    assert refused.status_code == 403
+    task.refresh_from_db()
+    assert task.status == "pending"
+    assert "task-cancel" not in card(client, task, **HTMX).text
 
 
 def test_cancel_needs_the_csrf_token(world, key):
