@@ -93,20 +93,25 @@ def key_usage(key, *, now: datetime | None = None, complete: bool = False) -> Ke
     return KeyUsage(quota=key.quota, quota_used=spent + held, windows=windows)
 
 
-def key_limits_check(key, *, now: datetime | None = None) -> LimitState:
-    """Raise when the key has reached its quota or a cap; else what the headers report."""
+def key_limits_check(key, *, now: datetime | None = None, pending: int = 0) -> LimitState:
+    """Raise when the key has reached its quota or a cap; else what the headers report.
+
+    ``pending`` is the hold of the call being admitted, when it is already placed (in the same
+    transaction, see ``hold_place``): it does not count against the call itself.
+    """
     usage = key_usage(key, now=now)
     state = {}
     if usage.quota:
-        if usage.quota_used >= usage.quota:
+        if usage.quota_used - pending >= usage.quota:
             raise QuotaExceededError(
                 f"This key reached its quota of {format_credits(usage.quota)} credits."
             )
-        state["quota_remaining"] = usage.quota - usage.quota_used
+        state["quota_remaining"] = usage.quota - usage.quota_used + pending
     tightest = None
     for name, window in usage.windows.items():
         if window is None:
             continue
+        window = Window(window.cap, window.used - pending, window.reset)
         reset = window.reset or int((now or timezone.now()).timestamp())
         if window.used >= window.cap:
             raise RateLimitExceededError(

@@ -117,11 +117,19 @@ class Hold(models.Model):
     # What a settle could not charge because the wallet ran short.
     shortfall = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
+    # A request's hold is renewed by its web process while the request runs (every few seconds);
+    # one that stops being renewed belongs to a process that died, and is released.
+    renewed_at = models.DateTimeField(default=timezone.now)
     closed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [
             models.Index(fields=["status", "created_at"], name="hold_status_age"),
+            models.Index(
+                fields=["renewed_at"],
+                condition=models.Q(status="open", counts_in_flight=True),
+                name="hold_open_request_renewed",
+            ),
             models.Index(
                 fields=["api_key"], condition=models.Q(status="open"), name="hold_open_by_key"
             ),

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -39,6 +40,8 @@ from billing.money import MAX_MICROS, format_credits
 logger = logging.getLogger(__name__)
 
 KEY_SPEND_BUCKET = timedelta(minutes=5)
+# A call refused because too many are in flight is told to retry this soon: calls take seconds.
+CONCURRENCY_RETRY_SECONDS = 1
 
 
 class BillingError(Exception):
@@ -69,13 +72,13 @@ class RateLimitExceededError(BillingError):
     reset: int | None = None
 
     def with_reset(self, limit: int, reset: int) -> "RateLimitExceededError":
-        """Remember the cap and when it frees up, for the X-RateLimit-* headers."""
+        """Remember the limit and when it frees up (unix seconds), for Retry-After and the
+        X-RateLimit-* headers."""
         self.limit, self.reset = limit, reset
         return self
 
 
-class ConcurrencyLimitError(BillingError):
-    status = 429
+class ConcurrencyLimitError(RateLimitExceededError):
     code = "concurrency_limit"
 
 
@@ -292,9 +295,17 @@ def hold_place(
     amount: int,
     api_key_id: int | None = None,
     counts_in_flight: bool = True,
+    key_limits=None,
 ) -> WalletState:
-    """Reserve ``amount`` for ``reference``, or raise if the wallet cannot cover it or too many
-    requests are in flight. Placing the same reference twice reserves once."""
+    """Reserve ``amount`` for ``reference``, or raise if the wallet cannot cover it, too many
+    requests are in flight, or ``key_limits`` (the key's quota and caps: anything
+    ``billing.limits.key_limits_check`` takes) are reached. Placing the same reference twice
+    reserves once.
+
+    The key's limits are checked after the wallet's row is locked, in the same transaction: every
+    hold of an account's keys takes that lock, so two concurrent calls cannot both see the room
+    that only one of them fits in.
+    """
     if amount < 0:
         raise ValueError("A hold cannot be negative.")
     in_flight = 1 if counts_in_flight else 0
@@ -312,6 +323,7 @@ def hold_place(
                 "charged": 0,
                 "shortfall": 0,
                 "created_at": now,
+                "renewed_at": now,
             },
             suffix="ON CONFLICT (reference) DO NOTHING RETURNING id",
         )
@@ -326,6 +338,11 @@ def hold_place(
         )
         if row is None:
             _raise_hold_refusal(account_id, amount)  # rolls the hold back
+        if key_limits is not None:
+            from billing.limits import key_limits_check
+
+            # Raises (rolling the hold back) when the key is at a limit, not counting this hold.
+            key_limits_check(key_limits, now=now, pending=amount)
         state = WalletState(*row)
         _ledger_row(
             account_id,
@@ -350,7 +367,7 @@ def _raise_hold_refusal(account_id: int, amount: int):
     raise ConcurrencyLimitError(
         f"Too many requests in flight for this account (limit {wallet.concurrency_limit}). "
         "Retry when one finishes."
-    )
+    ).with_reset(wallet.concurrency_limit, int(time.time()) + CONCURRENCY_RETRY_SECONDS)
 
 
 def wallet_state(account_id: int) -> WalletState:
@@ -391,14 +408,27 @@ class Settlement:
 
 def _hold_with_locked_wallet(reference: str) -> tuple | None:
     """The hold and its wallet's figures, with the wallet row locked (PostgreSQL; SQLite's
-    IMMEDIATE transactions serialise writers anyway)."""
-    lock = " FOR UPDATE OF w" if connection.features.has_select_for_update_of else ""
-    return _execute(
-        "SELECT h.id, h.account_id, h.amount, h.counts_in_flight, h.status, w.balance, w.held, "
-        f"w.low_balance_threshold, w.low_balance_alerted FROM {_table(Hold)} h "
-        f"JOIN {_table(Wallet)} w ON w.account_id = h.account_id WHERE h.reference = %s{lock}",
+    IMMEDIATE transactions serialise writers anyway).
+
+    The hold is read after the lock is taken, in a statement of its own: every change to a hold
+    takes its wallet's lock first, so what is read then stays true until the transaction ends.
+    (Read in the locking statement, it could be the version from before the wait.)
+    """
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    wallet = _execute(
+        "SELECT balance, held, low_balance_threshold, low_balance_alerted FROM "
+        f"{_table(Wallet)} WHERE account_id = (SELECT account_id FROM {_table(Hold)} "
+        f"WHERE reference = %s){lock}",
         [reference],
     )
+    if wallet is None:
+        return None
+    hold = _execute(
+        f"SELECT id, account_id, amount, counts_in_flight, status FROM {_table(Hold)} "
+        "WHERE reference = %s",
+        [reference],
+    )
+    return (*hold, *wallet)
 
 
 def hold_settle(
@@ -407,7 +437,9 @@ def hold_settle(
     """Charge the actual cost and release the rest of the hold, writing the usage record.
 
     A charge above what the wallet can cover (its balance less the other holds) charges what it
-    can and records the shortfall. Settling a closed hold changes nothing.
+    can and records the shortfall. Settling a settled hold changes nothing. A hold that was
+    released while its call still ran (its process looked dead) is charged all the same: what was
+    used is paid for, from what the wallet has available.
     """
     if charge < 0:
         raise ValueError("A charge cannot be negative.")
@@ -417,29 +449,32 @@ def hold_settle(
         if row is None:
             raise Hold.DoesNotExist(reference)
         hold_id, account_id, amount, in_flight, status, balance, held, threshold, alerted = row
-        if status != HoldStatus.OPEN:
+        if status == HoldStatus.SETTLED:
             return _closed(hold_id)
-        charged = min(charge, balance - (held - amount))
+        was_open = status == HoldStatus.OPEN
+        releasing = amount if was_open else 0
+        charged = min(charge, balance - (held - releasing))
         shortfall = charge - charged
         claimed = _execute(
-            f"UPDATE {_table(Hold)} SET status = %s, charged = %s, shortfall = %s, closed_at = %s "
-            "WHERE id = %s AND status = %s RETURNING id",
-            [HoldStatus.SETTLED, charged, shortfall, at, hold_id, HoldStatus.OPEN],
+            f"UPDATE {_table(Hold)} SET status = %s, charged = %s, shortfall = %s, "
+            "closed_at = COALESCE(closed_at, %s) WHERE id = %s AND status = %s RETURNING id",
+            [HoldStatus.SETTLED, charged, shortfall, at, hold_id, status],
         )
-        if claimed is None:  # a concurrent settle or release won
+        if claimed is None:  # cannot happen: the hold was read under the wallet's lock
             return _closed(hold_id)
-        balance, held = balance - charged, held - amount
+        balance, held = balance - charged, held - releasing
         crossed = bool(charged and not alerted and threshold > 0 and balance - held < threshold)
         _execute(
             f"UPDATE {_table(Wallet)} SET balance = %s, held = %s, in_flight = in_flight - %s, "
             "low_balance_alerted = %s WHERE account_id = %s",
-            [balance, held, 1 if in_flight else 0, bool(alerted or crossed), account_id],
-        )
+            [balance, held, 1 if in_flight and was_open else 0, bool(alerted or crossed),
+             account_id],
+        )  # fmt: skip
         _ledger_row(
             account_id,
             LedgerKind.CHARGE,
             amount=-charged,
-            held_change=-amount,
+            held_change=-releasing,
             balance=balance,
             held=held,
             reference=reference,
@@ -451,6 +486,8 @@ def hold_settle(
             from billing.tasks import low_balance_alert
 
             low_balance_alert.delay_on_commit(account_id)
+    if not was_open:
+        logger.warning("%s was settled after its hold had been released", reference)
     if shortfall:
         logger.warning("settle of %s ran short by %d micro-credits", reference, shortfall)
     return Settlement(charged, shortfall, WalletState(balance, held))
@@ -496,11 +533,23 @@ def hold_release(*, reference: str) -> bool:
     return True
 
 
+def holds_renew(*, references) -> int:
+    """Mark the holds of requests still running as alive (their web process calls this every
+    few seconds), so the stale sweep leaves them open."""
+    references = list(references)
+    if not references:
+        return 0
+    return Hold.objects.filter(
+        reference__in=references, status=HoldStatus.OPEN, counts_in_flight=True
+    ).update(renewed_at=timezone.now())
+
+
 def holds_release_stale(*, older_than: timedelta) -> int:
-    """Release synchronous-request holds left open by a process that died mid-request."""
+    """Release request holds nobody renewed for ``older_than``: their web process died (or lost
+    its database) mid-request. Task holds belong to their task, and are left alone."""
     cutoff = timezone.now() - older_than
     references = Hold.objects.filter(
-        status=HoldStatus.OPEN, counts_in_flight=True, created_at__lt=cutoff
+        status=HoldStatus.OPEN, counts_in_flight=True, renewed_at__lt=cutoff
     ).values_list("reference", flat=True)
     return sum(hold_release(reference=reference) for reference in list(references))
 

@@ -5,6 +5,12 @@ inference key, runs without middleware: Django's middleware are synchronous at h
 would move every call through a thread twice), and none of them does anything for an API call
 (sessions, CSRF, messages, auth and the console's security headers are the console's). The
 console, the management API and the admin run through the full middleware stack.
+
+The client address Django sees (``REMOTE_ADDR``) is the socket's, never a header's: uvicorn, unless
+started with ``--no-proxy-headers`` (as ``manage.py serve`` does), replaces the scope's client with
+an X-Forwarded-For entry for callers on 127.0.0.1 and ::1, which would let anyone on the machine
+pick the address that key IP lists and login limits see. A proxy in front is configured with
+``BYTESPIKE_CLIENT_IP_HEADER`` instead (``accounts.keyauth.client_ip``).
 """
 
 import logging
@@ -20,11 +26,46 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 
 console = get_asgi_application()
 
+# A web process keeps the holds of its running calls alive, and releases those of dead ones.
+from generation.metering import start_renewals  # noqa: E402  (needs Django set up)
+
+start_renewals()
+
 # uvicorn's access log prints whole URLs, and Google-style clients may put the key in ?key=.
 # The filter goes on uvicorn's own logger, so its handler and --no-access-log stay as they are.
 logging.getLogger("uvicorn.access").addFilter(RedactSecrets())
 
 DATA_PLANE_PREFIXES = ("/v1/", "/v1beta/")
+
+
+def _forwarded_hosts(scope) -> set[str]:
+    """The hosts named in the request's X-Forwarded-For headers, without ports or brackets."""
+    hosts = set()
+    for name, value in scope["headers"]:
+        if name != b"x-forwarded-for":
+            continue
+        for entry in value.decode("latin1").split(","):
+            entry = entry.strip()
+            if entry.startswith("["):  # [v6]:port
+                entry = entry[1:].partition("]")[0]
+            elif entry.count(":") == 1:  # v4:port
+                entry = entry.partition(":")[0]
+            hosts.add(entry)
+    return hosts
+
+
+def socket_client_only(scope) -> dict:
+    """The scope, without a client address that came from X-Forwarded-For.
+
+    uvicorn's ProxyHeadersMiddleware runs before this application and leaves no trace of the
+    socket's address, so a client address named in the header is dropped: Django then has no
+    REMOTE_ADDR, key IP lists refuse the call and the login form refuses to count it. The one
+    caller this can refuse wrongly is a client that names its own address in the header.
+    """
+    client = scope.get("client")
+    if client and client[0] in _forwarded_hosts(scope):
+        return {**scope, "client": None}
+    return scope
 
 
 class DataPlaneHandler(ASGIHandler):
@@ -42,6 +83,8 @@ data_plane = DataPlaneHandler()
 
 
 async def application(scope, receive, send):
-    if scope["type"] == "http" and scope["path"].startswith(DATA_PLANE_PREFIXES):
-        return await data_plane(scope, receive, send)
+    if scope["type"] == "http":
+        scope = socket_client_only(scope)
+        if scope["path"].startswith(DATA_PLANE_PREFIXES):
+            return await data_plane(scope, receive, send)
     return await console(scope, receive, send)

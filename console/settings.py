@@ -173,7 +173,7 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("BYTESPIKE_CELERY_QUEUE", "bytespike")
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
-    "release-stale-holds": {"task": "billing.tasks.release_stale_holds", "schedule": 60.0},
+    "release-stale-holds": {"task": "billing.tasks.release_stale_holds", "schedule": 10.0},
     "prune-key-spend": {"task": "billing.tasks.prune_key_spend", "schedule": 3600.0},
     "reap-tasks": {"task": "generation.tasks.tasks_reap", "schedule": 30.0},
 }
@@ -205,9 +205,12 @@ ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_PRESERVE_USERNAME_CASING = False
 ACCOUNT_SESSION_REMEMBER = None
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[ByteSpike] "
-# allauth's defaults, spelled out: failed logins per IP and per email, resets per IP and email.
+# Failed logins per IP and per (IP, email), and per email from every IP except browsers that
+# signed in to it before (accounts/adapter.py: a stranger cannot lock a user out); resets per
+# IP and email.
 ACCOUNT_RATE_LIMITS = {
     "login_failed": "10/m/ip,5/5m/key",
+    "login_failed_account": "100/h/key",
     "login": "30/m/ip",
     "reset_password": "20/m/ip,5/m/key",
     "reset_password_from_key": "20/m/ip",
@@ -360,9 +363,10 @@ BYTESPIKE_SANDBOX_CUT_RATE = float(os.environ.get("BYTESPIKE_SANDBOX_CUT_RATE", 
 # A pending or running task no worker has touched for this long is revived by the reaper (a lost
 # message, a killed worker). Workers touch running tasks at least every 30 s.
 BYTESPIKE_TASK_STALE_SECONDS = float(os.environ.get("BYTESPIKE_TASK_STALE_SECONDS", "120"))
-# A request's hold still open after this long belongs to a process that died mid-request (a
-# killed web process, a database gone before the settlement): beat releases it, for free.
-BYTESPIKE_HOLD_STALE_SECONDS = float(os.environ.get("BYTESPIKE_HOLD_STALE_SECONDS", "900"))
+# A web process renews the holds of its running requests every quarter of this; a request's hold
+# not renewed for this long belongs to a process that died mid-request (killed, or its database
+# gone before the settlement), and is released, free, by beat and by any live web process.
+BYTESPIKE_HOLD_STALE_SECONDS = float(os.environ.get("BYTESPIKE_HOLD_STALE_SECONDS", "20"))
 # Task streams (SSE) send a keepalive comment this often, so proxies keep them open.
 BYTESPIKE_SSE_KEEPALIVE_SECONDS = float(os.environ.get("BYTESPIKE_SSE_KEEPALIVE_SECONDS", "15"))
 # How long a sandbox video takes to "render" (the demo's videos finish in seconds).
@@ -382,4 +386,14 @@ BYTESPIKE_CALLBACK_TIMEOUT_SECONDS = float(
 CELERY_BEAT_SCHEDULE["callbacks-resend-due"] = {
     "task": "generation.tasks.callbacks_resend_due",
     "schedule": 60.0,
+}
+# After a rotation of the signing secret, callbacks carry a signature by the previous secret
+# too for this long (the overlap window), so receivers can switch without dropping any; then
+# the previous secret is erased (by the next signing, and by beat within five minutes).
+BYTESPIKE_WEBHOOK_ROTATION_GRACE_SECONDS = float(
+    os.environ.get("BYTESPIKE_WEBHOOK_ROTATION_GRACE_SECONDS", "86400")
+)
+CELERY_BEAT_SCHEDULE["webhook-previous-secrets-forget"] = {
+    "task": "accounts.tasks.webhook_previous_secrets_forget",
+    "schedule": 300.0,
 }

@@ -6,8 +6,10 @@ The browser never holds a key's secret. The user picks one of the keys they may 
 active, not expired) and these views call the data plane on its behalf: ``serve_text`` with the
 ``playground`` caller (its usage rows say so), ``make_images``, and ``services.task_submit``.
 A key the user may not use (a teammate's, for a developer; a revoked or expired one; another
-account's) is a 404, like any object outside the user's reach. Viewers see the page with every
-control disabled; every POST needs ``USE_PLAYGROUND`` (403 otherwise).
+account's) is a 404, like any object outside the user's reach. A call with a key is a call
+from the console user's address: a key whose IP lists refuse it is refused here too, with the
+API's message. Viewers see the page with every control disabled; every POST needs
+``USE_PLAYGROUND`` (403 otherwise).
 
 Form errors (bad params, refusals such as 402 insufficient_balance) re-render the form with the
 message and answer 422, which the console's htmx config swaps in.
@@ -29,7 +31,7 @@ from PIL import Image, UnidentifiedImageError
 from ulid import ULID
 
 from accounts.decorators import account_view
-from accounts.keyauth import KeyPrincipal, principal_for_console
+from accounts.keyauth import KeyAuthError, KeyPrincipal, client_ip, principal_for_console
 from accounts.models import ApiKey, KeyStatus, RoutingGroup
 from accounts.permissions import USE_PLAYGROUND, VIEW, can_manage_key
 from accounts.selectors import api_keys_for_account, membership_current
@@ -105,8 +107,17 @@ def playground_keys(membership) -> list[ApiKey]:
     return keys
 
 
-def _principal(membership, key_id: str) -> KeyPrincipal:
-    principal = principal_for_console(membership, key_id or "")
+def _principal(request, key_id: str) -> KeyPrincipal | None:
+    """The chosen key (None if the user may not use it), checked against the request's address:
+    a key whose IP lists refuse it is a ``GatewayError`` (403) with the API's message."""
+    try:
+        return principal_for_console(request.membership, key_id or "", address=client_ip(request))
+    except KeyAuthError as error:
+        raise GatewayError(error.status, error.code, error.message, "key") from None
+
+
+def _principal_or_404(request, key_id: str) -> KeyPrincipal:
+    principal = _principal(request, key_id)
     if principal is None:
         raise Http404("No key you can use has this id.")
     return principal
@@ -226,20 +237,27 @@ def playground(request):
     return render(request, PAGE, context)
 
 
+def _estimate_for_key(principal: KeyPrincipal, query) -> dict:
+    model = _model_in_group(principal.group_id, query.get("model", ""))
+    fields = VIDEO_FIELDS if model and model.family == Family.VIDEO else IMAGE_TASK_FIELDS
+    if query.get("mode") == "now":
+        fields = ("prompt", "n", "size", "quality")
+    if model is None or model.family == Family.TEXT:
+        return {"estimate_error": "This key's group has no such image or video model."}
+    return _estimate(model, _multiplier(principal.group_id), query, fields)
+
+
 @require_GET
 @account_view(USE_PLAYGROUND)
 def estimate(request):
     """Estimated credits for a task (or a sync image call) with these params, for the key's
     group; an invalid param shows its message instead (422)."""
-    principal = _principal(request.membership, request.GET.get("key", ""))
-    model = _model_in_group(principal.group_id, request.GET.get("model", ""))
-    fields = VIDEO_FIELDS if model and model.family == Family.VIDEO else IMAGE_TASK_FIELDS
-    if request.GET.get("mode") == "now":
-        fields = ("prompt", "n", "size", "quality")
-    if model is None or model.family == Family.TEXT:
-        context = {"estimate_error": "This key's group has no such image or video model."}
+    try:
+        principal = _principal_or_404(request, request.GET.get("key", ""))
+    except GatewayError as error:  # the key's IP lists refuse this address
+        context = {"estimate_error": error.message}
     else:
-        context = _estimate(model, _multiplier(principal.group_id), request.GET, fields)
+        context = _estimate_for_key(principal, request.GET)
     context["estimate_id"] = "now-estimate" if request.GET.get("mode") == "now" else "task-estimate"
     context["mode"] = request.GET.get("mode", "")
     status = 422 if "estimate_error" in context else 200
@@ -279,7 +297,13 @@ def task_submit(request):
     answer is the task card (which polls itself until the task is done)."""
     data = request.POST
     key_id, slug = data.get("key", ""), data.get("model", "")
-    principal = _principal(request.membership, key_id)
+    try:
+        principal = _principal_or_404(request, key_id)
+    except GatewayError as error:
+        return _form_error(
+            request, "task-form", key_id=key_id, slug=slug, message=error.message,
+            param=error.param,
+        )  # fmt: skip
     model = _model_in_group(principal.group_id, slug)
     if model is None:
         return _form_error(
@@ -294,6 +318,7 @@ def task_submit(request):
             model=model,
             multiplier=_multiplier(principal.group_id),
             params=_params_from(data, fields),
+            key_limits=principal,
         )
     except services.TaskError as error:
         return _form_error(
@@ -352,10 +377,10 @@ async def images(request):
     """Generate (or edit) images now, through the pipeline /v1/images/* use."""
     data, files = request.POST, request.FILES
     key_id, slug = data.get("key", ""), data.get("model", "")
-    principal = await sync_to_async(_principal)(request.membership, key_id)
     request.bytespike_request_id = f"req_{ULID()}"
     edit = data.get("action") == "edit"
     try:
+        principal = await sync_to_async(_principal_or_404)(request, key_id)
         if int(request.headers.get("content-length") or 0) > MAX_UPLOAD_BYTES:
             raise GatewayError(413, "request_too_large", "The upload is over 50 MiB.", "image")
         target = await resolve_model(principal.group_id, slug)
@@ -457,7 +482,7 @@ async def chat(request):
         key_id, model = payload.get("key"), payload.get("model")
         if not isinstance(key_id, str) or not isinstance(model, str) or not model:
             raise _invalid("Choose a key and a model.", "model")
-        principal = await sync_to_async(principal_for_console)(request.membership, key_id)
+        principal = await sync_to_async(_principal)(request, key_id)
         if principal is None:
             raise GatewayError(404, "not_found", "No key you can use has this id.", "key")
         response = await serve_text(request, principal, PLAYGROUND, body=chat_body(payload, model))

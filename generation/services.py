@@ -42,12 +42,13 @@ def stale_after() -> timedelta:
 class TaskError(Exception):
     """A refused request: HTTP status, error code, message and the offending field."""
 
-    def __init__(self, status: int, code: str, message: str, param: str | None = None):
+    def __init__(self, status: int, code: str, message: str, param: str | None = None, reset=None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.param = param
+        self.reset = reset  # unix seconds when a limit that refused the task frees up
 
 
 def _invalid(message: str, param: str) -> TaskError:
@@ -180,9 +181,14 @@ def task_submit(
     params: dict,
     out_task_id: str = "",
     callback_url: str = "",
+    key_limits=None,
 ) -> Submitted:
     """Validate, hold the estimated credits and create a pending task; a worker starts it once
-    this commits. The same ``out_task_id`` with the same request returns the existing task."""
+    this commits. The same ``out_task_id`` with the same request returns the existing task.
+
+    ``key_limits`` is the submitting key (its quota and caps), checked in the hold's transaction
+    exactly as for a text or image call.
+    """
     if model.family not in (Family.IMAGE, Family.VIDEO):
         raise _invalid(
             f"'{model.slug}' is a text model; tasks are for image and video models.", "model"
@@ -223,10 +229,12 @@ def task_submit(
                 amount=estimate,
                 api_key_id=api_key_id,
                 counts_in_flight=False,  # a task runs for minutes; it is not a request in flight
+                key_limits=key_limits,
             )
             _enqueue(task)
     except BillingError as error:
-        raise TaskError(error.status, error.code, error.message) from None
+        reset = getattr(error, "reset", None)
+        raise TaskError(error.status, error.code, error.message, reset=reset) from None
     except IntegrityError:
         # Another submit with this out_task_id won the race.
         existing = _same_request(account_id, out_task_id, digest)
@@ -444,21 +452,18 @@ def _terminal_effects(task: Task) -> None:
 def task_cancel(task: Task) -> Task:
     """Cancel a task (idempotent: a terminal task is returned unchanged).
 
-    Pending: free. Running: cancelled upstream where the provider can, and billed by the model's
-    refund policy on what was done (full: free; prorated: the share not done is refunded; none:
-    billed in full).
+    Pending: free. Running: billed by the model's refund policy on what was done (full: free;
+    prorated: the share not done is refunded; none: billed in full), then cancelled upstream
+    where the provider can. The upstream job is cancelled only after the cancellation has won
+    its compare-and-set: cancelling it first would let the worker see it gone and fail the task,
+    free, whatever the policy says.
     """
     if task.is_terminal:
         return task
-    if task.status == TaskStatus.RUNNING and task.upstream_id:
-        try:
-            media.video_cancel(ChannelRoute.of(task.model.channel), task.upstream_id)
-        except UpstreamError:
-            logger.info("task %s: upstream cancel failed; cancelling here", task.public_id)
     now = timezone.now()
     with transaction.atomic():
-        current = Task.objects.filter(pk=task.pk).values_list("status", "progress").first()
-        status, progress = current
+        current = Task.objects.filter(pk=task.pk).values_list("status", "progress", "upstream_id")
+        status, progress, upstream_id = current.first()
         if status not in (TaskStatus.PENDING, TaskStatus.RUNNING):
             return _reload(task)
         policy = task.model.cancel_refund_policy
@@ -486,7 +491,17 @@ def task_cancel(task: Task) -> Task:
             billing.hold_release(reference=task.public_id)
         Task.objects.filter(pk=task.pk).update(credits_used=charge)
         _terminal_effects(task)
+    if status == TaskStatus.RUNNING and upstream_id:
+        _cancel_upstream(task, upstream_id)
     return _reload(task)
+
+
+def _cancel_upstream(task: Task, upstream_id: str) -> None:
+    """Stop the upstream job of a cancelled task, so it spends no more (best effort)."""
+    try:
+        media.video_cancel(ChannelRoute.of(task.model.channel), upstream_id)
+    except UpstreamError:
+        logger.info("task %s: upstream cancel failed; it is cancelled here", task.public_id)
 
 
 def _reload(task: Task) -> Task:

@@ -118,3 +118,55 @@ def console_login(base_url: str, email: str, password: str) -> httpx.Client:
     response = submit(client, "/auth/login/", {"login": email, "password": password})
     assert response.status_code == 302, response.text[:500]
     return client
+
+
+def shared_database_url(application_name: str = "") -> str:
+    """The test database's URL, for a real process to share it with the test."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    url = f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    return f"{url}?application_name={application_name}" if application_name else url
+
+
+def shared_env(data_dir: Path, **extra) -> dict:
+    """The environment of a process that shares the test database, secrets and cache."""
+    from django.conf import settings
+
+    env = embedded_env(
+        data_dir,
+        DATABASE_URL=shared_database_url(),
+        BYTESPIKE_KEY_PEPPER=settings.BYTESPIKE_KEY_PEPPER,
+        BYTESPIKE_ENCRYPTION_KEYS=",".join(settings.BYTESPIKE_ENCRYPTION_KEYS),
+        BYTESPIKE_CACHE_PREFIX=settings.CACHES["default"].get("KEY_PREFIX", ""),
+        BYTESPIKE_PUBLIC_URL="http://testserver",
+    )
+    if os.environ.get("REDIS_URL"):
+        env["REDIS_URL"] = os.environ["REDIS_URL"]
+    return {**env, **extra}
+
+
+def start_web(env: dict, *, log: Path) -> tuple[subprocess.Popen, str]:
+    """One uvicorn web process in ``env``, as a deploy runs it; returns the process and its base
+    URL once it answers."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "console.asgi:application", "--lifespan", "off",
+         "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT, env=env, stdout=log.open("a"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+
+    def up():
+        try:
+            return httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return process.poll() is not None  # died: stop waiting
+
+    if not wait_until(up, 60) or process.poll() is not None:
+        process.kill()  # or it outlives the run, holding connections to the test database
+        process.wait(timeout=20)
+        raise AssertionError(f"the web process did not start:\n{log.read_text()[-3000:]}")
+    return process, base

@@ -170,6 +170,9 @@ def json_body(request, limit: int, *, allow_empty: bool = False) -> dict:
 
 
 async def _answer(view, request, caller, args, kwargs):
+    # A Host outside ALLOWED_HOSTS is refused before anything is spent: answers build their
+    # media links from it, and failing there would fail a call that was already charged.
+    request.get_host()
     try:
         principal = await authenticate_inference(request)
     except KeyAuthError as error:

@@ -43,7 +43,9 @@ def _base_url(request) -> str:
 
 
 def _as_gateway(error: services.TaskError) -> GatewayError:
-    return GatewayError(error.status, error.code, error.message, error.param)
+    gateway = GatewayError(error.status, error.code, error.message, error.param)
+    gateway.headers = metering.retry_headers(error.reset)
+    return gateway
 
 
 def _present(task: Task, request) -> dict:
@@ -71,6 +73,7 @@ async def submit(request, principal: KeyPrincipal):
             params=params,
             out_task_id=out_task_id,
             callback_url=callback_url,
+            key_limits=principal,
         )
     except services.TaskError as error:
         raise _as_gateway(error) from None

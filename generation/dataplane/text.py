@@ -19,7 +19,7 @@ from django.http import JsonResponse, StreamingHttpResponse
 from ulid import ULID
 
 from accounts.keyauth import KeyPrincipal
-from billing import pricing, services
+from billing import pricing
 from billing.services import UsageFacts
 from generation import metering
 from generation.catalogue import Target, resolve_model
@@ -406,13 +406,13 @@ class TextStream:
                 return
             self.outcome = "released" if failed else "settled"
         if failed:
-            services.hold_release(reference=self.reference)
+            metering.release_now(self.reference)
             return
         usage = self._billable_usage()
-        services.hold_settle(
-            reference=self.reference,
-            charge=cost_of(self.target, usage),
-            usage=_usage_facts(
+        metering.settle_now(
+            self.reference,
+            cost_of(self.target, usage),
+            _usage_facts(
                 self.principal,
                 self.target,
                 self.caller,

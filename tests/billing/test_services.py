@@ -184,20 +184,32 @@ def test_backdated_settle_lands_in_its_hour(world, model):
     assert UsageRecord.objects.get().created_at == at
 
 
-def test_stale_synchronous_holds_are_released(world):
+def test_request_holds_nobody_renews_are_released_and_task_holds_are_not(world):
     fund(world.account, 10)
     services.hold_place(account_id=world.account.pk, reference="stuck", amount=M)
     services.hold_place(
         account_id=world.account.pk, reference="task_y", amount=M, counts_in_flight=False
     )
-    Hold.objects.update(created_at=timezone.now() - timedelta(hours=1))
-    assert services.holds_release_stale(older_than=timedelta(minutes=15)) == 1
+    Hold.objects.update(renewed_at=timezone.now() - timedelta(minutes=1))
+    assert services.holds_release_stale(older_than=timedelta(seconds=20)) == 1
     assert Hold.objects.get(reference="task_y").status == "open"
     assert Wallet.objects.get(account=world.account).in_flight == 0
     books_balance(world.account)
 
 
-def test_beat_releases_request_holds_older_than_the_setting(world, settings):
+def test_a_renewed_hold_is_not_stale_however_old_it_is(world):
+    fund(world.account, 10)
+    services.hold_place(account_id=world.account.pk, reference="long-stream", amount=M)
+    services.hold_place(account_id=world.account.pk, reference="orphan", amount=M)
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    Hold.objects.update(created_at=an_hour_ago, renewed_at=an_hour_ago)
+    assert services.holds_renew(references=["long-stream"]) == 1
+    assert services.holds_release_stale(older_than=timedelta(seconds=20)) == 1
+    assert Hold.objects.get(reference="long-stream").status == "open"
+    assert Hold.objects.get(reference="orphan").status == "released"
+
+
+def test_beat_releases_request_holds_not_renewed_for_the_setting(world, settings):
     from billing.tasks import release_stale_holds
 
     settings.BYTESPIKE_HOLD_STALE_SECONDS = 30
@@ -205,11 +217,39 @@ def test_beat_releases_request_holds_older_than_the_setting(world, settings):
     services.hold_place(account_id=world.account.pk, reference="orphan", amount=M)
     services.hold_place(account_id=world.account.pk, reference="in-flight", amount=M)
     Hold.objects.filter(reference="orphan").update(
-        created_at=timezone.now() - timedelta(seconds=31)
+        renewed_at=timezone.now() - timedelta(seconds=31)
     )
     assert release_stale_holds() == 1
     assert Hold.objects.get(reference="orphan").status == "released"
     assert Hold.objects.get(reference="in-flight").status == "open"
+
+
+def test_settling_a_released_hold_still_charges_what_was_used(world, model):
+    """Issue 11: a call whose hold was swept while it ran used to be recorded as free."""
+    fund(world.account, 10)
+    services.hold_place(account_id=world.account.pk, reference="slow", amount=3 * M)
+    assert services.hold_release(reference="slow")
+    settlement = services.hold_settle(reference="slow", charge=2 * M, usage=usage(model))
+    assert (settlement.charged, settlement.shortfall) == (2 * M, 0)
+    wallet = Wallet.objects.get(account=world.account)
+    assert (wallet.balance, wallet.held, wallet.in_flight) == (8 * M, 0, 0)
+    assert UsageRecord.objects.get(request_id="slow").credits == 2 * M
+    assert Hold.objects.get(reference="slow").status == "settled"
+    # Once: a second settle changes nothing.
+    assert services.hold_settle(reference="slow", charge=2 * M, usage=usage(model)).already_closed
+    assert Wallet.objects.get(account=world.account).balance == 8 * M
+    books_balance(world.account)
+
+
+def test_a_late_settle_charges_no_more_than_is_available(world, model):
+    fund(world.account, 2)
+    services.hold_place(account_id=world.account.pk, reference="slow", amount=2 * M)
+    services.hold_release(reference="slow")
+    services.hold_place(account_id=world.account.pk, reference="other", amount=M)
+    settlement = services.hold_settle(reference="slow", charge=2 * M, usage=usage(model))
+    assert (settlement.charged, settlement.shortfall) == (M, M)
+    assert Wallet.objects.get(account=world.account).available == 0
+    books_balance(world.account)
 
 
 def test_low_balance_alerts_owners_once_per_crossing(

@@ -12,8 +12,6 @@ import socket
 from dataclasses import dataclass, field
 
 import pytest
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
@@ -58,18 +56,6 @@ FUZZ = settings(
 # Names the fuzzers may put in a callback URL resolve here, without asking a name server.
 PUBLIC_HOST = "hooks.example.com"
 PUBLIC_ADDRESS = "93.184.215.14"
-
-
-@pytest.fixture
-def keep_test_connection():
-    """As Django's test client does: a request must not close the connection that holds the
-    test's transaction (Django's WSGI and ASGI handlers close old connections when a request
-    starts and ends)."""
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    yield
-    request_started.connect(close_old_connections)
-    request_finished.connect(close_old_connections)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from generation.demo_catalogue import seed_catalogue
 from generation.models import AIModel
 from tests.conftest import read_body
 from tests.factories import fund, issue_key
+from tests.fuzz import asgi
 
 pytestmark = pytest.mark.django_db
 
@@ -57,6 +58,24 @@ def test_generations_answer_urls_billed_per_image(client, world, key):
     assert record.images == 2 and record.protocol == "images"
     assert record.credits == image_cost(model, 1, count=2, size="1024x1024", quality="low")
     assert wallet_problems(world.account.pk) == []
+
+
+def test_a_host_outside_allowed_hosts_is_refused_before_anything_is_spent(
+    world, key, keep_test_connection
+):
+    """Issue 11: the answer's links are built from Host; a Host Django refuses failed the call
+    after it was charged. (Through the production ASGI app: the data plane has no middleware.)"""
+    body = json.dumps({"model": "gpt-image-1", "prompt": "A paper boat"}).encode()
+    headers = [
+        (b"host", b"evil.example"),
+        (b"authorization", f"Bearer {key}".encode()),
+        (b"content-type", b"application/json"),
+    ]
+    response = asgi.request("POST", "/v1/images/generations", headers, body)
+    assert response.status == 400
+    assert json.loads(response.body)["error"]["type"] == "invalid_request_error"
+    assert not UsageRecord.objects.exists()
+    assert Wallet.objects.get(account=world.account).balance == 20 * 1_000_000
 
 
 def test_b64_json_and_output_formats(client, key):

@@ -12,7 +12,7 @@ from django.test import AsyncClient, Client
 from django.urls import reverse
 from PIL import Image
 
-from accounts.models import RoutingGroup
+from accounts.models import ApiKey, RoutingGroup
 from billing.models import Hold, UsageRecord, Wallet
 from billing.services import wallet_problems
 from generation.demo_catalogue import seed_catalogue
@@ -472,6 +472,17 @@ def test_a_task_is_submitted_through_the_api_pipeline_and_billed_to_the_key(
     assert [job.name for job in enqueued] == ["generation.tasks.task_advance"]
 
 
+def test_a_task_from_the_playground_stops_at_the_keys_quota(world, keys, client_for, enqueued):
+    """Issue 11: the playground submitted tasks past its key's quota, as the API did."""
+    ApiKey.objects.filter(pk=keys.gemini.pk).update(quota=10_000)  # 0.01 credits
+    client = client_for(world.owner)
+    assert submit_task(client, keys.gemini).status_code == 200  # crosses the quota
+    refused = submit_task(client, keys.gemini)
+    assert refused.status_code == 422
+    assert "quota" in refused.text
+    assert Task.objects.count() == 1
+
+
 def test_an_image_task_takes_its_count(world, keys, client_for, enqueued):
     response = submit_task(client_for(world.owner), keys.gemini, model="imagen-4", n="3",
                            duration="", quality="auto")  # fmt: skip
@@ -554,6 +565,37 @@ def test_a_revoked_key_cannot_be_used(world, keys, client_for):
     client = client_for(world.owner)
     for name, post in _posts(keys, keys.gemini):
         assert post(client).status_code == 404, name
+
+
+@pytest.mark.parametrize(
+    "lists", [{"ip_allowlist": ["10.0.0.0/8"]}, {"ip_denylist": ["127.0.0.1/32"]}]
+)
+def test_a_keys_ip_lists_apply_to_playground_calls(world, keys, client_for, enqueued, lists):
+    from accounts.models import ApiKey
+
+    ApiKey.objects.filter(pk=keys.gemini.pk).update(**lists)
+    client = client_for(world.owner)  # calling from 127.0.0.1
+    refused = "This API key may not be used from your IP address."
+    answer = chat(client, keys.gemini)
+    assert answer.status_code == 403
+    assert answer.json()["error"] == {
+        "message": refused, "type": "permission_error", "param": "key",
+        "code": "permission_denied",
+    }  # fmt: skip
+    for name, post in _posts(keys, keys.gemini)[1:]:  # the forms show it in place
+        answer = post(client)
+        assert answer.status_code == 422, name
+        assert 'class="form-errors" role="alert"' in answer.text and refused in answer.text, name
+        assert refused in answer["HX-Trigger"], name
+    shown = estimate(client, keys.gemini)
+    assert shown.status_code == 422 and refused in shown.text
+    assert not Task.objects.exists() and not UsageRecord.objects.exists()
+    assert Wallet.objects.get(account=world.account).held == 0
+    assert not enqueued
+
+    # From an address the lists allow, the same key works.
+    client.defaults["REMOTE_ADDR"] = "10.1.2.3"
+    assert submit_task(client, keys.gemini).status_code == 200
 
 
 def test_a_viewer_is_refused_on_every_post(world, keys, client_for):

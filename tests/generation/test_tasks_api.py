@@ -249,6 +249,29 @@ def test_cancelling_a_running_task_bills_by_the_refund_policy(client, world, key
     books(world)
 
 
+def test_a_cancelled_task_is_billed_before_its_upstream_job_is_stopped(
+    client, world, keys, monkeypatch
+):
+    """Issue 11: cancel stopped the upstream job before its compare-and-set, so a worker polling
+    in between saw the job gone and failed the task, free, whatever the refund policy said."""
+    AIModel.objects.filter(slug="veo-3-fast").update(cancel_refund_policy="none")
+    task_id = submit(client, keys["gemini-default"], "[sandbox:seconds=30]").json()["task_id"]
+    task = Task.objects.get(public_id=task_id)
+    services.task_advance(task.pk, task.lease)  # claim and submit upstream
+    seen = []
+
+    def cancel_upstream(route, upstream_id):
+        # Whatever a worker sees from now on, the cancellation and its charge already stand.
+        seen.append(Task.objects.values_list("status", "credits_used").get(pk=task.pk))
+        return True
+
+    monkeypatch.setattr(services.media, "video_cancel", cancel_upstream)
+    response = call(client, keys["gemini-default"], f"/v1/tasks/cancel/{task_id}")
+    assert response.json()["status"] == "cancelled"
+    assert seen == [("cancelled", task.estimated_credits)]
+    books(world)
+
+
 def test_cancel_racing_completion_has_one_outcome(client, world, keys):
     task_id = submit(client, keys["gemini-default"], QUICK).json()["task_id"]
     task = Task.objects.get(public_id=task_id)

@@ -1,0 +1,338 @@
+"""Money and limits attacked through real web processes, as issue 11's attack run did.
+
+Each backend is a fresh install: the embedded default (SQLite, one web process, as `serve`
+runs it), and PostgreSQL with two web processes sharing Redis. The attacks use only the public
+APIs: a management key makes keys with small limits, then many calls race against them. The
+books are read afterwards by `manage.py shell` in the installation's own environment.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import psycopg
+import pytest
+from django.conf import settings
+
+from tests.processes import ROOT, embedded_env, start_web, wait_until
+
+pytestmark = pytest.mark.xdist_group("money-races")
+
+M = 1_000_000
+STALE_SECONDS = 2  # the installations renew their holds every half second
+LONG_PROMPT = "[sandbox:words=2000] write"
+CALLS = 50  # racing against a limit that four calls reach
+
+
+class Installation:
+    """A fresh ByteSpike: its environment, web processes and the demo account's keys."""
+
+    def __init__(self, tmp_path, env: dict, web_processes: int):
+        self.tmp_path = tmp_path
+        self.env = env
+        self.log = tmp_path / "web.log"
+        self.manage("migrate", "-v0")
+        seeded = self.manage("seed_demo", "--json")
+        self.demo = json.loads(seeded.stdout.strip().splitlines()[-1])
+        self.processes, self.bases = [], []
+        for _ in range(web_processes):
+            self.start_web()
+        self.groups = {
+            g["slug"]: g["id"] for g in self.api("get", "/api/v1/groups/available").json()["items"]
+        }
+
+    def api(self, method: str, path: str, **kwargs) -> httpx.Response:
+        """A management API call, through the newest web process."""
+        headers = {"x-api-key": self.demo["management_key"]}
+        return httpx.request(method, self.bases[-1] + path, headers=headers, timeout=30, **kwargs)
+
+    def manage(self, *argv) -> subprocess.CompletedProcess:
+        done = subprocess.run(
+            [sys.executable, "manage.py", *argv],
+            cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    def start_web(self) -> None:
+        process, base = start_web(self.env, log=self.log)
+        self.processes.append(process)
+        self.bases.append(base)
+
+    def key(self, group: str = "default", **limits) -> tuple[str, str]:
+        """A new key of the demo account with these limits (credits); (public id, secret)."""
+        body = {"name": f"attack-{uuid.uuid4().hex[:6]}", "group_id": self.groups[group]}
+        created = self.api("post", "/api/v1/keys", json={**body, **limits})
+        assert created.status_code == 201, created.text
+        return created.json()["id"], created.json()["key"]
+
+    def books(self, key_public_id: str = "") -> dict:
+        """The key's charged spend and open holds, and what is wrong with the wallet, if
+        anything."""
+        script = (
+            "import json\n"
+            "from django.db.models import Sum\n"
+            "from accounts.models import Account, ApiKey\n"
+            "from billing.models import Hold, UsageRecord\n"
+            "from billing.services import wallet_problems\n"
+            "account = Account.objects.get()\n"
+            f"key = ApiKey.objects.filter(public_id={key_public_id!r}).first()\n"
+            "usage = UsageRecord.objects.filter(api_key=key)\n"
+            "print(json.dumps({\n"
+            "  'spent': usage.aggregate(s=Sum('credits'))['s'] or 0,\n"
+            "  'calls': usage.count(),\n"
+            "  'open_request_holds': Hold.objects.filter(\n"
+            "      account=account, status='open', counts_in_flight=True).count(),\n"
+            "  'problems': wallet_problems(account.pk),\n"
+            "}))\n"
+        )
+        done = self.manage("shell", "-c", script)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _postgres_database() -> tuple[str, callable]:
+    db = settings.DATABASES["default"]
+    name = f"race_{uuid.uuid4().hex[:12]}"
+    server = f"host={db['HOST']} port={db['PORT']} user={db['USER']} dbname={db['NAME']}"
+    if db.get("PASSWORD"):
+        server += f" password={db['PASSWORD']}"
+    with psycopg.connect(server, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+
+    def drop():
+        with psycopg.connect(server, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    url = f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{name}"
+    return url, drop
+
+
+@pytest.fixture(
+    scope="module",
+    params=["embedded", pytest.param("postgres", marks=pytest.mark.services)],
+)
+def installation(request, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp(request.param)
+    env = embedded_env(
+        tmp_path,
+        # Calls spend this long upstream, as real ones do: racing calls overlap in flight.
+        BYTESPIKE_SANDBOX_LATENCY_MS="300",
+        BYTESPIKE_SANDBOX_TOKEN_DELAY_MS="0",
+        BYTESPIKE_HTTPS="0",
+        BYTESPIKE_HOLD_STALE_SECONDS=str(STALE_SECONDS),
+    )
+    cleanup = None
+    if request.param == "postgres":
+        env["DATABASE_URL"], cleanup = _postgres_database()
+        env["REDIS_URL"] = os.environ["REDIS_URL"]
+        env["BYTESPIKE_CACHE_PREFIX"] = f"race-{uuid.uuid4().hex[:8]}"
+    install = Installation(tmp_path, env, web_processes=2 if request.param == "postgres" else 1)
+    yield install
+    install.stop()
+    if cleanup is not None:
+        cleanup()
+
+
+def race(calls: list) -> list:
+    """Run every ``call()`` in its own thread, released at the same moment."""
+    start = threading.Barrier(len(calls))
+
+    def run(call):
+        start.wait()
+        return call()
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+def chat(base: str, secret: str, prompt: str = LONG_PROMPT, **extra) -> httpx.Response:
+    body = {"model": "gpt-4.1", "max_tokens": 2000, **extra}
+    body["messages"] = [{"role": "user", "content": prompt}]
+    return httpx.post(
+        f"{base}/v1/chat/completions", json=body, headers={"x-api-key": secret}, timeout=60
+    )
+
+
+def task_submit(base: str, secret: str) -> httpx.Response:
+    body = {"model": "imagen-4", "params": {"prompt": "A paper boat"}}
+    return httpx.post(
+        f"{base}/v1/tasks/submit", json=body, headers={"x-api-key": secret}, timeout=60
+    )
+
+
+def one_call_cost(installation: Installation) -> int:
+    """What one LONG_PROMPT call costs, measured on a key of its own."""
+    public_id, secret = installation.key()
+    assert chat(installation.bases[0], secret).status_code == 200
+    return installation.books(public_id)["spent"]
+
+
+def spread(installation: Installation, count: int, make) -> list:
+    """``count`` calls spread over every web process."""
+    bases = installation.bases
+    return [lambda i=i: make(bases[i % len(bases)]) for i in range(count)]
+
+
+# --- High 1: task submits ignored the key's quota and caps ------------------------------------
+
+
+@pytest.mark.parametrize("limit", ["quota", "rate_limit_5h"])
+def test_task_submits_stop_at_the_keys_quota_and_caps(installation, limit):
+    _, secret = installation.key("gemini-default", **{limit: "0.01"})
+    answers = [task_submit(installation.bases[0], secret) for _ in range(5)]
+    statuses = [a.status_code for a in answers]
+    # An imagen-4 image costs 0.04: the first submit crosses the limit, the rest are refused.
+    expected = 402 if limit == "quota" else 429
+    assert statuses == [200] + [expected] * 4, statuses
+    code = "quota_exceeded" if limit == "quota" else "rate_limit_exceeded"
+    assert answers[1].json()["error"]["code"] == code
+    if expected == 429:
+        assert int(answers[1].headers["Retry-After"]) >= 1
+    assert installation.books()["problems"] == []
+
+
+def test_parallel_task_submits_cannot_overrun_a_quota(installation):
+    _, secret = installation.key("gemini-default", quota="0.01")
+    answers = race(spread(installation, 25, lambda base: task_submit(base, secret)))
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [200] + [402] * 24, statuses
+
+
+# --- High 2: concurrent calls overran quotas and caps -----------------------------------------
+
+
+@pytest.mark.parametrize("limit", ["quota", "rate_limit_5h"])
+def test_parallel_calls_cannot_overrun_a_keys_limit(installation, limit):
+    cost = one_call_cost(installation)
+    public_id, secret = installation.key(**{limit: "0.05"})
+    answers = race(spread(installation, CALLS, lambda base: chat(base, secret)))
+    succeeded = [a for a in answers if a.status_code == 200]
+    refused = [a for a in answers if a.status_code in (402, 429)]
+    assert len(succeeded) + len(refused) == CALLS, [a.status_code for a in answers]
+    books = installation.books(public_id)
+    # The call that crosses the limit is allowed (its worst case was held while others ran),
+    # so the spend may pass the limit by less than one call, never by more.
+    assert books["spent"] < 50_000 + cost, (books, cost, len(succeeded))
+    assert books["calls"] == len(succeeded)
+    # Sequentially the key stops after ceil(0.05 / cost) calls; racing cannot do better.
+    assert len(succeeded) <= -(-50_000 // cost)
+    assert books["problems"] == []
+
+
+# --- Medium 3: a call open longer than the stale-hold period went free ------------------------
+
+
+def test_a_stream_longer_than_the_stale_period_is_charged(installation):
+    public_id, secret = installation.key()
+    body = {
+        "model": "gpt-4.1",
+        "max_tokens": 1000,
+        "stream": True,
+        "messages": [{"role": "user", "content": "[sandbox:words=500] [sandbox:delay=20] go"}],
+    }
+    stopped = installation.tmp_path / f"stop-{uuid.uuid4().hex}"
+    # Beat's sweep, every quarter second for as long as the stream runs.
+    sweeper = subprocess.Popen(
+        [sys.executable, "manage.py", "shell", "-c", SWEEP_UNTIL.format(flag=str(stopped))],
+        cwd=ROOT, env=installation.env,
+    )  # fmt: skip
+    time.sleep(3)  # the sweeper is up (Django started)
+    started = time.monotonic()
+    with httpx.stream(
+        "POST", f"{installation.bases[0]}/v1/chat/completions", json=body,
+        headers={"x-api-key": secret}, timeout=60,
+    ) as response:  # fmt: skip
+        assert response.status_code == 200
+        for _ in response.iter_bytes():
+            pass
+    lasted = time.monotonic() - started
+    stopped.touch()
+    assert sweeper.wait(timeout=30) == 0
+    assert lasted > 2 * STALE_SECONDS, f"the stream took only {lasted:.1f} s"
+    books = installation.books(public_id)
+    assert books["calls"] == 1 and books["spent"] > 0, books
+    assert books["problems"] == []
+
+
+SWEEP_UNTIL = """
+import os, time
+from billing.tasks import release_stale_holds
+while not os.path.exists({flag!r}):
+    release_stale_holds()
+    time.sleep(0.25)
+"""
+
+
+# --- Medium 4: a killed web process locked its account out ------------------------------------
+
+
+def test_a_killed_web_process_does_not_lock_its_account_out(installation):
+    public_id, secret = installation.key()
+    limit = 25  # the account's concurrency limit
+    victim = installation.processes[0]
+    slow = {
+        "model": "gpt-4.1",
+        "max_tokens": 2000,
+        "stream": True,
+        "messages": [{"role": "user", "content": "[sandbox:words=2000] [sandbox:delay=50] go"}],
+    }
+    opened = threading.Semaphore(0)
+    statuses = []
+
+    def hold_open():
+        try:
+            with httpx.stream(
+                "POST", f"{installation.bases[0]}/v1/chat/completions", json=slow,
+                headers={"x-api-key": secret}, timeout=60,
+            ) as response:  # fmt: skip
+                statuses.append(response.status_code)
+                opened.release()
+                for _ in response.iter_bytes():
+                    pass
+        except httpx.HTTPError:
+            pass  # the server died under us: that is the point
+
+    threads = [threading.Thread(target=hold_open, daemon=True) for _ in range(limit)]
+    for thread in threads:
+        thread.start()
+    for _ in range(limit):
+        assert opened.acquire(timeout=30)
+    assert statuses == [200] * limit, statuses
+    other = installation.bases[-1]
+    full = chat(other, secret, "hi", max_tokens=10)
+    assert full.status_code == 429, full.text
+    assert full.json()["error"]["code"] == "concurrency_limit"
+    assert int(full.headers["Retry-After"]) >= 1
+
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    killed_at = time.monotonic()
+    installation.processes.pop(0)
+    installation.bases.pop(0)
+    installation.start_web()  # its replacement
+
+    def admitted():
+        return chat(installation.bases[-1], secret, "hi", max_tokens=10).status_code == 200
+
+    assert wait_until(admitted, timeout=30, interval=0.5), "the account stayed locked out"
+    assert time.monotonic() - killed_at < 30
+    books = installation.books(public_id)
+    assert books["open_request_holds"] == 0
+    assert books["problems"] == []
