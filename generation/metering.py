@@ -128,7 +128,8 @@ def _admit(principal: KeyPrincipal, reference: str, amount: int, counts_in_fligh
     finally:
         # A streamed answer keeps its request, and this thread's connection, open for as long as
         # it streams: give the connection back to the pool now, or open streams exhaust it.
-        if connection.settings_dict.get("OPTIONS", {}).get("pool"):
+        pooled = connection.settings_dict.get("OPTIONS", {}).get("pool")
+        if pooled and not connection.in_atomic_block:  # (a test's transaction stays open)
             connection.close()
 
 

@@ -323,16 +323,19 @@ def test_a_killed_web_process_does_not_lock_its_account_out(installation):
 
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=10)
-    killed_at = time.monotonic()
     installation.processes.pop(0)
     installation.bases.pop(0)
     installation.start_web()  # its replacement
+    replaced_at = time.monotonic()
 
     def admitted():
         return chat(installation.bases[-1], secret, "hi", max_tokens=10).status_code == 200
 
+    # The dead process's holds go stale after STALE_SECONDS without renewal; the replacement's
+    # sweep runs every quarter of that. (How long the replacement takes to start is the
+    # machine's business: on a loaded two-core runner, tens of seconds.)
     assert wait_until(admitted, timeout=30, interval=0.5), "the account stayed locked out"
-    assert time.monotonic() - killed_at < 30
+    assert time.monotonic() - replaced_at < 4 * STALE_SECONDS + 5
     books = installation.books(public_id)
     assert books["open_request_holds"] == 0
     assert books["problems"] == []
