@@ -11,7 +11,14 @@ from typing import Annotated, Any, Literal
 
 from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
-from pydantic import AwareDatetime, BeforeValidator, ConfigDict, StrictInt, WithJsonSchema
+from pydantic import (
+    AwareDatetime,
+    BeforeValidator,
+    ConfigDict,
+    StrictInt,
+    StrictStr,
+    WithJsonSchema,
+)
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
@@ -52,6 +59,10 @@ def _parse_credits(value):
         raise PydanticCustomError("invalid_amount", str(error)) from None
 
 
+# Every limit: absent or null is no limit; 0 is refused by the key services (pause a key to
+# stop it), with a message that says so.
+NO_LIMIT = 'Absent or null: no limit. 0 is refused: to stop a key, set its status to "paused".'
+
 # Credits in, micro-credits out. A JSON number with a fraction arrives as a float; to_micros
 # parses its shortest repr as a decimal, so 0.1 means exactly 0.1 credits, not the binary
 # 0.1000000000000000055...
@@ -61,13 +72,34 @@ Credits = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "number", "minimum": 0},
+                {"type": "number", "exclusiveMinimum": 0},
                 {"type": "string", "pattern": r"^\d+(\.\d{1,6})?$"},
-            ],
-            "description": "Credits (1 credit = 1 USD), at most 6 decimals; 0 = unlimited.",
+            ]
         }
     ),
 ]
+# Requests, tokens or calls; the range is checked by the key services.
+Count = Annotated[StrictInt, WithJsonSchema({"type": "integer", "minimum": 1})]
+# Checked by the key services, which explain that revoking is a call of its own.
+StatusIn = Annotated[StrictStr, WithJsonSchema({"type": "string", "enum": ["active", "paused"]})]
+
+
+def _limit(description: str):
+    return Field(None, description=f"{description} {NO_LIMIT}")
+
+
+QUOTA = "Lifetime spending cap in credits (1 credit = 1 USD), at most 6 decimals."
+CAP_5H = "Credits the key may spend in any 5 hours."
+CAP_1D = "Credits the key may spend in any 24 hours."
+CAP_7D = "Credits the key may spend in any 7 days."
+RPM = "Requests per minute."
+TPM = "Tokens per minute, input and output together."
+MAX_CONCURRENT = "Calls in flight at once."
+STATUS_IN = Field(
+    None,
+    description='"paused" stops the key until it is set to "active" again. Revoking is '
+    "POST /api/v1/keys/{id}/revoke; a revoked key cannot be resumed (409 key_revoked).",
+)
 # Money out: credits_json gives an int for whole amounts, else a float with <= 6 decimals.
 CreditsOut = int | float
 Days = Annotated[StrictInt, Field(ge=1, le=MAX_EXPIRY_DAYS)]
@@ -112,11 +144,16 @@ class KeyOut(Schema):
     group_id: int
     group: str = Field(description="The routing group's slug.")
     masked_key: str
-    status: Literal["active", "revoked", "expired"]
-    quota: CreditsOut
-    rate_limit_5h: CreditsOut
-    rate_limit_1d: CreditsOut
-    rate_limit_7d: CreditsOut
+    status: Literal["active", "paused", "revoked", "expired"] = Field(
+        description='"paused": refused until resumed; "expired": past `expires_at`.'
+    )
+    quota: CreditsOut | None = Field(description=f"{QUOTA} null: no limit.")
+    rate_limit_5h: CreditsOut | None = Field(description=f"{CAP_5H} null: no limit.")
+    rate_limit_1d: CreditsOut | None = Field(description=f"{CAP_1D} null: no limit.")
+    rate_limit_7d: CreditsOut | None = Field(description=f"{CAP_7D} null: no limit.")
+    rpm: int | None = Field(description=f"{RPM} null: no limit.")
+    tpm: int | None = Field(description=f"{TPM} null: no limit.")
+    max_concurrent: int | None = Field(description=f"{MAX_CONCURRENT} null: no limit.")
     expires_at: datetime | None
     ip_allowlist: list[str]
     ip_denylist: list[str]
@@ -142,38 +179,58 @@ class KeyCreateIn(Schema):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"name": "ci", "group_id": 1, "quota": "25", "expires_in_days": 90},
+                {
+                    "name": "ci",
+                    "group_id": 1,
+                    "quota": "25",
+                    "rpm": 60,
+                    "tpm": 100000,
+                    "max_concurrent": 4,
+                    "expires_in_days": 90,
+                },
             ]
         },
     )
 
     name: str = Field(max_length=MAX_NAME)
     group_id: StrictInt = Field(description="An id from GET /api/v1/groups/available.")
-    quota: Credits = 0
+    quota: Credits | None = _limit(QUOTA)
     expires_in_days: Days | None = None
     expires_at: AwareDatetime | None = Field(None, description="ISO 8601 with a time zone.")
-    rate_limit_5h: Credits = 0
-    rate_limit_1d: Credits = 0
-    rate_limit_7d: Credits = 0
+    rate_limit_5h: Credits | None = _limit(CAP_5H)
+    rate_limit_1d: Credits | None = _limit(CAP_1D)
+    rate_limit_7d: Credits | None = _limit(CAP_7D)
+    rpm: Count | None = _limit(RPM)
+    tpm: Count | None = _limit(TPM)
+    max_concurrent: Count | None = _limit(MAX_CONCURRENT)
     ip_allowlist: Cidrs = []
     ip_denylist: Cidrs = []
 
 
 class KeyUpdateIn(Schema):
-    """Only the fields sent change; `"expires_at": null` removes the expiry."""
+    """Only the fields sent change; null removes a limit or the expiry."""
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"rate_limit_1d": 5.5, "expires_at": None}]},
+        json_schema_extra={
+            "examples": [
+                {"rate_limit_1d": 5.5, "rpm": None, "expires_at": None},
+                {"status": "paused"},
+            ]
+        },
     )
 
     name: str = Field(None, max_length=MAX_NAME)
-    quota: Credits = None
+    status: StatusIn = STATUS_IN
+    quota: Credits | None = _limit(QUOTA)
     expires_in_days: Days = None
     expires_at: AwareDatetime | None = None
-    rate_limit_5h: Credits = None
-    rate_limit_1d: Credits = None
-    rate_limit_7d: Credits = None
+    rate_limit_5h: Credits | None = _limit(CAP_5H)
+    rate_limit_1d: Credits | None = _limit(CAP_1D)
+    rate_limit_7d: Credits | None = _limit(CAP_7D)
+    rpm: Count | None = _limit(RPM)
+    tpm: Count | None = _limit(TPM)
+    max_concurrent: Count | None = _limit(MAX_CONCURRENT)
     ip_allowlist: Cidrs | None = None
     ip_denylist: Cidrs | None = None
     # Not a real field: accepted so the key service can explain why the group cannot change.
@@ -205,6 +262,10 @@ def group_json(group: RoutingGroup) -> dict:
     }
 
 
+def _credits_or_none(micros: int | None) -> int | float | None:
+    return None if micros is None else credits_json(micros)
+
+
 def key_json(key: ApiKey) -> dict:
     return {
         "id": key.public_id,
@@ -213,10 +274,13 @@ def key_json(key: ApiKey) -> dict:
         "group": key.group.slug,
         "masked_key": key.masked,
         "status": key.display_status,
-        "quota": credits_json(key.quota),
-        "rate_limit_5h": credits_json(key.rate_limit_5h),
-        "rate_limit_1d": credits_json(key.rate_limit_1d),
-        "rate_limit_7d": credits_json(key.rate_limit_7d),
+        "quota": _credits_or_none(key.quota),
+        "rate_limit_5h": _credits_or_none(key.rate_limit_5h),
+        "rate_limit_1d": _credits_or_none(key.rate_limit_1d),
+        "rate_limit_7d": _credits_or_none(key.rate_limit_7d),
+        "rpm": key.rpm,
+        "tpm": key.tpm,
+        "max_concurrent": key.max_concurrent,
         "expires_at": key.expires_at,
         "ip_allowlist": key.ip_allowlist,
         "ip_denylist": key.ip_denylist,
@@ -311,9 +375,19 @@ def key_detail(request, key_id: str):
     tags=["keys"],
     operation_id="keys_update",
     summary="Update a key",
+    openapi_extra={
+        "responses": {
+            "409": {
+                "description": "`status` sent for a revoked key (code `key_revoked`).",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            }
+        }
+    },
 )
 def key_update(request, key_id: str, payload: KeyUpdateIn):
-    """Change the name, limits, expiry or IP lists. A key's group cannot change."""
+    """Change the name, limits, expiry or IP lists, or pause (`"status": "paused"`) and resume
+    (`"status": "active"`) the key. A key's group cannot change; a revoked key cannot be paused
+    or resumed (409)."""
     key = api_key_get_for_account(account=request.auth.account, public_id=key_id)
     changes = _expiry(payload.model_dump(exclude_unset=True))
     if not changes:

@@ -1,7 +1,8 @@
 """Forms of the API key pages: create a key, edit its limits, create a management key.
 
 Amounts are typed in credits and cleaned into micro-credits with ``billing.money``; address
-lists are cleaned with the same rules the management API uses (``accounts.keys``).
+lists are cleaned with the same rules the management API uses (``accounts.keys``). Every limit
+is optional: empty is no limit (None), and 0 is refused, since pausing is how a key is stopped.
 """
 
 from datetime import UTC, date, datetime, time, timedelta
@@ -9,24 +10,31 @@ from datetime import UTC, date, datetime, time, timedelta
 from django import forms
 from django.utils import timezone
 
-from accounts.keys import MAX_NAME, KeyRuleError, clean_cidrs
+from accounts.keys import COUNT_LIMITS, MAX_NAME, KeyRuleError, clean_cidrs
 from accounts.models import ApiKey
 from billing.money import AmountError, to_credits, to_micros
 
-LIMIT_FIELDS = ("quota", "rate_limit_5h", "rate_limit_1d", "rate_limit_7d")
+CREDIT_FIELDS = ("quota", "rate_limit_5h", "rate_limit_1d", "rate_limit_7d")
+COUNT_FIELDS = ("rpm", "tpm", "max_concurrent")
+LIMIT_FIELDS = (*CREDIT_FIELDS, *COUNT_FIELDS)
 MAX_EXPIRY_DAYS = 3650
+# The key services' refusal of 0 names the API's "status"; the console has a Pause button.
+ZERO_LIMIT_MESSAGE = (
+    "A limit of 0 would stop the key. Leave it empty for no limit; "
+    "to stop the key for now, use Pause on its page."
+)
 
 
-def credits_text(micros: int) -> str:
-    """A form value in credits: empty for zero (unlimited), no trailing zeros otherwise."""
-    if not micros:
+def credits_text(micros: int | None) -> str:
+    """A form value in credits: empty for no limit, no trailing zeros otherwise."""
+    if micros is None:
         return ""
     text = f"{to_credits(micros):f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 class CreditsField(forms.CharField):
-    """An optional amount of credits, cleaned to micro-credits; empty means 0 (unlimited)."""
+    """An optional amount of credits, cleaned to micro-credits; empty means None (no limit)."""
 
     def __init__(self, **kwargs):
         kwargs.setdefault("required", False)
@@ -41,11 +49,49 @@ class CreditsField(forms.CharField):
     def clean(self, value):
         value = super().clean(value)
         if not value:
-            return 0
+            return None
         try:
-            return to_micros(value.replace(",", ""))
+            micros = to_micros(value.replace(",", ""))
         except AmountError as error:
             raise forms.ValidationError(str(error)) from None
+        if micros == 0:
+            raise forms.ValidationError(ZERO_LIMIT_MESSAGE)
+        return micros
+
+
+class CountField(forms.CharField):
+    """An optional whole number (requests, tokens, calls); empty means None (no limit).
+
+    Typed as text, so "100,000" is fine (a number input would refuse the comma).
+    """
+
+    def __init__(self, *, maximum: int, **kwargs):
+        self.maximum = maximum
+        kwargs.setdefault("required", False)
+        kwargs.setdefault(
+            "widget",
+            forms.TextInput(
+                attrs={"inputmode": "numeric", "placeholder": "Unlimited", "autocomplete": "off"}
+            ),
+        )
+        super().__init__(**kwargs)
+
+    def clean(self, value):
+        value = super().clean(value)
+        if not value:
+            return None
+        digits = value.replace(",", "").replace("_", "").replace(" ", "")
+        try:
+            number = int(digits)
+        except ValueError:
+            raise forms.ValidationError("Enter a whole number, like 60.") from None
+        if number == 0:
+            raise forms.ValidationError(ZERO_LIMIT_MESSAGE)
+        if number < 0:
+            raise forms.ValidationError("Enter a whole number, 1 or more.")
+        if number > self.maximum:
+            raise forms.ValidationError(f"Enter at most {self.maximum:,}.")
+        return number
 
 
 class CidrListField(forms.CharField):
@@ -76,6 +122,21 @@ def _limit_fields() -> dict:
         "rate_limit_5h": CreditsField(label="Per 5 hours"),
         "rate_limit_1d": CreditsField(label="Per day"),
         "rate_limit_7d": CreditsField(label="Per 7 days"),
+        "rpm": CountField(
+            label="Requests per minute",
+            maximum=COUNT_LIMITS["rpm"],
+            help_text="Calls the key may make in any minute. Empty means unlimited.",
+        ),
+        "tpm": CountField(
+            label="Tokens per minute (input + output)",
+            maximum=COUNT_LIMITS["tpm"],
+            help_text="Input and output tokens together, in any minute. Empty means unlimited.",
+        ),
+        "max_concurrent": CountField(
+            label="Calls at once",
+            maximum=COUNT_LIMITS["max_concurrent"],
+            help_text="Calls that may run at the same time. Empty means unlimited.",
+        ),
         "ip_allowlist": CidrListField(
             label="IP allowlist",
             help_text="One address or CIDR block per line. Empty allows every address.",
@@ -198,7 +259,8 @@ class ApiKeyEditForm(_KeyForm):
                 "expires_on": expiry_day(key.expires_at),
                 "ip_allowlist": "\n".join(key.ip_allowlist),
                 "ip_denylist": "\n".join(key.ip_denylist),
-                **{field: credits_text(getattr(key, field)) for field in LIMIT_FIELDS},
+                **{field: credits_text(getattr(key, field)) for field in CREDIT_FIELDS},
+                **{field: getattr(key, field) for field in COUNT_FIELDS},
             },
         )
         super().__init__(*args, **kwargs)

@@ -8,6 +8,7 @@ from decimal import Decimal
 from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.contrib.humanize.templatetags.humanize import intcomma
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
@@ -19,7 +20,7 @@ from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 from accounts import keys, permissions, selectors
 from accounts.decorators import account_view
 from accounts.key_forms import ApiKeyCreateForm, ApiKeyEditForm, ManagementKeyCreateForm
-from accounts.models import ApiKey, RoutingGroup
+from accounts.models import ApiKey, KeyStatus, RoutingGroup
 from billing import charts
 from billing.money import format_credits
 from billing.pricing import apply_multiplier
@@ -37,19 +38,34 @@ EDIT_FIELDS = {"expires_at": "expires_on"}
 # --- Presentation helpers ---------------------------------------------------------------------
 
 
-def _credits_or(micros: int, zero: str) -> str:
-    return format_credits(micros) if micros else zero
+UNLIMITED = "Unlimited"
+
+
+def _credits_or(micros: int | None, none: str) -> str:
+    return none if micros is None else format_credits(micros)
+
+
+def _count_or(number: int | None, none: str) -> str:
+    return none if number is None else intcomma(number)
 
 
 def _present_key(key: ApiKey, membership) -> ApiKey:
     """Attach what the templates show about a key and what the viewer may do with it."""
     key.can_manage = permissions.can_manage_key(membership, key)
-    key.quota_label = _credits_or(key.quota, "Unlimited")
+    key.quota_label = _credits_or(key.quota, UNLIMITED)
     key.rate_limits = [
-        ("5 hours", _credits_or(key.rate_limit_5h, "Unlimited")),
-        ("1 day", _credits_or(key.rate_limit_1d, "Unlimited")),
-        ("7 days", _credits_or(key.rate_limit_7d, "Unlimited")),
+        ("5 hours", _credits_or(key.rate_limit_5h, UNLIMITED)),
+        ("1 day", _credits_or(key.rate_limit_1d, UNLIMITED)),
+        ("7 days", _credits_or(key.rate_limit_7d, UNLIMITED)),
     ]
+    key.request_limits = [
+        ("Requests per minute", "rpm", _count_or(key.rpm, UNLIMITED)),
+        ("Tokens per minute", "tpm", _count_or(key.tpm, UNLIMITED)),
+        ("Calls at once", "at once", _count_or(key.max_concurrent, UNLIMITED)),
+    ]
+    key.has_request_limits = any(
+        value is not None for value in (key.rpm, key.tpm, key.max_concurrent)
+    )
     if key.created_via_key_id:
         key.creator_label = "API"
     elif key.created_by:
@@ -288,8 +304,12 @@ def key_detail(request, public_id):
 @require_POST
 @account_view(permissions.MANAGE_OWN_KEYS)
 def key_update(request, public_id):
+    """Save the name-and-limits form; with ``status`` (the Pause and Resume buttons), pause or
+    resume the key instead, as PATCH /api/v1/keys/{id} does."""
     key = _key_for_change(request, public_id)
-    if not key.is_active:
+    if "status" in request.POST:
+        return _key_status_change(request, key, request.POST["status"])
+    if key.is_revoked:
         # Revoked in another tab since this form was shown.
         error = "This key is revoked; its settings can no longer change."
         return _render_detail(request, key, "key-limits", status=422, limits_error=error)
@@ -311,6 +331,43 @@ def key_update(request, public_id):
                 return redirect("accounts:key-detail", public_id=key.public_id)
             return _render_detail(request, key, "key-saved", limits_notice="Saved.")
     return _render_detail(request, key, "key-limits", status=422, form=form)
+
+
+STATUS_NOTICES = {
+    KeyStatus.PAUSED: "Key paused. Calls with it are refused until you resume it.",
+    KeyStatus.ACTIVE: "Key resumed. Calls with it work again.",
+}
+
+
+def _key_status_change(request, key: ApiKey, status: str):
+    """Pause or resume; the key page's detail is rendered again, with what happened."""
+    try:
+        key = keys.api_key_update(key=key, actor=request.user, status=status)
+    except keys.KeyRuleError as error:  # revoked meanwhile, or a status the buttons never send
+        if not request.htmx:
+            messages.error(request, str(error))
+            return redirect("accounts:key-detail", public_id=key.public_id)
+        key.refresh_from_db()
+        _attach_spend(request.account, [key])
+        key = _present_key(key, request.membership)
+        return _render_detail(
+            request,
+            key,
+            "key-detail",
+            status=422,
+            status_error=str(error),
+            **_key_usage(request, key),
+        )
+    key = _present_key(key, request.membership)
+    done = f"{'Paused' if key.is_paused else 'Resumed'} {key.name}."
+    if not request.htmx:
+        messages.success(request, done)
+        return redirect("accounts:key-detail", public_id=key.public_id)
+    _attach_spend(request.account, [key])
+    response = _render_detail(
+        request, key, "key-detail", notice=STATUS_NOTICES[key.status], **_key_usage(request, key)
+    )
+    return _announce(response, done)
 
 
 @require_POST
@@ -446,6 +503,8 @@ ACTION_LABELS = {
     "member.remove": "Removed a member",
     "api_key.create": "Created an API key",
     "api_key.update": "Changed an API key",
+    "api_key.pause": "Paused an API key",
+    "api_key.resume": "Resumed an API key",
     "api_key.roll": "Rolled an API key",
     "api_key.revoke": "Revoked an API key",
     "api_key.delete": "Deleted an API key",

@@ -2,27 +2,28 @@
 
 The data-plane path is async and hot: a malformed key is refused before any I/O, a verified key
 is cached by its full digest (shared by all processes when Redis is configured) and the cache
-entry is dropped when the key is revoked, rolled or edited. Expiry is checked on every request.
+entry is dropped when the key is revoked, rolled, paused, resumed or edited. Status and expiry are
+checked on every request.
 """
 
 import ipaddress
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.cache import cache
 from django.utils import timezone
 
+from accounts import keycache
 from accounts.keys import (
     INFERENCE_KEY_RE,
     MANAGEMENT_KEY_RE,
     MANAGEMENT_PREFIX,
-    cache_key_for,
     key_digest,
 )
 from accounts.models import ApiKey, KeyStatus, ManagementKey
+from core.db import run_db
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,12 @@ def _invalid(message: str = "Invalid API key.") -> KeyAuthError:
 
 @dataclass(frozen=True)
 class KeyPrincipal:
-    """What a request needs to know about the verified key (cached as is)."""
+    """What a request needs to know about the verified key (cached as is).
+
+    Limits are None when the key has none, else more than zero: ``quota`` and the rolling caps
+    in micro-credits, ``rpm`` requests and ``tpm`` tokens (input + output) per minute,
+    ``max_concurrent`` calls in flight.
+    """
 
     key_id: int
     key_public_id: str
@@ -54,10 +60,13 @@ class KeyPrincipal:
     expires_at: datetime | None
     ip_allowlist: tuple[str, ...]
     ip_denylist: tuple[str, ...]
-    quota: int
-    rate_limit_5h: int
-    rate_limit_1d: int
-    rate_limit_7d: int
+    quota: int | None
+    rate_limit_5h: int | None
+    rate_limit_1d: int | None
+    rate_limit_7d: int | None
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrent: int | None = None
 
     @classmethod
     def from_key(cls, key: ApiKey) -> "KeyPrincipal":
@@ -67,7 +76,7 @@ class KeyPrincipal:
             key_name=key.name,
             account_id=key.account_id,
             group_id=key.group_id,
-            status=KeyStatus.ACTIVE if key.is_active and not key.deleted_at else key.status,
+            status=KeyStatus.REVOKED if key.deleted_at else key.status,
             expires_at=key.expires_at,
             ip_allowlist=tuple(key.ip_allowlist),
             ip_denylist=tuple(key.ip_denylist),
@@ -75,7 +84,18 @@ class KeyPrincipal:
             rate_limit_5h=key.rate_limit_5h,
             rate_limit_1d=key.rate_limit_1d,
             rate_limit_7d=key.rate_limit_7d,
+            rpm=key.rpm,
+            tpm=key.tpm,
+            max_concurrent=key.max_concurrent,
         )
+
+    def __setstate__(self, state: dict) -> None:
+        # A principal cached by the previous release (for up to BYTESPIKE_KEY_CACHE_SECONDS
+        # during a deploy) wrote "no limit" as 0 and had no rpm, tpm or max_concurrent.
+        for name in ("quota", "rate_limit_5h", "rate_limit_1d", "rate_limit_7d"):
+            if state.get(name) == 0:
+                state[name] = None
+        self.__dict__.update(state)
 
 
 def presented_key(request) -> str | None:
@@ -131,54 +151,35 @@ def _check_address(principal: KeyPrincipal, address: str) -> None:
 
 
 def _check(principal: KeyPrincipal, request) -> None:
-    if principal.status != KeyStatus.ACTIVE:
+    if principal.status not in (KeyStatus.ACTIVE, KeyStatus.PAUSED):
         raise _invalid("This API key has been revoked.")
     if principal.expires_at is not None and principal.expires_at <= timezone.now():
         raise _invalid("This API key has expired.")
     _check_address(principal, client_ip(request))
+    if principal.status == KeyStatus.PAUSED:
+        raise KeyAuthError(
+            403,
+            "permission_denied",
+            "This API key is paused. Resume it in the console, or PATCH "
+            f'/api/v1/keys/{principal.key_public_id} with {{"status": "active"}}.',
+        )
 
 
-def _verify(digest: str) -> KeyPrincipal | None:
-    """Look the key up (cache, then database) and note its use; one thread hop for all of it."""
-    name = cache_key_for(digest)
-    try:
-        principal = cache.get(name)
-    except Exception:  # without the cache, the database answers
-        logger.warning("key cache unavailable", exc_info=True)
-        principal = None
-    if principal is None:
-        key = ApiKey.objects.filter(digest=digest).first()
-        if key is None:
-            return None
-        principal = KeyPrincipal.from_key(key)
-        try:
-            cache.set(name, principal, settings.BYTESPIKE_KEY_CACHE_SECONDS)
-        except Exception:
-            logger.warning("key cache unavailable", exc_info=True)
-    return principal
+def _lookup(digest: str) -> KeyPrincipal | None:
+    key = ApiKey.objects.filter(digest=digest).first()
+    return None if key is None else KeyPrincipal.from_key(key)
 
 
-def note_use(key_id: int) -> None:
-    """Record last use at most once a minute per key (one cache add, rarely one UPDATE)."""
-    try:
-        first_this_minute = cache.add(f"apikey-used:{key_id}", 1, LAST_USED_EVERY_SECONDS)
-    except Exception:  # not worth failing a request over
-        return
-    if first_this_minute:
-        ApiKey.objects.filter(pk=key_id).update(last_used_at=timezone.now())
+_noted: dict[int, float] = {}  # key id -> when this process last wrote its last use
 
 
-def _authenticate(digest: str, request) -> KeyPrincipal:
-    principal = _verify(digest)
-    if principal is None:
-        raise _invalid()
-    _check(principal, request)
-    note_use(principal.key_id)
-    return principal
+def _note_use(key_id: int) -> None:
+    ApiKey.objects.filter(pk=key_id).update(last_used_at=timezone.now())
 
 
 async def authenticate_inference(request) -> KeyPrincipal:
-    """Verify the request's inference key or raise ``KeyAuthError`` (401/403)."""
+    """Verify the request's inference key or raise ``KeyAuthError`` (401/403). A key this
+    process verified lately costs no I/O; its last use is written at most once a minute."""
     secret = presented_key(request)
     if not secret:
         raise _invalid("Missing API key. Send it in the x-api-key or Authorization header.")
@@ -186,7 +187,20 @@ async def authenticate_inference(request) -> KeyPrincipal:
         raise _invalid("Management keys only work on the management API (/api/v1).")
     if not INFERENCE_KEY_RE.fullmatch(secret):
         raise _invalid()
-    return await sync_to_async(_authenticate)(key_digest(secret), request)
+    digest = key_digest(secret)
+    keycache.cache.listen()
+    principal = keycache.cache.get(digest)
+    if principal is keycache.MISSING:
+        principal = await run_db(_lookup, digest)
+        keycache.cache.put(digest, principal)
+    if principal is None:
+        raise _invalid()
+    _check(principal, request)
+    now = time.monotonic()
+    if now - _noted.get(principal.key_id, -LAST_USED_EVERY_SECONDS) >= LAST_USED_EVERY_SECONDS:
+        _noted[principal.key_id] = now
+        await run_db(_note_use, principal.key_id)
+    return principal
 
 
 def authenticate_management(request) -> ManagementKey:
@@ -215,9 +229,10 @@ def principal_for_console(membership, key_public_id: str, *, address: str) -> Ke
     """The key a console user chose in the playground, as the data plane would see it.
 
     None unless the key is theirs to use (developers: their own keys; admins and owners: any
-    of the account's), active and not expired. The console never holds the secret, but a call
-    made with the key is a call from ``address`` (``client_ip`` of the console request): the
-    key's IP lists apply, and a refused address raises ``KeyAuthError`` (403), as on the API.
+    of the account's), active (not paused, not revoked) and not expired. The console never
+    holds the secret, but a call made with the key is a call from ``address`` (``client_ip`` of
+    the console request): the key's IP lists apply, and a refused address raises
+    ``KeyAuthError`` (403), as on the API.
     """
     from accounts.permissions import can_manage_key
 

@@ -14,11 +14,12 @@ import string
 from datetime import datetime
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from accounts import keycache
 from accounts.models import (
+    LIMIT_FIELDS,
     Account,
     ApiKey,
     KeyStatus,
@@ -57,6 +58,13 @@ class KeyCreationLimitedError(KeyRuleError):
     code = "rate_limit_exceeded"
 
 
+class KeyRevokedError(KeyRuleError):
+    """A change that only a key still in use can take (pause, resume)."""
+
+    status = 409
+    code = "key_revoked"
+
+
 def _check_creation_rate(account: Account) -> None:
     """A ceiling on new keys per account and hour: a leaked session or management key cannot
     mint keys by the thousand."""
@@ -83,21 +91,9 @@ def _store_secret(key, secret: str, prefix: str) -> None:
     key.last4 = secret[-4:]
 
 
-def cache_key_for(digest: str) -> str:
-    return f"apikey:{digest}"
-
-
 def _forget_on_commit(*digests: str) -> None:
-    """Drop cached verdicts for these digests once the change is committed."""
-
-    def forget():
-        try:
-            cache.delete_many([cache_key_for(d) for d in digests])
-        except Exception:
-            # The entry still expires after BYTESPIKE_KEY_CACHE_SECONDS.
-            logger.warning("could not drop cached API key entries", exc_info=True)
-
-    transaction.on_commit(forget)
+    """Every web process forgets these keys once the change is committed."""
+    transaction.on_commit(lambda: keycache.publish_forget(digests))
 
 
 # --- Validation shared by the console and the management API --------------------------------
@@ -129,11 +125,35 @@ def clean_cidrs(values, field: str) -> list[str]:
     return list(dict.fromkeys(networks))
 
 
+# Limits in micro-credits; the others count requests, tokens or calls.
+MONEY_LIMITS = ("quota", "rate_limit_5h", "rate_limit_1d", "rate_limit_7d")
+COUNT_LIMITS = {
+    "rpm": 2**31 - 1,  # what the columns hold
+    "tpm": 2**63 - 1,
+    "max_concurrent": 2**31 - 1,
+}
+# A limit of 0 is never "unlimited" (that is null) nor a way to stop a key (that is a pause).
+ZERO_LIMIT_MESSAGE = (
+    'A limit of 0 would stop the key. To stop it for now, pause it: set status to "paused".'
+)
+
+
 def _check_limits(limits: dict) -> None:
-    for field in ("quota", "rate_limit_5h", "rate_limit_1d", "rate_limit_7d"):
-        value = limits.get(field, 0)
-        if not isinstance(value, int) or value < 0:
-            raise KeyRuleError("Limits are amounts of credits, zero or more.", field)
+    """Every limit is None (no limit) or more than zero; an expiry is in the future."""
+    for field in LIMIT_FIELDS:
+        value = limits.get(field)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise KeyRuleError("Give a number, or null for no limit.", field)
+        if value == 0:
+            raise KeyRuleError(ZERO_LIMIT_MESSAGE, field)
+        if field in MONEY_LIMITS and value < 0:
+            raise KeyRuleError("Limits are amounts of credits, more than zero.", field)
+        if field in COUNT_LIMITS and value < 0:
+            raise KeyRuleError("Give a whole number, 1 or more, or null for no limit.", field)
+        if field in COUNT_LIMITS and value > COUNT_LIMITS[field]:
+            raise KeyRuleError(f"Give at most {COUNT_LIMITS[field]:,}.", field)
     expires_at = limits.get("expires_at")
     if expires_at is not None and expires_at <= timezone.now():
         raise KeyRuleError("The expiry must be in the future.", "expires_at")
@@ -141,16 +161,9 @@ def _check_limits(limits: dict) -> None:
 
 # --- Inference keys --------------------------------------------------------------------------
 
-EDITABLE = (
-    "name",
-    "quota",
-    "rate_limit_5h",
-    "rate_limit_1d",
-    "rate_limit_7d",
-    "expires_at",
-    "ip_allowlist",
-    "ip_denylist",
-)
+EDITABLE = ("name", *LIMIT_FIELDS, "expires_at", "ip_allowlist", "ip_denylist")
+# What a key's owner may set its status to; revoking has its own service (it is final).
+SETTABLE_STATUSES = (KeyStatus.ACTIVE, KeyStatus.PAUSED)
 
 
 def _actor_label(actor: User | None, via_key: ManagementKey | None) -> str:
@@ -166,15 +179,20 @@ def api_key_issue(
     name: str,
     actor: User | None = None,
     via_key: ManagementKey | None = None,
-    quota: int = 0,
-    rate_limit_5h: int = 0,
-    rate_limit_1d: int = 0,
-    rate_limit_7d: int = 0,
+    quota: int | None = None,
+    rate_limit_5h: int | None = None,
+    rate_limit_1d: int | None = None,
+    rate_limit_7d: int | None = None,
+    rpm: int | None = None,
+    tpm: int | None = None,
+    max_concurrent: int | None = None,
     expires_at: datetime | None = None,
     ip_allowlist=(),
     ip_denylist=(),
 ) -> tuple[ApiKey, str]:
-    """A new inference key bound to ``group``; returns the key and its only plaintext copy."""
+    """A new inference key bound to ``group``; returns the key and its only plaintext copy.
+
+    A limit left at None is no limit."""
     if not group_is_available(account=account, group=group):
         raise KeyRuleError("That routing group is not available to this account.", "group_id")
     _check_creation_rate(account)
@@ -183,6 +201,9 @@ def api_key_issue(
         "rate_limit_5h": rate_limit_5h,
         "rate_limit_1d": rate_limit_1d,
         "rate_limit_7d": rate_limit_7d,
+        "rpm": rpm,
+        "tpm": tpm,
+        "max_concurrent": max_concurrent,
         "expires_at": expires_at,
     }
     _check_limits(limits)
@@ -215,7 +236,12 @@ def api_key_issue(
 def api_key_update(
     *, key: ApiKey, actor: User | None = None, via_key: ManagementKey | None = None, **changes
 ) -> ApiKey:
-    """Change a key's name, limits, expiry or IP lists; the group stays as issued."""
+    """Change a key's name, limits, expiry, IP lists or status; the group stays as issued.
+
+    ``status`` pauses (``"paused"``) or resumes (``"active"``) the key; a revoked key stays
+    revoked (``KeyRevokedError``). All the changes are written together or not at all.
+    """
+    status = changes.pop("status", None)
     unknown = set(changes) - set(EDITABLE)
     if unknown:
         field = sorted(unknown)[0]
@@ -225,6 +251,8 @@ def api_key_update(
             else f"“{field}” cannot be changed."
         )
         raise KeyRuleError(message, field)
+    if status is not None:
+        _check_status_change(key, status)
     if "name" in changes:
         changes["name"] = clean_name(changes["name"])
     for field in ("ip_allowlist", "ip_denylist"):
@@ -238,26 +266,71 @@ def api_key_update(
     for field, value in changes.items():
         setattr(key, field, value)
     with transaction.atomic():
-        key.save(update_fields=list(changes))
-        audit_record(
-            account=key.account,
-            actor=actor,
-            actor_label=_actor_label(actor, via_key),
-            action="api_key.update",
-            target=f"{key.name} ({key.masked})",
-            key=key.public_id,
-            fields=sorted(changes),
-            before={f: str(v) for f, v in before.items()},
-        )
-        _forget_on_commit(key.digest)
+        if changes:
+            key.save(update_fields=list(changes))
+            audit_record(
+                account=key.account,
+                actor=actor,
+                actor_label=_actor_label(actor, via_key),
+                action="api_key.update",
+                target=f"{key.name} ({key.masked})",
+                key=key.public_id,
+                fields=sorted(changes),
+                before={f: None if v is None else str(v) for f, v in before.items()},
+            )
+            _forget_on_commit(key.digest)
+        if status is not None:
+            _set_status(key, status, actor=actor, via_key=via_key)
     return key
+
+
+def _check_status_change(key: ApiKey, status: str) -> None:
+    if status not in SETTABLE_STATUSES:
+        raise KeyRuleError(
+            'Set status to "active" or "paused". Revoking is final and has a call of its own: '
+            f"POST /api/v1/keys/{key.public_id}/revoke.",
+            "status",
+        )
+    if key.is_revoked:
+        raise KeyRevokedError(
+            "This key is revoked, and a revoked key cannot be paused or resumed. "
+            "Create a new key instead.",
+            "status",
+        )
+
+
+def _set_status(key: ApiKey, status: str, *, actor, via_key) -> None:
+    """Pause or resume (nothing to do when the key already has that status), inside the
+    caller's transaction.
+
+    A conditional UPDATE: a key revoked meanwhile stays revoked.
+    """
+    changed = (
+        ApiKey.objects.filter(pk=key.pk)
+        .exclude(status__in=[KeyStatus.REVOKED, status])
+        .update(status=status)
+    )
+    if not changed:
+        key.status = ApiKey.objects.values_list("status", flat=True).get(pk=key.pk)
+        _check_status_change(key, status)
+        return
+    key.status = status
+    audit_record(
+        account=key.account,
+        actor=actor,
+        actor_label=_actor_label(actor, via_key),
+        action="api_key.pause" if status == KeyStatus.PAUSED else "api_key.resume",
+        target=f"{key.name} ({key.masked})",
+        key=key.public_id,
+    )
+    _forget_on_commit(key.digest)
 
 
 def api_key_roll(
     *, key: ApiKey, actor: User | None = None, via_key: ManagementKey | None = None
 ) -> str:
     """Replace the key's secret; the old one stops working at once. Returns the new secret."""
-    if not key.is_active:
+    if key.is_revoked:
         raise KeyRuleError("A revoked key cannot be rolled; create a new key.", "status")
     old_digest = key.digest
     secret = _new_secret(INFERENCE_PREFIX)
@@ -280,10 +353,12 @@ def api_key_roll(
 def api_key_revoke(
     *, key: ApiKey, actor: User | None = None, via_key: ManagementKey | None = None
 ) -> ApiKey:
-    """Revoke for good (idempotent): calls with the key fail from now on."""
+    """Revoke for good (idempotent), active or paused: calls with the key fail from now on."""
     with transaction.atomic():
-        revoked = ApiKey.objects.filter(pk=key.pk, status=KeyStatus.ACTIVE).update(
-            status=KeyStatus.REVOKED, revoked_at=timezone.now()
+        revoked = (
+            ApiKey.objects.filter(pk=key.pk)
+            .exclude(status=KeyStatus.REVOKED)
+            .update(status=KeyStatus.REVOKED, revoked_at=timezone.now())
         )
         if revoked:
             audit_record(

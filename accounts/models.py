@@ -269,6 +269,8 @@ class GroupGrant(models.Model):
 
 class KeyStatus(models.TextChoices):
     ACTIVE = "active", "Active"
+    # Inference keys only: refused on the data plane until resumed. Revoked is final.
+    PAUSED = "paused", "Paused"
     REVOKED = "revoked", "Revoked"
 
 
@@ -302,25 +304,56 @@ class SecretKey(models.Model):
     def is_active(self) -> bool:
         return self.status == KeyStatus.ACTIVE
 
+    @property
+    def is_paused(self) -> bool:
+        return self.status == KeyStatus.PAUSED
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.status == KeyStatus.REVOKED
+
 
 def new_api_key_id() -> str:
     return new_public_id("key")
 
 
+# Every limit of an inference key; each is NULL (none) or a positive number.
+LIMIT_FIELDS = (
+    "quota",
+    "rate_limit_5h",
+    "rate_limit_1d",
+    "rate_limit_7d",
+    "rpm",
+    "tpm",
+    "max_concurrent",
+)
+
+
+def _none_or_positive(*fields: str) -> models.Q:
+    condition = models.Q()
+    for field in fields:
+        condition &= models.Q(**{f"{field}__isnull": True}) | models.Q(**{f"{field}__gt": 0})
+    return condition
+
+
 class ApiKey(SecretKey):
     """An inference key: calls models of exactly one routing group, within its limits.
 
-    Money limits are micro-credits (0 = unlimited). A deleted key keeps its row (hidden
-    everywhere) so usage stays attributed to it.
+    Every limit is optional: NULL means none, and a limit is never 0 (a key that must stop is
+    paused). Money limits are micro-credits. A deleted key keeps its row (hidden everywhere) so
+    usage stays attributed to it.
     """
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="api_keys")
     public_id = models.CharField(max_length=40, unique=True, default=new_api_key_id, editable=False)
     group = models.ForeignKey(RoutingGroup, on_delete=models.PROTECT, related_name="api_keys")
-    quota = models.BigIntegerField(default=0)
-    rate_limit_5h = models.BigIntegerField(default=0)
-    rate_limit_1d = models.BigIntegerField(default=0)
-    rate_limit_7d = models.BigIntegerField(default=0)
+    quota = models.BigIntegerField(null=True, blank=True)
+    rate_limit_5h = models.BigIntegerField(null=True, blank=True)
+    rate_limit_1d = models.BigIntegerField(null=True, blank=True)
+    rate_limit_7d = models.BigIntegerField(null=True, blank=True)
+    rpm = models.PositiveIntegerField("requests per minute", null=True, blank=True)
+    tpm = models.PositiveBigIntegerField("tokens per minute", null=True, blank=True)
+    max_concurrent = models.PositiveIntegerField("calls at once", null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     ip_allowlist = models.JSONField(default=list, blank=True)
     ip_denylist = models.JSONField(default=list, blank=True)
@@ -338,10 +371,7 @@ class ApiKey(SecretKey):
                 condition=models.Q(status__in=KeyStatus.values), name="apikey_status_valid"
             ),
             models.CheckConstraint(
-                condition=models.Q(
-                    quota__gte=0, rate_limit_5h__gte=0, rate_limit_1d__gte=0, rate_limit_7d__gte=0
-                ),
-                name="apikey_limits_not_negative",
+                condition=_none_or_positive(*LIMIT_FIELDS), name="apikey_limits_positive"
             ),
         ]
 
@@ -371,7 +401,9 @@ class ManagementKey(SecretKey):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
+            # Management keys are never paused: active or revoked.
             models.CheckConstraint(
-                condition=models.Q(status__in=KeyStatus.values), name="mkey_status_valid"
+                condition=models.Q(status__in=[KeyStatus.ACTIVE, KeyStatus.REVOKED]),
+                name="mkey_status_valid",
             )
         ]

@@ -9,7 +9,7 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 
-from billing import services
+from billing import errors, services
 from billing.models import (
     Hold,
     LedgerEntry,
@@ -102,7 +102,7 @@ class WalletAdmin(ReadOnlyAdmin):
                     actor=request.user,
                     note=form.cleaned_data["note"],
                 )
-            except services.BillingError as error:
+            except errors.BillingError as error:
                 form.add_error("amount", error.message)
             else:
                 messages.success(request, f"Adjusted {wallet.account} by {format_credits(amount)}.")

@@ -1,4 +1,5 @@
-"""A key's lifetime quota and rolling 5h/1d/7d caps, checked before a call is admitted.
+"""A key's lifetime quota and rolling 5h/1d/7d caps, read from the database: what the key's
+usage endpoint and pages show, and how calls are admitted while the counters (Redis) are down.
 
 Spend counts what was charged plus what is held for calls still running, so a burst of
 concurrent calls cannot overrun a limit together. A limit is "reached" when that spend is at or
@@ -12,9 +13,10 @@ from datetime import datetime, timedelta
 from django.db.models import Min, Q, Sum
 from django.utils import timezone
 
+from billing.metering.limits import Headroom, LimitState, refusal
 from billing.models import Hold, HoldStatus, KeySpend, KeyTotal
-from billing.money import format_credits
-from billing.services import KEY_SPEND_BUCKET, QuotaExceededError, RateLimitExceededError
+
+KEY_SPEND_BUCKET = timedelta(minutes=5)
 
 WINDOWS = (
     ("5h", timedelta(hours=5), "rate_limit_5h"),
@@ -41,16 +43,6 @@ class KeyUsage:
     quota: int
     quota_used: int
     windows: dict[str, Window | None] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class LimitState:
-    """What the X-Quota-Remaining-Credits and X-RateLimit-* headers report (micro-credits)."""
-
-    quota_remaining: int | None = None
-    rate_limit: int | None = None
-    rate_remaining: int | None = None
-    rate_reset: int | None = None  # unix seconds
 
 
 def key_usage(key, *, now: datetime | None = None, complete: bool = False) -> KeyUsage:
@@ -100,29 +92,20 @@ def key_limits_check(key, *, now: datetime | None = None, pending: int = 0) -> L
     transaction, see ``hold_place``): it does not count against the call itself.
     """
     usage = key_usage(key, now=now)
-    state = {}
+    moment = int((now or timezone.now()).timestamp())
+    quota_left = None
     if usage.quota:
-        if usage.quota_used - pending >= usage.quota:
-            raise QuotaExceededError(
-                f"This key reached its quota of {format_credits(usage.quota)} credits."
-            )
-        state["quota_remaining"] = usage.quota - usage.quota_used + pending
-    tightest = None
+        quota_left = usage.quota - usage.quota_used + pending
+        if quota_left < max(pending, 1):  # the call's worst case must fit: never below zero
+            raise refusal(Headroom("quota", usage.quota, quota_left, 0), moment)
+    windows = []
     for name, window in usage.windows.items():
         if window is None:
             continue
-        window = Window(window.cap, window.used - pending, window.reset)
-        reset = window.reset or int((now or timezone.now()).timestamp())
-        if window.used >= window.cap:
-            raise RateLimitExceededError(
-                f"This key reached its {name} spending cap of {format_credits(window.cap)} "
-                f"credits; it frees up at {datetime.fromtimestamp(reset, tz=timezone.UTC):%H:%M} "
-                "UTC."
-            ).with_reset(window.cap, reset)
-        if tightest is None or window.remaining < tightest.remaining:
-            tightest = Window(window.cap, window.used, reset)
-    if tightest is not None:
-        state.update(
-            rate_limit=tightest.cap, rate_remaining=tightest.remaining, rate_reset=tightest.reset
-        )
-    return LimitState(**state)
+        headroom = Headroom(name, window.cap, window.cap - window.used + pending,
+                            window.reset or moment)  # fmt: skip
+        if headroom.remaining < max(pending, 1):
+            raise refusal(headroom, moment)
+        windows.append(headroom)
+    tightest = min(windows, key=lambda h: h.share_left, default=None)
+    return LimitState(quota_remaining=quota_left, tightest=tightest)

@@ -102,16 +102,25 @@ class HoldStatus(models.TextChoices):
     RELEASED = "released", "Released"
 
 
+class HoldKind(models.TextChoices):
+    REQUEST = "request", "Request"  # one call, held by the web process serving it
+    TASK = "task", "Task"  # one async task, held until its terminal state
+    LEASE = "lease", "Credit lease"  # a web process's credit for a busy account's calls
+
+
 class Hold(models.Model):
-    """Credits reserved for a request or task until it settles (charged) or is released."""
+    """Credits reserved for a request, a task or a web process's lease until it settles
+    (charged) or is released. A lease is charged in batches and shrinks by what it charged."""
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="holds")
     api_key = models.ForeignKey(
         ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="holds"
     )
     reference = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=8, choices=HoldKind.choices, default=HoldKind.REQUEST)
     amount = models.BigIntegerField()
     status = models.CharField(max_length=16, choices=HoldStatus.choices, default=HoldStatus.OPEN)
+    # Counted in the wallet's in_flight (calls admitted by the database, when Redis is down).
     counts_in_flight = models.BooleanField(default=True)
     charged = models.BigIntegerField(default=0)
     # What a settle could not charge because the wallet ran short.
@@ -127,8 +136,8 @@ class Hold(models.Model):
             models.Index(fields=["status", "created_at"], name="hold_status_age"),
             models.Index(
                 fields=["renewed_at"],
-                condition=models.Q(status="open", counts_in_flight=True),
-                name="hold_open_request_renewed",
+                condition=models.Q(status="open") & ~models.Q(kind="task"),
+                name="hold_open_renewed",
             ),
             models.Index(
                 fields=["api_key"], condition=models.Q(status="open"), name="hold_open_by_key"
@@ -138,6 +147,9 @@ class Hold(models.Model):
             models.CheckConstraint(condition=models.Q(amount__gte=0), name="hold_amount_gte_0"),
             models.CheckConstraint(
                 condition=models.Q(status__in=HoldStatus.values), name="hold_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(kind__in=HoldKind.values), name="hold_kind_valid"
             ),
         ]
 
@@ -149,6 +161,9 @@ class UsageRecord(models.Model):
     """One billed call. Failed calls are free and have none."""
 
     request_id = models.CharField(max_length=100, unique=True)
+    # The settlement batch whose one ledger entry charged it (calls admitted against a lease);
+    # empty when its own hold's settlement did (the ledger entry's reference is the request id).
+    batch = models.CharField(max_length=40, blank=True, default="")
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="usage")
     api_key = models.ForeignKey(
         ApiKey, on_delete=models.PROTECT, null=True, blank=True, related_name="usage"
@@ -178,6 +193,7 @@ class UsageRecord(models.Model):
         indexes = [
             models.Index(fields=["account", "-created_at", "-id"], name="usage_account_recent"),
             models.Index(fields=["api_key", "-created_at"], name="usage_key_recent"),
+            models.Index(fields=["batch"], condition=~models.Q(batch=""), name="usage_batch"),
         ]
 
     def __str__(self) -> str:

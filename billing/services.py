@@ -22,8 +22,14 @@ from django.utils import timezone
 
 from accounts.models import Account, User
 from accounts.services import audit_record
+from billing.errors import (
+    BillingError,
+    InsufficientBalanceError,
+    RedemptionError,
+)
 from billing.models import (
     Hold,
+    HoldKind,
     HoldStatus,
     KeySpend,
     KeyTotal,
@@ -38,52 +44,6 @@ from billing.models import (
 from billing.money import MAX_MICROS, format_credits
 
 logger = logging.getLogger(__name__)
-
-KEY_SPEND_BUCKET = timedelta(minutes=5)
-# A call refused because too many are in flight is told to retry this soon: calls take seconds.
-CONCURRENCY_RETRY_SECONDS = 1
-
-
-class BillingError(Exception):
-    """A refusal the caller sees: HTTP status, error code and a message."""
-
-    status = 400
-    code = "invalid_param"
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-
-class InsufficientBalanceError(BillingError):
-    status = 402
-    code = "insufficient_balance"
-
-
-class QuotaExceededError(BillingError):
-    status = 402
-    code = "quota_exceeded"
-
-
-class RateLimitExceededError(BillingError):
-    status = 429
-    code = "rate_limit_exceeded"
-    limit: int | None = None
-    reset: int | None = None
-
-    def with_reset(self, limit: int, reset: int) -> "RateLimitExceededError":
-        """Remember the limit and when it frees up (unix seconds), for Retry-After and the
-        X-RateLimit-* headers."""
-        self.limit, self.reset = limit, reset
-        return self
-
-
-class ConcurrencyLimitError(RateLimitExceededError):
-    code = "concurrency_limit"
-
-
-class RedemptionError(BillingError):
-    code = "invalid_code"
 
 
 # --- Wallet and balance changes --------------------------------------------------------------
@@ -296,6 +256,7 @@ def hold_place(
     api_key_id: int | None = None,
     counts_in_flight: bool = True,
     key_limits=None,
+    kind: str = HoldKind.REQUEST,
 ) -> WalletState:
     """Reserve ``amount`` for ``reference``, or raise if the wallet cannot cover it, too many
     requests are in flight, or ``key_limits`` (the key's quota and caps: anything
@@ -319,6 +280,7 @@ def hold_place(
                 "reference": reference,
                 "amount": amount,
                 "status": HoldStatus.OPEN,
+                "kind": kind,
                 "counts_in_flight": bool(in_flight),
                 "charged": 0,
                 "shortfall": 0,
@@ -339,7 +301,7 @@ def hold_place(
         if row is None:
             _raise_hold_refusal(account_id, amount)  # rolls the hold back
         if key_limits is not None:
-            from billing.limits import key_limits_check
+            from billing.limits import key_limits_check  # builds on these services
 
             # Raises (rolling the hold back) when the key is at a limit, not counting this hold.
             key_limits_check(key_limits, now=now, pending=amount)
@@ -364,10 +326,10 @@ def _raise_hold_refusal(account_id: int, amount: int):
             f"This request may cost up to {format_credits(amount)} credits; the wallet has "
             f"{format_credits(wallet.available)} available. Top up, or ask for fewer tokens."
         )
-    raise ConcurrencyLimitError(
-        f"Too many requests in flight for this account (limit {wallet.concurrency_limit}). "
-        "Retry when one finishes."
-    ).with_reset(wallet.concurrency_limit, int(time.time()) + CONCURRENCY_RETRY_SECONDS)
+    from billing.metering.limits import Headroom, refusal
+
+    now = int(time.time())
+    raise refusal(Headroom("concurrency", wallet.concurrency_limit, 0, now + 1), now)
 
 
 def wallet_state(account_id: int) -> WalletState:
@@ -498,9 +460,9 @@ def _closed(hold_id: int) -> Settlement:
     return Settlement(hold.charged, hold.shortfall, wallet_state(hold.account_id), True)
 
 
-def hold_release(*, reference: str) -> bool:
+def hold_release(*, reference: str, stale_before: datetime | None = None) -> bool:
     """Return a hold's credits untouched (the call failed: failed calls are free).
-    False when the hold was already closed."""
+    False when the hold was already closed, or (``stale_before``) renewed since then."""
     now = timezone.now()
     with transaction.atomic():
         # The wallet is locked before the hold, as in hold_settle: one lock order, no deadlock.
@@ -508,11 +470,13 @@ def hold_release(*, reference: str) -> bool:
         if row is None or row[4] != HoldStatus.OPEN:
             return False
         hold_id, account_id, amount, in_flight = row[:4]
+        stale = " AND renewed_at < %s" if stale_before else ""
         claimed = _execute(
             f"UPDATE {_table(Hold)} SET status = %s, closed_at = %s "
-            "WHERE id = %s AND status = %s RETURNING id",
-            [HoldStatus.RELEASED, now, hold_id, HoldStatus.OPEN],
-        )
+            f"WHERE id = %s AND status = %s{stale} RETURNING id",
+            [HoldStatus.RELEASED, now, hold_id, HoldStatus.OPEN,
+             *([stale_before] if stale_before else [])],
+        )  # fmt: skip
         if claimed is None:
             return False
         balance, held = _execute(
@@ -534,24 +498,224 @@ def hold_release(*, reference: str) -> bool:
 
 
 def holds_renew(*, references) -> int:
-    """Mark the holds of requests still running as alive (their web process calls this every
-    few seconds), so the stale sweep leaves them open."""
+    """Mark the holds of calls still running and of live leases as alive (their web process
+    calls this every few seconds), so the stale sweep leaves them open."""
     references = list(references)
     if not references:
         return 0
-    return Hold.objects.filter(
-        reference__in=references, status=HoldStatus.OPEN, counts_in_flight=True
-    ).update(renewed_at=timezone.now())
+    with transaction.atomic():
+        # A hold being settled is locked by its batch: skip it rather than wait for the batch
+        # (waiting, every other hold of the process would go unrenewed meanwhile).
+        ids = list(
+            Hold.objects.filter(reference__in=references, status=HoldStatus.OPEN)
+            .exclude(kind=HoldKind.TASK)
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)
+        )
+        return Hold.objects.filter(pk__in=ids).update(renewed_at=timezone.now())
 
 
 def holds_release_stale(*, older_than: timedelta) -> int:
-    """Release request holds nobody renewed for ``older_than``: their web process died (or lost
-    its database) mid-request. Task holds belong to their task, and are left alone."""
+    """Release request and lease holds nobody renewed for ``older_than``: their web process died
+    (or lost its database) mid-request. Task holds belong to their task, and are left alone."""
     cutoff = timezone.now() - older_than
-    references = Hold.objects.filter(
-        status=HoldStatus.OPEN, counts_in_flight=True, renewed_at__lt=cutoff
-    ).values_list("reference", flat=True)
-    return sum(hold_release(reference=reference) for reference in list(references))
+    references = (
+        Hold.objects.filter(status=HoldStatus.OPEN, renewed_at__lt=cutoff)
+        .exclude(kind=HoldKind.TASK)
+        .values_list("reference", flat=True)
+    )
+    # Each is released only if still unrenewed when its wallet is locked: a renewal that came
+    # after this list was read wins.
+    return sum(
+        hold_release(reference=reference, stale_before=cutoff) for reference in list(references)
+    )
+
+
+# --- Leases: a web process's credit for a busy account's calls --------------------------------
+
+
+class LeaseClosedError(Exception):
+    """The lease's hold was released (as stale): a new lease takes its place."""
+
+
+@dataclass(frozen=True)
+class LeaseGrant:
+    amount: int  # the lease's hold, after the change
+    wallet: WalletState
+    concurrency_limit: int
+
+
+def lease_grow(*, account_id: int, reference: str, amount: int, step: str) -> LeaseGrant | None:
+    """Add ``amount`` to the lease ``reference`` (opened if new), or None if the wallet does not
+    have that much available. ``step`` names this growth (once per step). Raises
+    ``LeaseClosedError`` if the lease was released meanwhile."""
+    now = timezone.now()
+    with transaction.atomic():
+        _insert(
+            Hold,
+            {"account_id": account_id, "api_key_id": None, "reference": reference,
+             "kind": HoldKind.LEASE, "amount": 0, "status": HoldStatus.OPEN,
+             "counts_in_flight": False, "charged": 0, "shortfall": 0, "created_at": now,
+             "renewed_at": now},
+            suffix="ON CONFLICT (reference) DO NOTHING",
+        )  # fmt: skip
+        row = _execute(
+            f"UPDATE {_table(Wallet)} SET held = held + %s WHERE account_id = %s "
+            "AND balance - held >= %s RETURNING balance, held, concurrency_limit",
+            [amount, account_id, amount],
+        )
+        if row is None:
+            transaction.set_rollback(True)  # no lease opened for nothing
+            return None
+        balance, held, concurrency_limit = row
+        grown = _execute(
+            f"UPDATE {_table(Hold)} SET amount = amount + %s, renewed_at = %s "
+            "WHERE reference = %s AND status = %s RETURNING amount",
+            [amount, now, reference, HoldStatus.OPEN],
+        )
+        if grown is None:  # released as stale: this lease is over, the caller opens a new one
+            raise LeaseClosedError(reference)
+        _ledger_row(account_id, LedgerKind.HOLD, held_change=amount, balance=balance,
+                    held=held, reference=reference, key=f"{reference}:{step}", at=now)  # fmt: skip
+    return LeaseGrant(grown[0], WalletState(balance, held), concurrency_limit)
+
+
+def lease_shrink(*, reference: str, amount: int, step: str) -> bool:
+    """Give ``amount`` of an idle lease back to the wallet; all of it closes the lease."""
+    now = timezone.now()
+    with transaction.atomic():
+        row = _hold_with_locked_wallet(reference)
+        if row is None or row[4] != HoldStatus.OPEN:
+            return False
+        hold_id, account_id, held_amount = row[:3]
+        amount = min(amount, held_amount)
+        closing = amount == held_amount
+        _execute(
+            f"UPDATE {_table(Hold)} SET amount = amount - %s, status = %s, closed_at = %s "
+            "WHERE id = %s",
+            [0 if closing else amount, HoldStatus.RELEASED if closing else HoldStatus.OPEN,
+             now if closing else None, hold_id],
+        )  # fmt: skip
+        balance, held = _execute(
+            f"UPDATE {_table(Wallet)} SET held = held - %s WHERE account_id = %s "
+            "RETURNING balance, held",
+            [amount, account_id],
+        )
+        _ledger_row(account_id, LedgerKind.RELEASE, held_change=-amount, balance=balance,
+                    held=held, reference=reference, key=f"{reference}:{step}", at=now)  # fmt: skip
+    return True
+
+
+# --- Settlement in batches -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Charge:
+    """One answered call to write down: its usage, and what it costs. ``lease`` names the lease
+    it was admitted against; without one, it settles its own hold (``reference``)."""
+
+    reference: str
+    account_id: int
+    charge: int
+    usage: UsageFacts
+    at: datetime
+    lease: str = ""
+
+
+@dataclass(frozen=True)
+class Release:
+    """A failed call's own hold, to give back (failed calls are free)."""
+
+    reference: str
+
+
+def usage_batch_commit(*, batch: str, charges: list[Charge], releases: list[Release]) -> dict:
+    """Write a batch of answered calls in one transaction: their usage rows, the rollups, and per
+    account one ledger entry that names the batch and charges the sum (from the leases the calls
+    were admitted against). Calls with their own hold settle it; releases give holds back.
+
+    Returns what each charge cost (credits, shortfall), by reference. Nothing is written twice: a
+    reference already recorded is skipped.
+    """
+    results: dict[str, Settlement] = {}
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # Group commit: a PostgreSQL crash may lose the last moments of batches (at most
+            # three times wal_writer_delay); a killed web process loses nothing it answered.
+            _execute("SET LOCAL synchronous_commit TO OFF")
+        for release in releases:
+            hold_release(reference=release.reference)
+        leased = [c for c in charges if c.lease]
+        for charge in charges:
+            if not charge.lease:
+                results[charge.reference] = hold_settle(
+                    reference=charge.reference, charge=charge.charge, usage=charge.usage,
+                    at=charge.at,
+                )  # fmt: skip
+        if leased:
+            results.update(_charge_leases(batch, leased))
+    return results
+
+
+def _charge_leases(batch: str, charges: list[Charge]) -> dict[str, "Settlement"]:
+    done = set(
+        UsageRecord.objects.filter(request_id__in=[c.reference for c in charges]).values_list(
+            "request_id", flat=True
+        )
+    )
+    charges = [c for c in charges if c.reference not in done]
+    results = {}
+    by_lease: dict[tuple[int, str], list[Charge]] = {}
+    for charge in charges:
+        by_lease.setdefault((charge.account_id, charge.lease), []).append(charge)
+    records = []
+    for (account_id, lease), group in sorted(by_lease.items()):
+        total = sum(c.charge for c in group)
+        charged_total, wallet = _charge_lease(batch, account_id, lease, total, group[0].at)
+        # What the wallet could not cover (a lease released as stale, then spent) is a
+        # shortfall, taken from the last calls of the group.
+        short = total - charged_total
+        for charge in reversed(group):
+            shortfall = min(short, charge.charge)
+            short -= shortfall
+            results[charge.reference] = Settlement(charge.charge - shortfall, shortfall, wallet)
+            records.append((charge, charge.charge - shortfall, shortfall))
+    _record_usage_batch(batch, records)
+    return results
+
+
+def _charge_lease(batch, account_id, lease, total, at) -> tuple[int, WalletState]:
+    """Take ``total`` from the lease's hold (and from the wallet's balance and held amount), in
+    one ledger entry for the batch. If the lease was released meanwhile (its process looked
+    dead), take it from what the wallet has available."""
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    balance, held, threshold, alerted = _execute(
+        "SELECT balance, held, low_balance_threshold, low_balance_alerted FROM "
+        f"{_table(Wallet)} WHERE account_id = %s{lock}",
+        [account_id],
+    )
+    taken = _execute(
+        f"UPDATE {_table(Hold)} SET amount = amount - %s, charged = charged + %s "
+        "WHERE reference = %s AND status = %s AND amount >= %s RETURNING id",
+        [total, total, lease, HoldStatus.OPEN, total],
+    )
+    from_hold = total if taken else 0
+    charged = total if taken else max(min(total, balance - held), 0)
+    balance, held = balance - charged, held - from_hold
+    crossed = bool(charged and not alerted and threshold > 0 and balance - held < threshold)
+    _execute(
+        f"UPDATE {_table(Wallet)} SET balance = %s, held = %s, low_balance_alerted = %s "
+        "WHERE account_id = %s",
+        [balance, held, bool(alerted or crossed), account_id],
+    )
+    _ledger_row(account_id, LedgerKind.CHARGE, amount=-charged, held_change=-from_hold,
+                balance=balance, held=held, reference=batch,
+                key=f"{batch}:{account_id}:{lease}", at=at)  # fmt: skip
+    if crossed:
+        from billing.tasks import low_balance_alert
+
+        low_balance_alert.delay_on_commit(account_id)
+    return charged, WalletState(balance, held)
 
 
 # --- Usage -----------------------------------------------------------------------------------
@@ -569,75 +733,94 @@ _ROLLUP_FIELDS = (
 
 
 def _record_usage(account_id, reference, usage: UsageFacts, charged, shortfall, at: datetime):
-    _insert(
-        UsageRecord,
-        {
-            "request_id": reference,
-            "account_id": account_id,
-            "api_key_id": usage.api_key_id,
-            "group_id": usage.group_id,
-            "model_id": usage.model_id,
-            "family": usage.family,
-            "protocol": usage.protocol,
-            "stream": usage.stream,
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "cache_read_tokens": usage.cache_read_tokens,
+    call = Charge(reference, account_id, charged, usage, at)
+    _record_usage_batch("", [(call, charged, shortfall)])
+
+
+def _record_usage_batch(batch: str, records: list[tuple["Charge", int, int]]) -> None:
+    """Usage rows for (call, charged, shortfall), in one INSERT, and the rollups and key spend
+    they add to, summed per row they touch (one upsert each)."""
+    if not records:
+        return
+    rows = []
+    rollups: dict[tuple, list[int]] = {}
+    spend: dict[tuple, int] = {}
+    totals: dict[int, int] = {}
+    for call, charged, shortfall in records:
+        usage, at = call.usage, call.at
+        rows.append({
+            "request_id": call.reference, "batch": batch, "account_id": call.account_id,
+            "api_key_id": usage.api_key_id, "group_id": usage.group_id,
+            "model_id": usage.model_id, "family": usage.family, "protocol": usage.protocol,
+            "stream": usage.stream, "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens, "cache_read_tokens": usage.cache_read_tokens,
             "cache_write_tokens": usage.cache_write_tokens,
-            "reasoning_tokens": usage.reasoning_tokens,
-            "images": usage.images,
-            "seconds": usage.seconds,
-            "credits": charged,
-            "shortfall": shortfall,
-            "latency_ms": usage.latency_ms,
-            "ttft_ms": usage.ttft_ms,
-            "created_at": at,
-        },
-    )
-    amounts = (
-        1,
-        usage.input_tokens,
-        usage.output_tokens,
-        usage.cache_read_tokens,
-        usage.cache_write_tokens,
-        usage.images,
-        usage.seconds,
-        charged,
+            "reasoning_tokens": usage.reasoning_tokens, "images": usage.images,
+            "seconds": usage.seconds, "credits": charged, "shortfall": shortfall,
+            "latency_ms": usage.latency_ms, "ttft_ms": usage.ttft_ms, "created_at": at,
+        })  # fmt: skip
+        hour = at.replace(minute=0, second=0, microsecond=0)
+        sums = rollups.setdefault(
+            (call.account_id, usage.api_key_id, usage.model_id, hour, usage.family), [0] * 8
+        )
+        amounts = (1, usage.input_tokens, usage.output_tokens, usage.cache_read_tokens,
+                   usage.cache_write_tokens, usage.images, usage.seconds, charged)  # fmt: skip
+        for n, amount in enumerate(amounts):
+            sums[n] += amount
+        if usage.api_key_id is not None and charged:
+            bucket = at - timedelta(
+                minutes=at.minute % 5, seconds=at.second, microseconds=at.microsecond
+            )
+            spend[(usage.api_key_id, bucket)] = spend.get((usage.api_key_id, bucket), 0) + charged
+            totals[usage.api_key_id] = totals.get(usage.api_key_id, 0) + charged
+    _insert_rows(UsageRecord, rows)
+    rollup_rows = [
+        {"account_id": a, "api_key_id": k, "model_id": m, "hour": h, "family": f,
+         **dict(zip(_ROLLUP_FIELDS, sums, strict=True))}
+        for (a, k, m, h, f), sums in rollups.items()
+    ]  # fmt: skip
+    _upsert_add(
+        UsageRollup, ("account_id", "api_key_id", "model_id", "hour"), rollup_rows,
+        amounts=_ROLLUP_FIELDS,
+    )  # fmt: skip
+    _upsert_add(
+        KeySpend,
+        ("api_key_id", "bucket"),
+        [{"api_key_id": k, "bucket": b, "credits": c} for (k, b), c in spend.items()],
+        amounts=("credits",),
     )
     _upsert_add(
-        UsageRollup,
-        keys={
-            "account_id": account_id,
-            "api_key_id": usage.api_key_id,
-            "model_id": usage.model_id,
-            "hour": at.replace(minute=0, second=0, microsecond=0),
-        },
-        extra={"family": usage.family},
-        amounts=dict(zip(_ROLLUP_FIELDS, amounts, strict=True)),
+        KeyTotal,
+        ("api_key_id",),
+        [{"api_key_id": k, "credits": c} for k, c in totals.items()],
+        amounts=("credits",),
     )
-    if usage.api_key_id is not None and charged:
-        bucket = at - timedelta(
-            minutes=at.minute % 5, seconds=at.second, microseconds=at.microsecond
-        )
-        _upsert_add(
-            KeySpend,
-            keys={"api_key_id": usage.api_key_id, "bucket": bucket},
-            amounts={"credits": charged},
-        )
-        _upsert_add(KeyTotal, keys={"api_key_id": usage.api_key_id}, amounts={"credits": charged})
 
 
-def _upsert_add(model, *, keys: dict, amounts: dict, extra: dict | None = None) -> None:
-    """INSERT a row, or add ``amounts`` to the existing one (one statement, no lock dance)."""
+def _insert_rows(model, rows: list[dict], *, suffix: str = "") -> None:
+    """One INSERT of many rows (all with the same columns)."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    names = ", ".join(connection.ops.quote_name(c) for c in columns)
+    marks = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    values = [_db_value(row[c]) for row in rows for c in columns]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_table(model)} ({names}) VALUES {', '.join([marks] * len(rows))} "
+            f"{suffix}",
+            values,
+        )
+
+
+def _upsert_add(model, keys: tuple, rows: list[dict], *, amounts) -> None:
+    """INSERT rows, or add their ``amounts`` to the rows already there (one statement; ``rows``
+    must not repeat a key)."""
     table = _table(model)
     quote = connection.ops.quote_name
     conflict = ", ".join(quote(c) for c in keys)
     updates = ", ".join(f"{quote(c)} = {table}.{quote(c)} + excluded.{quote(c)}" for c in amounts)
-    _insert(
-        model,
-        {**keys, **(extra or {}), **amounts},
-        suffix=f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}",
-    )
+    _insert_rows(model, rows, suffix=f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}")
 
 
 def key_spend_prune(*, older_than: timedelta = timedelta(days=8)) -> int:
@@ -751,6 +934,23 @@ def wallet_problems(account_id: int) -> list[str]:
         problems.append(f"available {wallet.available} < 0")
     if charges != (usage or 0):
         problems.append(f"charges {charges} != usage credits {usage}")
+    # Each settlement batch's ledger entry charges exactly its usage rows.
+    batches = dict(
+        UsageRecord.objects.filter(account_id=account_id)
+        .exclude(batch="")
+        .values_list("batch")
+        .annotate(total=Sum("credits"))
+    )
+    entries = dict(
+        LedgerEntry.objects.filter(
+            account_id=account_id, kind=LedgerKind.CHARGE, reference__in=list(batches)
+        )
+        .values_list("reference")
+        .annotate(total=Sum("amount"))
+    )
+    for batch, total in batches.items():
+        if -(entries.get(batch) or 0) != total:
+            problems.append(f"batch {batch} charged {-(entries.get(batch) or 0)} for {total}")
     if (
         Hold.objects.filter(account_id=account_id)
         .filter(~Q(status=HoldStatus.OPEN))

@@ -24,7 +24,7 @@ from accounts import permissions
 from accounts.decorators import account_view
 from accounts.models import Account
 from accounts.selectors import api_keys_for_account, groups_available
-from billing import charts, services
+from billing import charts, errors, services
 from billing.forms import (
     GROUP_BY_CHOICES,
     LedgerFilterForm,
@@ -190,7 +190,7 @@ def wallet_redeem(request):
             entry = services.redeem_code(
                 account=request.account, code=form.cleaned_data["code"], actor=request.user
             )
-        except services.BillingError as error:
+        except errors.BillingError as error:
             form.add_error("code", error.message)
         else:
             notice = f"Added {format_credits(entry.amount)} credits."

@@ -13,12 +13,17 @@ pick the address that key IP lists and login limits see. A proxy in front is con
 ``BYTESPIKE_CLIENT_IP_HEADER`` instead (``accounts.keyauth.client_ip``).
 """
 
+import asyncio
 import logging
 import os
+from contextlib import closing
 
+from asgiref.sync import sync_to_async
 from django.core.asgi import get_asgi_application
-from django.core.handlers.asgi import ASGIHandler
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
+from django.urls import set_script_prefix
 
 from console.logfilters import RedactSecrets
 
@@ -27,7 +32,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 console = get_asgi_application()
 
 # A web process keeps the holds of its running calls alive, and releases those of dead ones.
-from generation.metering import start_renewals  # noqa: E402  (needs Django set up)
+from billing.metering.renewals import start_renewals  # noqa: E402  (needs Django set up)
 
 start_renewals()
 
@@ -69,7 +74,10 @@ def socket_client_only(scope) -> dict:
 
 
 class DataPlaneHandler(ASGIHandler):
-    """Django's ASGI handler with no middleware chain."""
+    """Django's ASGI handler without what the data plane does not use: no middleware chain, no
+    request_started / request_finished signals (each costs a thread hop; the data plane reaches
+    the database only through ``core.db.run_db``, whose threads keep their connections), and a
+    listener for the client's disconnect only while a stream is sent."""
 
     def load_middleware(self, is_async=False):
         self._view_middleware = []
@@ -78,11 +86,60 @@ class DataPlaneHandler(ASGIHandler):
         get_response = self._get_response_async if is_async else self._get_response
         self._middleware_chain = convert_exception_to_response(get_response)
 
+    async def handle(self, scope, receive, send):
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        with closing(body_file):
+            set_script_prefix(get_script_prefix(scope))
+            request, error_response = self.create_request(scope, body_file)
+            if request is None:
+                await self.send_response(error_response, send)
+                return
+            response = await self.run_get_response(request)
+            if not response.streaming:
+                await self.send_response(response, send)
+                response.close()  # closes the request's uploads; nothing here needs a thread
+                return
+            try:
+                async with asyncio.TaskGroup() as group:
+                    # A client that leaves cancels the stream (it is billed on close).
+                    group.create_task(self.listen_for_disconnect(receive))
+                    await self.send_response(response, send)
+                    raise _Sent
+            except* (_Sent, RequestAborted):
+                pass
+            await sync_to_async(response.close)()
+
+
+class _Sent(Exception):
+    pass
+
 
 data_plane = DataPlaneHandler()
 
 
+async def lifespan(receive, send) -> None:
+    """Startup has nothing to do; at shutdown, credit leases go back to their wallets."""
+    from billing.metering import meter
+
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            try:
+                await meter.shutdown()
+            except Exception:  # the database is gone: the stale sweep releases them
+                logging.getLogger(__name__).warning("leases not returned", exc_info=True)
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 async def application(scope, receive, send):
+    if scope["type"] == "lifespan":
+        return await lifespan(receive, send)
     if scope["type"] == "http":
         scope = socket_client_only(scope)
         if scope["path"].startswith(DATA_PLANE_PREFIXES):

@@ -14,7 +14,7 @@ from accounts import keys
 from accounts import services as account_services
 from accounts.models import Account, ApiKey, KeyStatus, ManagementKey, Membership, Role, User
 from accounts.selectors import api_keys_for_account, groups_available
-from billing import pricing
+from billing import metering, pricing
 from billing import services as billing
 from billing.models import UsageRecord
 from console.datafiles import read_or_create
@@ -163,26 +163,24 @@ def _bill_one(account, key, model, rng, at, reference) -> int:
             "stream": rng.random() < 0.6,
         }
     try:
-        billing.hold_place(
-            account_id=account.pk, reference=reference, amount=cost, api_key_id=key.pk
+        result = metering.record_usage(
+            account_id=account.pk,
+            reference=reference,
+            charge=cost,
+            usage=billing.UsageFacts(
+                model_id=model.pk,
+                family=model.family,
+                protocol="images"
+                if model.family == Family.IMAGE
+                else PROTOCOLS.get(key.group.slug, "openai"),
+                api_key_id=key.pk,
+                group_id=key.group_id,
+                latency_ms=rng.randint(300, 4_000),
+                ttft_ms=rng.randint(150, 900),
+                **facts,
+            ),
+            at=at,
         )
     except billing.BillingError:
         return 0  # the demo wallet ran dry: stop adding history rather than overdraw
-    result = billing.hold_settle(
-        reference=reference,
-        charge=cost,
-        usage=billing.UsageFacts(
-            model_id=model.pk,
-            family=model.family,
-            protocol="images"
-            if model.family == Family.IMAGE
-            else PROTOCOLS.get(key.group.slug, "openai"),
-            api_key_id=key.pk,
-            group_id=key.group_id,
-            latency_ms=rng.randint(300, 4_000),
-            ttft_ms=rng.randint(150, 900),
-            **facts,
-        ),
-        at=at,
-    )
     return 0 if result.already_closed else 1

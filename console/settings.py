@@ -367,6 +367,10 @@ BYTESPIKE_TASK_STALE_SECONDS = float(os.environ.get("BYTESPIKE_TASK_STALE_SECOND
 # not renewed for this long belongs to a process that died mid-request (killed, or its database
 # gone before the settlement), and is released, free, by beat and by any live web process.
 BYTESPIKE_HOLD_STALE_SECONDS = float(os.environ.get("BYTESPIKE_HOLD_STALE_SECONDS", "20"))
+# An account making this many calls a second in a web process is admitted there against a credit
+# lease (no database write per call, billing/metering/leases.py); below it, each call holds its
+# own credit. -1 turns leases off.
+BYTESPIKE_LEASE_CALLS_PER_SECOND = int(os.environ.get("BYTESPIKE_LEASE_CALLS_PER_SECOND", "5"))
 # Task streams (SSE) send a keepalive comment this often, so proxies keep them open.
 BYTESPIKE_SSE_KEEPALIVE_SECONDS = float(os.environ.get("BYTESPIKE_SSE_KEEPALIVE_SECONDS", "15"))
 # How long a sandbox video takes to "render" (the demo's videos finish in seconds).

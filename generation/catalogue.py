@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from accounts.models import RoutingGroup
+from core.db import run_db
 from generation.dataplane.errors import GatewayError
 from generation.models import AIModel
 from generation.providers import ChannelRoute
@@ -42,12 +43,14 @@ async def resolve_model(group_id: int, slug: str) -> Target:
 
 
 async def _lookup(group_id: int, slug: str) -> Target | GatewayError:
-    model = (
-        await AIModel.objects.select_related("channel").filter(slug=slug, is_active=True).afirst()
-    )
+    return await run_db(_find, group_id, slug)
+
+
+def _find(group_id: int, slug: str) -> Target | GatewayError:
+    model = AIModel.objects.select_related("channel").filter(slug=slug, is_active=True).first()
     if model is None:
         return GatewayError(400, "model_not_found", f"The model '{slug}' does not exist.", "model")
-    group = await RoutingGroup.objects.filter(pk=group_id, models=model).afirst()
+    group = RoutingGroup.objects.filter(pk=group_id, models=model).first()
     if group is None:
         return GatewayError(
             403,
@@ -56,6 +59,10 @@ async def _lookup(group_id: int, slug: str) -> Target | GatewayError:
             "model",
         )
     return Target(model, group.rate_multiplier, ChannelRoute.of(model.channel))
+
+
+def _listing_of(group_id: int) -> tuple:
+    return RoutingGroup.objects.get(pk=group_id), list(models_in_group(group_id))
 
 
 def forget() -> None:
@@ -71,8 +78,6 @@ async def group_listing(group_id: int):
     """The group and its active models (for /v1/models), remembered like resolve_model."""
     hit = _listing.get(group_id)
     if hit is None or hit[0] < time.monotonic():
-        group = await RoutingGroup.objects.aget(pk=group_id)
-        models = [model async for model in models_in_group(group_id)]
-        hit = (time.monotonic() + CATALOGUE_TTL_SECONDS, (group, models))
+        hit = (time.monotonic() + CATALOGUE_TTL_SECONDS, await run_db(_listing_of, group_id))
         _listing[group_id] = hit
     return hit[1]

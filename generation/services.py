@@ -15,14 +15,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from billing import pricing
-from billing import services as billing
-from billing.services import BillingError, UsageFacts
+from billing import metering, pricing
+from billing.errors import BillingError
+from billing.metering import meter
+from billing.services import UsageFacts
+from core.db import run_db
 from generation.models import AIModel, Family, RefundPolicy, Task, TaskStatus
 from generation.providers import ChannelRoute, UpstreamError, media
 
@@ -42,13 +45,19 @@ def stale_after() -> timedelta:
 class TaskError(Exception):
     """A refused request: HTTP status, error code, message and the offending field."""
 
-    def __init__(self, status: int, code: str, message: str, param: str | None = None, reset=None):
+    def __init__(
+        self, status: int, code: str, message: str, param: str | None = None, refusal=None
+    ):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.param = param
-        self.reset = reset  # unix seconds when a limit that refused the task frees up
+        self.refusal = refusal  # the BillingError of a limit that refused the task
+
+    @classmethod
+    def of(cls, error: BillingError) -> "TaskError":
+        return cls(error.status, error.code, error.message, refusal=error)
 
 
 def _invalid(message: str, param: str) -> TaskError:
@@ -172,7 +181,7 @@ class Submitted:
     created: bool
 
 
-def task_submit(
+def task_prepare(
     *,
     account_id: int,
     api_key_id: int | None,
@@ -181,14 +190,9 @@ def task_submit(
     params: dict,
     out_task_id: str = "",
     callback_url: str = "",
-    key_limits=None,
 ) -> Submitted:
-    """Validate, hold the estimated credits and create a pending task; a worker starts it once
-    this commits. The same ``out_task_id`` with the same request returns the existing task.
-
-    ``key_limits`` is the submitting key (its quota and caps), checked in the hold's transaction
-    exactly as for a text or image call.
-    """
+    """Validate a submit: the task it would create (not saved; ``created`` True), or the task
+    an earlier submit with the same ``out_task_id`` and request created (``created`` False)."""
     if model.family not in (Family.IMAGE, Family.VIDEO):
         raise _invalid(
             f"'{model.slug}' is a text model; tasks are for image and video models.", "model"
@@ -206,7 +210,6 @@ def task_submit(
             check_callback_url(callback_url)
         except CallbackURLError as error:
             raise _invalid(str(error), "callback_url") from None
-    estimate = cost(model, multiplier, clean)
     task = Task(
         account_id=account_id,
         api_key_id=api_key_id,
@@ -215,33 +218,66 @@ def task_submit(
         request_digest=digest,
         params=clean,
         rate_multiplier=multiplier,
-        estimated_credits=estimate,
+        estimated_credits=cost(model, multiplier, clean),
         estimated_seconds=model.estimated_seconds,
         callback_url=callback_url,
         lease=secrets.token_hex(8),
     )
+    return Submitted(task, True)
+
+
+def task_create(task: Task, *, key_limits=None) -> Submitted:
+    """Save a prepared task with its hold, and enqueue it once this commits. (The metering
+    engine has counted it against its key's limits already: ``meter.task_reserve``.)"""
     try:
         with transaction.atomic():
             task.save()
-            billing.hold_place(
-                account_id=account_id,
+            metering.task_hold(
+                account_id=task.account_id,
                 reference=task.public_id,
-                amount=estimate,
-                api_key_id=api_key_id,
-                counts_in_flight=False,  # a task runs for minutes; it is not a request in flight
+                amount=task.estimated_credits,
+                api_key_id=task.api_key_id,
                 key_limits=key_limits,
             )
             _enqueue(task)
     except BillingError as error:
-        reset = getattr(error, "reset", None)
-        raise TaskError(error.status, error.code, error.message, reset=reset) from None
+        raise TaskError.of(error) from None
     except IntegrityError:
         # Another submit with this out_task_id won the race.
-        existing = _same_request(account_id, out_task_id, digest)
+        existing = _same_request(task.account_id, task.out_task_id, task.request_digest)
         if existing is None:
             raise
         return Submitted(existing, False)
     return Submitted(task, True)
+
+
+async def task_submit_async(*, key_limits=None, **request) -> Submitted:
+    """Prepare, count against the key's limits, create: a submit from async code."""
+    prepared = await run_db(task_prepare, **request)
+    if not prepared.created:
+        return prepared
+    task = prepared.task
+    if key_limits is not None:
+        try:
+            await meter.task_reserve(
+                key_limits, reference=task.public_id, credits=task.estimated_credits
+            )
+        except BillingError as error:
+            raise TaskError.of(error) from None
+    try:
+        submitted = await run_db(task_create, task, key_limits=key_limits)
+    except BaseException:
+        if key_limits is not None:
+            await meter.task_unreserve(task.public_id)
+        raise
+    if not submitted.created and key_limits is not None:
+        await meter.task_unreserve(task.public_id)
+    return submitted
+
+
+def task_submit(*, key_limits=None, **request) -> Submitted:
+    """``task_submit_async`` for sync code (the console's playground, scripts)."""
+    return async_to_sync(task_submit_async)(key_limits=key_limits, **request)
 
 
 def _same_request(account_id: int, out_task_id: str, digest: str) -> Task | None:
@@ -405,7 +441,7 @@ def _complete(task: Task, files: list) -> None:
         if not won:  # cancelled (or reaped) meanwhile: its files are not wanted
             transaction.on_commit(lambda: _discard(artifacts))
             return
-        settlement = billing.hold_settle(reference=task.public_id, charge=charge, usage=usage)
+        settlement = metering.task_settle(reference=task.public_id, charge=charge, usage=usage)
         Task.objects.filter(pk=task.pk).update(credits_used=settlement.charged)
         _terminal_effects(task)
 
@@ -430,7 +466,7 @@ def task_fail(task: Task, code: str, message: str) -> bool:
         )
         if not won:
             return False
-        billing.hold_release(reference=task.public_id)
+        metering.task_release(reference=task.public_id)
         _terminal_effects(task)
     return True
 
@@ -485,10 +521,10 @@ def task_cancel(task: Task) -> Task:
                 if task.model.family == Family.VIDEO
                 else _usage(task, images=task.params.get("n", 1))
             )
-            charged = billing.hold_settle(reference=task.public_id, charge=charge, usage=usage)
+            charged = metering.task_settle(reference=task.public_id, charge=charge, usage=usage)
             charge = charged.charged
         else:
-            billing.hold_release(reference=task.public_id)
+            metering.task_release(reference=task.public_id)
         Task.objects.filter(pk=task.pk).update(credits_used=charge)
         _terminal_effects(task)
     if status == TaskStatus.RUNNING and upstream_id:

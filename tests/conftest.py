@@ -9,9 +9,11 @@ from django.conf import settings as django_settings
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 
+from accounts import keyauth, keycache
 from accounts.models import Account, Membership, Role, User
+from billing.metering import engine, renewals
 from console.celery import app as celery_app
-from generation import metering
+from core import db as core_db
 from tests.factories import AccountFactory, MembershipFactory, UserFactory
 
 # In-process tests never talk to the real broker: a task is run by calling it (or by an
@@ -20,8 +22,12 @@ from tests.factories import AccountFactory, MembershipFactory, UserFactory
 celery_app.conf.broker_read_url = celery_app.conf.broker_write_url = "memory://localhost/"
 celery_app.conf.broker_transport_options = {}
 
-# No hold-renewal thread in the test process (console.asgi starts one in web processes).
-metering.renewals_enabled = False
+# No hold-renewal thread in the test process (console.asgi starts one in web processes), and no
+# metering maintenance task (it would outlive the event loop of the request that started it).
+renewals.renewals_enabled = False
+engine.maintenance_enabled = False
+keycache.listening_enabled = False
+core_db.use_test_thread = True
 
 SERVICES = django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql") and bool(
     os.environ.get("REDIS_URL")
@@ -59,6 +65,9 @@ def _fast_and_isolated(settings):
     from generation import catalogue
 
     catalogue.forget()
+    engine.meter.forget()
+    keycache.cache.clear()
+    keyauth._noted.clear()
 
 
 @dataclass

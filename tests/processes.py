@@ -153,7 +153,7 @@ def start_web(env: dict, *, log: Path) -> tuple[subprocess.Popen, str]:
     URL once it answers."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "console.asgi:application", "--lifespan", "off",
+        [sys.executable, "-m", "uvicorn", "console.asgi:application", "--lifespan", "on",
          "--port", str(port), "--log-level", "warning"],
         cwd=ROOT, env=env, stdout=log.open("a"), stderr=subprocess.STDOUT,
     )  # fmt: skip

@@ -4,25 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0001_initial'),
+        ("accounts", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='account',
-            name='webhook_secret_ciphertext',
+            model_name="account",
+            name="webhook_secret_ciphertext",
             field=models.TextField(blank=True, editable=False),
         ),
         migrations.AddField(
-            model_name='account',
-            name='webhook_secret_hint',
+            model_name="account",
+            name="webhook_secret_hint",
             field=models.CharField(blank=True, editable=False, max_length=16),
         ),
         migrations.AddField(
-            model_name='account',
-            name='webhook_secret_rotated_at',
+            model_name="account",
+            name="webhook_secret_rotated_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]

@@ -4,29 +4,41 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0002_webhook_secret'),
+        ("accounts", "0002_webhook_secret"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='account',
-            name='webhook_previous_secret_ciphertext',
+            model_name="account",
+            name="webhook_previous_secret_ciphertext",
             field=models.TextField(blank=True, editable=False),
         ),
         migrations.AddField(
-            model_name='account',
-            name='webhook_previous_secret_expires_at',
+            model_name="account",
+            name="webhook_previous_secret_expires_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='account',
-            name='webhook_previous_secret_hint',
+            model_name="account",
+            name="webhook_previous_secret_hint",
             field=models.CharField(blank=True, editable=False, max_length=16),
         ),
         migrations.AddConstraint(
-            model_name='account',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('webhook_previous_secret_ciphertext', ''), ('webhook_previous_secret_expires_at__isnull', True)), models.Q(models.Q(('webhook_previous_secret_ciphertext', ''), _negated=True), ('webhook_previous_secret_expires_at__isnull', False)), _connector='OR'), name='account_previous_webhook_secret_has_expiry'),
+            model_name="account",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(
+                        ("webhook_previous_secret_ciphertext", ""),
+                        ("webhook_previous_secret_expires_at__isnull", True),
+                    ),
+                    models.Q(
+                        models.Q(("webhook_previous_secret_ciphertext", ""), _negated=True),
+                        ("webhook_previous_secret_expires_at__isnull", False),
+                    ),
+                    _connector="OR",
+                ),
+                name="account_previous_webhook_secret_has_expiry",
+            ),
         ),
     ]

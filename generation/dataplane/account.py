@@ -9,7 +9,6 @@ ignores an ``api_key_id`` parameter, so one key cannot read another's usage.
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from asgiref.sync import sync_to_async
 from django.http import JsonResponse
 from django.utils import timezone
 
@@ -18,6 +17,7 @@ from billing.limits import key_usage
 from billing.money import credits_json
 from billing.reports import SUMS, FilterError, month_spend_by_model, usage_filter_from, usage_report
 from billing.services import wallet_state
+from core.db import run_db
 from generation.dataplane.base import dataplane_view
 from generation.dataplane.errors import GatewayError
 
@@ -106,10 +106,10 @@ def _usage(principal: KeyPrincipal, since: str | None, until: str | None) -> dic
 
 @dataplane_view(methods=("GET",))
 async def balance(request, principal: KeyPrincipal):
-    return JsonResponse(await sync_to_async(_balance)(principal))
+    return JsonResponse(await run_db(_balance, principal))
 
 
 @dataplane_view(methods=("GET",))
 async def usage(request, principal: KeyPrincipal):
     since, until = request.GET.get("since"), request.GET.get("until")
-    return JsonResponse(await sync_to_async(_usage)(principal, since, until))
+    return JsonResponse(await run_db(_usage, principal, since, until))

@@ -1,13 +1,11 @@
 """What every data-plane view shares: the allowed methods, key authentication, reading the body,
 the protocol's error envelope and the response headers."""
 
-import json
 import logging
-import math
-import re
 from collections.abc import Callable
 from functools import wraps
 
+import orjson
 from django.core.exceptions import (
     BadRequest,
     RequestDataTooBig,
@@ -27,10 +25,6 @@ from generation.metering import current_headers
 logger = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
-# Where a JSON body may hold a surrogate: an escape ("\ud800"), one encoded as if it were a
-# character (json.loads lets those bytes through), or text that is not UTF-8 (UTF-16 and
-# UTF-32 JSON has NUL bytes).
-_MAY_HOLD_A_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]|\x00")
 
 
 def request_protocol(request) -> Protocol:
@@ -125,26 +119,14 @@ async def unknown_route(request, *args, **kwargs):
     return response
 
 
-def _not_json(constant: str):
-    # json.loads takes NaN and Infinity, which are not JSON: no upstream's encoder sends them.
-    raise ValueError(f"{constant} is not JSON.")
-
-
-def _finite(number: str) -> float:
-    value = float(number)
-    if not math.isfinite(value):  # 1e999
-        raise ValueError(f"{number} is out of range.")
-    return value
-
-
 def json_body(request, limit: int, *, allow_empty: bool = False) -> dict:
     """The request's JSON object, of at most ``limit`` bytes (else 413).
 
     Read from the request's stream, not ``request.body``: Django caps that at
     DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB, meant for the console's forms) and answers an HTML 400
-    past it, where a text call may rightly be bigger (a long document, inline images). What
-    Python's parser takes but no strict one does (NaN, 1e999, a lone surrogate) and nesting too
-    deep for it are a 400 like any other JSON it cannot read.
+    past it, where a text call may rightly be bigger (a long document, inline images). Parsed
+    by orjson, which is strict where Python's parser is not: NaN, 1e999, a lone surrogate, text
+    that is not UTF-8 and nesting over 1024 levels are a 400 like any other JSON it cannot read.
     """
     try:
         declared = int(request.headers.get("content-length") or 0)
@@ -157,12 +139,8 @@ def json_body(request, limit: int, *, allow_empty: bool = False) -> dict:
     if allow_empty and not raw:
         return {}
     try:
-        body = json.loads(raw or b"null", parse_constant=_not_json, parse_float=_finite)
-        if _MAY_HOLD_A_SURROGATE.search(raw):
-            # A lone surrogate is no character: nothing downstream (the database, the
-            # upstream's encoder) can take it.
-            json.dumps(body, ensure_ascii=False).encode()
-    except (ValueError, UnicodeError, RecursionError):
+        body = orjson.loads(raw or b"null")
+    except orjson.JSONDecodeError:
         raise GatewayError(400, "invalid_param", "The request body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise GatewayError(400, "invalid_param", "The request body must be a JSON object.")

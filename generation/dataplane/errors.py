@@ -7,7 +7,8 @@ Google: {"error": {"code", "message", "status"}}
 
 from enum import StrEnum
 
-from django.http import JsonResponse
+import orjson
+from django.http import HttpResponse
 
 
 class Protocol(StrEnum):
@@ -85,8 +86,13 @@ def error_body(protocol: Protocol, error: GatewayError) -> dict:
     }
 
 
-def error_response(protocol: Protocol, error: GatewayError) -> JsonResponse:
-    response = JsonResponse(error_body(protocol, error), status=error.status)
+def json_response(data: dict, status: int = 200) -> HttpResponse:
+    """A JSON answer of plain data (dicts, lists, str, numbers), encoded by orjson."""
+    return HttpResponse(orjson.dumps(data), status=status, content_type="application/json")
+
+
+def error_response(protocol: Protocol, error: GatewayError) -> HttpResponse:
+    response = json_response(error_body(protocol, error), status=error.status)
     for name, value in error.headers.items():
         response[name] = value
     return response

@@ -14,6 +14,7 @@ from PIL import Image, UnidentifiedImageError
 from accounts.keyauth import KeyPrincipal
 from billing import pricing
 from billing.services import UsageFacts
+from core.db import run_db
 from generation import metering
 from generation.catalogue import Target, resolve_model
 from generation.dataplane.base import dataplane_view, json_body
@@ -92,8 +93,7 @@ async def make_images(
     model = target.model
     price = {"size": options["size"], "quality": options["quality"]}
     hold = pricing.image_cost(model, target.multiplier, count=options["n"], **price)
-    reference = request.bytespike_request_id
-    admission = await metering.admit(principal, reference, hold)
+    metered = await metering.admit(principal, request.bytespike_request_id, hold)
     image_request = media.ImageRequest(
         prompt=options["prompt"],
         n=options["n"],
@@ -112,17 +112,16 @@ async def make_images(
             TIME_LIMIT_SECONDS,
         )
     except TimeoutError:
-        await metering.release(reference)
+        await metered.release()
         raise GatewayError(504, "upstream_timeout", "The image took over 30 seconds.") from None
     except UpstreamError as error:
-        await metering.release(reference)
+        await metered.release()
         raise GatewayError(error.status, error.code, error.message) from None
     except BaseException:
-        await asyncio.shield(metering.release(reference))
+        await asyncio.shield(metered.release())
         raise
     charge = pricing.image_cost(model, target.multiplier, count=len(files), **price)
-    settlement = await metering.settle(
-        reference,
+    settlement = await metered.settle(
         charge,
         UsageFacts(
             model_id=model.pk,
@@ -134,11 +133,8 @@ async def make_images(
             latency_ms=int((time.monotonic() - started) * 1000),
         ),
     )
-    data = await sync_to_async(_render)(request, principal, files, options)
-    headers = metering.limit_headers(
-        settlement.wallet.available, admission.limits, settlement.charged
-    )
-    return data, headers
+    data = await run_db(_render, request, principal, files, options)
+    return data, metered.headers(settlement.charged)
 
 
 def _render(request, principal, files, options) -> list[dict]:

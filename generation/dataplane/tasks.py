@@ -6,12 +6,12 @@ import asyncio
 import json
 import logging
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, connections
 from django.http import JsonResponse, StreamingHttpResponse
 
 from accounts.keyauth import KeyPrincipal
+from core.db import run_db
 from generation import metering, services
 from generation.catalogue import resolve_model
 from generation.dataplane.base import dataplane_view, json_body
@@ -44,7 +44,7 @@ def _base_url(request) -> str:
 
 def _as_gateway(error: services.TaskError) -> GatewayError:
     gateway = GatewayError(error.status, error.code, error.message, error.param)
-    gateway.headers = metering.retry_headers(error.reset)
+    gateway.headers = metering.refusal_headers(error.refusal) if error.refusal else {}
     return gateway
 
 
@@ -65,7 +65,7 @@ async def submit(request, principal: KeyPrincipal):
     callback_url = _text(body, "callback_url", limit=2000)
     target = await resolve_model(principal.group_id, slug)
     try:
-        submitted = await sync_to_async(services.task_submit)(
+        submitted = await services.task_submit_async(
             account_id=principal.account_id,
             api_key_id=principal.key_id,
             model=target.model,
@@ -77,7 +77,7 @@ async def submit(request, principal: KeyPrincipal):
         )
     except services.TaskError as error:
         raise _as_gateway(error) from None
-    return JsonResponse(await sync_to_async(_present)(submitted.task, request))
+    return JsonResponse(await run_db(_present, submitted.task, request))
 
 
 async def _find(principal: KeyPrincipal, task_id: str = "", out_task_id: str = "") -> Task:
@@ -85,8 +85,8 @@ async def _find(principal: KeyPrincipal, task_id: str = "", out_task_id: str = "
         raise GatewayError(
             400, "invalid_param", "Give exactly one of 'task_id' and 'out_task_id'.", "task_id"
         )
-    task = await sync_to_async(task_for_account)(
-        account_id=principal.account_id, task_id=task_id, out_task_id=out_task_id
+    task = await run_db(
+        task_for_account, account_id=principal.account_id, task_id=task_id, out_task_id=out_task_id
     )
     if task is None:
         raise GatewayError(404, "task_not_found", "No such task.", "task_id")
@@ -118,9 +118,7 @@ async def query(request, principal: KeyPrincipal):
         raise GatewayError(
             400, "invalid_param", "Give exactly one of 'task_id' and 'out_task_id'.", "task_id"
         )
-    data, headers = await sync_to_async(_look_up)(
-        principal, task_id, out_task_id, _base_url(request)
-    )
+    data, headers = await run_db(_look_up, principal, task_id, out_task_id, _base_url(request))
     if data is None:
         raise GatewayError(404, "task_not_found", "No such task.", "task_id")
     response = JsonResponse(data)
@@ -134,8 +132,8 @@ async def cancel(request, principal: KeyPrincipal, task_id: str = ""):
     task = await _find(principal, task_id) if task_id else await _find(
         principal, *_identifiers(request)
     )  # fmt: skip
-    task = await sync_to_async(services.task_cancel)(task)
-    return JsonResponse(await sync_to_async(_present)(task, request))
+    task = await run_db(services.task_cancel, task)
+    return JsonResponse(await run_db(_present, task, request))
 
 
 # --- The SSE stream --------------------------------------------------------------------------
@@ -166,7 +164,7 @@ async def _events(task: Task, base_url: str, last_event_id: int):
         next_keepalive = loop.time() + keepalive
         while True:
             try:
-                version, status, data = await sync_to_async(_read)(task.pk, base_url)
+                version, status, data = await run_db(_read, task.pk, base_url)
             except DatabaseError:
                 # The database is restarting: the stream stays open (a comment keeps proxies
                 # from closing it) and reads again, rather than cut without a terminal event.

@@ -13,9 +13,8 @@ import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.db import DatabaseError
-from django.http import JsonResponse, StreamingHttpResponse
+from django.http import StreamingHttpResponse
 from ulid import ULID
 
 from accounts.keyauth import KeyPrincipal
@@ -24,7 +23,7 @@ from billing.services import UsageFacts
 from generation import metering
 from generation.catalogue import Target, resolve_model
 from generation.dataplane.base import dataplane_view, json_body, unavailable
-from generation.dataplane.errors import GatewayError, Protocol
+from generation.dataplane.errors import GatewayError, Protocol, json_response
 from generation.models import ChannelKind, Family
 from generation.protocols import anthropic, gemini, openai_chat, openai_responses
 from generation.protocols.base import ProtocolError, UpstreamFormatError
@@ -225,63 +224,59 @@ async def serve_text(
         chat.stream = stream
     target = await resolve_model(principal.group_id, chat.model)
     _check_limits(chat, target)
-    reference = request.bytespike_request_id
     hold = pricing.text_estimate(
         target.model,
         target.multiplier,
         input_tokens=input_tokens_estimate(chat, worst_case=True),
         max_tokens=chat.max_tokens,
     )
-    admission = await metering.admit(principal, reference, hold)
+    tokens = input_tokens_estimate(chat, worst_case=False) + (
+        chat.max_tokens or target.model.max_output_tokens or 0
+    )
+    metered = await metering.admit(principal, request.bytespike_request_id, hold, tokens=tokens)
     codec = upstream_codec(target.route.kind, caller)
     call = codec.upstream_request(chat, target.model.upstream_model)
     response_id = f"{caller.id_prefix}{ULID()}"
     started = time.monotonic()
     if chat.stream:
         return await _open_stream(
-            principal, caller, chat, target, codec, call, admission, response_id, started
+            principal, caller, chat, target, codec, call, metered, response_id, started
         )
     try:
         answer = codec.parse_response(await send_json(target.route, call))
     except (UpstreamError, UpstreamFormatError) as error:
-        await metering.release(reference)
+        await metered.release()
         raise _upstream_failure(error) from None
     except BaseException:  # the client went away (cancelled): the call is free
-        await asyncio.shield(metering.release(reference))
+        await asyncio.shield(metered.release())
         raise
     latency = int((time.monotonic() - started) * 1000)
-    settlement = await metering.settle(
-        reference,
+    settlement = await metered.settle(
         cost_of(target, answer.usage),
         _usage_facts(principal, target, caller, answer.usage, latency_ms=latency),
+        tokens=answer.usage.total_input + answer.usage.output_tokens,
     )
     answer.id = response_id
     answer.model = target.model.slug
-    response = JsonResponse(caller.codec.render_response(answer, chat))
-    available = settlement.wallet.available
-    for name, value in metering.limit_headers(
-        available, admission.limits, settlement.charged
-    ).items():
+    response = json_response(caller.codec.render_response(answer, chat))
+    for name, value in metered.headers(settlement.charged).items():
         response[name] = value
     return response
 
 
-async def _open_stream(
-    principal, caller, chat, target, codec, call, admission, response_id, started
-):
+async def _open_stream(principal, caller, chat, target, codec, call, metered, response_id, started):
     """Open the upstream stream before answering, so an upstream that refuses at once gets a
     real HTTP error status; then stream its events, translated, to the caller."""
-    reference = admission.reference
     stack = AsyncExitStack()
     try:
         events = await stack.enter_async_context(open_stream(target.route, call))
     except UpstreamError as error:
         await stack.aclose()
-        await metering.release(reference)
+        await metered.release()
         raise _upstream_failure(error) from None
     except BaseException:
         await stack.aclose()
-        await asyncio.shield(metering.release(reference))
+        await asyncio.shield(metered.release())
         raise
     body = TextStream(
         principal=principal,
@@ -291,14 +286,14 @@ async def _open_stream(
         parser=codec.StreamParser(),
         events=events,
         stack=stack,
-        reference=reference,
+        metered=metered,
         response_id=response_id,
         started=started,
     )
     response = StreamingHttpResponse(body, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
-    for name, value in admission.headers().items():
+    for name, value in metered.headers().items():
         response[name] = value
     return response
 
@@ -312,7 +307,7 @@ class TextStream:
     connection is closed. A stream the upstream broke is free.
     """
 
-    def __init__(self, *, principal, caller, chat, target, parser, events, stack, reference,
+    def __init__(self, *, principal, caller, chat, target, parser, events, stack, metered,
                  response_id, started):  # fmt: skip
         self.principal = principal
         self.caller = caller
@@ -321,7 +316,8 @@ class TextStream:
         self.parser = parser
         self.events = events
         self.stack = stack
-        self.reference = reference
+        self.metered = metered
+        self.reference = metered.reference
         self.started = started
         self.renderer = caller.codec.StreamRenderer(chat, response_id, int(time.time()))
         self.usage: Usage | None = None
@@ -366,13 +362,27 @@ class TextStream:
 
     async def _books_closed(self, *, failed: bool) -> bool:
         """Settle or release; False if the database cannot be reached (restarting, failing
-        over): the call is then free, and its hold is released by beat."""
+        over): the call is then free."""
+        if not self._claim(failed=failed):
+            return True
         try:
-            await sync_to_async(self._close_books)(failed=failed)
+            if failed:
+                await self.metered.release()
+            else:
+                cost, facts, tokens = self._settlement()
+                await self.metered.settle(cost, facts, tokens=tokens)
         except DatabaseError:
             logger.warning("database unavailable at the end of %s", self.reference, exc_info=True)
             return False
         return True
+
+    def _claim(self, *, failed: bool) -> bool:
+        """The books are closed once (the stream's end and close() may both get here)."""
+        with self._books:
+            if self.outcome is not None:
+                return False
+            self.outcome = "released" if failed else "settled"
+            return True
 
     def _render(self, event) -> list[bytes]:
         if isinstance(event, TextDelta | ToolCallDelta):
@@ -399,35 +409,28 @@ class TextStream:
             usage.output_tokens = math.ceil(self.delivered_chars / 4)
         return usage
 
-    def _close_books(self, *, failed: bool) -> None:
-        """Settle or release, once (the stream's end and close() may both get here)."""
-        with self._books:
-            if self.outcome is not None:
-                return
-            self.outcome = "released" if failed else "settled"
-        if failed:
-            metering.release_now(self.reference)
-            return
+    def _settlement(self) -> tuple:
         usage = self._billable_usage()
-        metering.settle_now(
-            self.reference,
-            cost_of(self.target, usage),
-            _usage_facts(
-                self.principal,
-                self.target,
-                self.caller,
-                usage,
-                stream=True,
-                latency_ms=self._elapsed_ms(),
-                ttft_ms=self.first_token_ms,
-            ),
+        facts = _usage_facts(
+            self.principal,
+            self.target,
+            self.caller,
+            usage,
+            stream=True,
+            latency_ms=self._elapsed_ms(),
+            ttft_ms=self.first_token_ms,
         )
+        return cost_of(self.target, usage), facts, usage.total_input + usage.output_tokens
 
     def close(self) -> None:
         """Called by Django when the response is done; bills a stream the client left early."""
-        if self.outcome is None:
+        if self._claim(failed=False):
             logger.info("stream %s ended early: billing what was delivered", self.reference)
-            self._close_books(failed=False)
+            cost, facts, tokens = self._settlement()
+            try:
+                self.metered.settle_now(cost, facts, tokens=tokens)
+            except DatabaseError:
+                logger.warning("database unavailable to bill %s", self.reference, exc_info=True)
         generator, loop = self._generator, self._loop
         if generator is not None and loop is not None and not loop.is_closed():
             # Close the upstream connection now, not whenever the generator is collected.

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
+import orjson
 from django.conf import settings
 from httpx_sse import EventSource
 
@@ -23,6 +24,7 @@ from generation.protocols.base import SSE, UpstreamCall
 logger = logging.getLogger(__name__)
 
 ANTHROPIC_VERSION = "2023-06-01"
+JSON = {"content-type": "application/json"}
 TIMEOUT = httpx.Timeout(connect=10.0, read=300.0, write=60.0, pool=10.0)
 LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30)
 
@@ -163,7 +165,9 @@ async def send_json(route: ChannelRoute, call: UpstreamCall) -> dict:
     """POST a non-streaming call; the JSON answer, or UpstreamError."""
     client = client_for(route)
     try:
-        response = await client.post(call.path, json=call.body, params=call.params)
+        response = await client.post(
+            call.path, content=orjson.dumps(call.body), params=call.params, headers=JSON
+        )
     except httpx.TimeoutException:
         raise UpstreamError(504, "upstream_timeout", "The upstream provider timed out.") from None
     except httpx.HTTPError as error:
@@ -176,8 +180,8 @@ async def send_json(route: ChannelRoute, call: UpstreamCall) -> dict:
             response.status_code, response.content, response.headers.get("retry-after")
         )
     try:
-        return response.json()
-    except ValueError:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
         raise UpstreamError(502, "upstream_error", "The upstream answer was not JSON.") from None
 
 
@@ -189,7 +193,9 @@ async def open_stream(route: ChannelRoute, call: UpstreamCall):
     caller can still answer with a proper HTTP status; the connection is closed on exit.
     """
     client = client_for(route)
-    request = client.build_request("POST", call.path, json=call.body, params=call.params)
+    request = client.build_request(
+        "POST", call.path, content=orjson.dumps(call.body), params=call.params, headers=JSON
+    )
     try:
         response = await client.send(request, stream=True)
     except httpx.TimeoutException:

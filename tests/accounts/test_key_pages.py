@@ -377,7 +377,7 @@ def test_invalid_edit_answers_422_and_changes_nothing(world, client_for, group, 
     fresh = ApiKey.objects.get(pk=key.pk)
     assert (fresh.name, fresh.quota, fresh.expires_at, fresh.ip_allowlist) == (
         "Production",
-        0,
+        None,
         None,
         [],
     )

@@ -1,14 +1,16 @@
 """Data-plane key authentication, through GET /v1/models (the first route that uses it)."""
 
+from dataclasses import asdict
 from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
-from accounts import keys
-from accounts.keys import cache_key_for, key_digest
-from accounts.models import ApiKey
+from accounts import keycache, keys
+from accounts.keyauth import KeyPrincipal, principal_for_console
+from accounts.keys import key_digest
+from accounts.models import ApiKey, KeyStatus
 from tests.factories import AIModelFactory, RoutingGroupFactory, issue_key
 
 pytestmark = pytest.mark.django_db
@@ -103,10 +105,10 @@ def test_revoked_key_is_refused_at_once_even_when_cached(
 ):
     api_key, secret = key
     assert models(client, **{"x-api-key": secret}).status_code == 200
-    assert cache.get(cache_key_for(key_digest(secret))) is not None
+    assert keycache.cache.get(key_digest(secret)) is not keycache.MISSING
     with django_capture_on_commit_callbacks(execute=True):
         keys.api_key_revoke(key=api_key, actor=world.owner)
-    assert cache.get(cache_key_for(key_digest(secret))) is None
+    assert keycache.cache.get(key_digest(secret)) is keycache.MISSING
     response = models(client, **{"x-api-key": secret})
     assert response.status_code == 401 and "revoked" in response.json()["error"]["message"]
 
@@ -207,3 +209,114 @@ def test_cache_is_keyed_by_the_whole_digest(client, world, group):
     # Same prefix, different tail: must not hit the first key's cache entry.
     impostor = secret[:-4] + ("AAAA" if not secret.endswith("AAAA") else "BBBB")
     assert models(client, **{"x-api-key": impostor}).status_code == 401
+
+
+# --- Paused keys -----------------------------------------------------------------------------
+
+
+def pause_message(key) -> str:
+    return (
+        "This API key is paused. Resume it in the console, or PATCH "
+        f'/api/v1/keys/{key.public_id} with {{"status": "active"}}.'
+    )
+
+
+def test_paused_key_is_refused_at_once_even_when_cached_and_works_again_when_resumed(
+    client, world, key, django_capture_on_commit_callbacks
+):
+    api_key, secret = key
+    assert models(client, **{"x-api-key": secret}).status_code == 200
+    with django_capture_on_commit_callbacks(execute=True):
+        keys.api_key_update(key=api_key, actor=world.owner, status=KeyStatus.PAUSED)
+    assert keycache.cache.get(key_digest(secret)) is keycache.MISSING
+
+    refused = models(client, **{"x-api-key": secret})
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "permission_denied"
+    assert refused.json()["error"]["message"] == pause_message(api_key)
+    google = client.get("/v1beta/models", headers={"x-goog-api-key": secret})
+    assert google.status_code == 403 and google.json()["error"]["status"] == "PERMISSION_DENIED"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        keys.api_key_update(key=api_key, actor=world.owner, status=KeyStatus.ACTIVE)
+    assert models(client, **{"x-api-key": secret}).status_code == 200
+
+
+def test_a_paused_key_writes_nothing(client, world, key):
+    api_key, secret = key
+    keys.api_key_update(key=api_key, actor=world.owner, status=KeyStatus.PAUSED)
+    assert models(client, **{"x-api-key": secret}).status_code == 403
+    assert ApiKey.objects.get(pk=api_key.pk).last_used_at is None
+
+
+def test_a_paused_key_from_a_refused_address_hears_only_about_the_address(client, world, group):
+    api_key, secret = issue_key(world.account, group, ip_allowlist=["10.0.0.0/8"])
+    keys.api_key_update(key=api_key, actor=world.owner, status=KeyStatus.PAUSED)
+    response = client.get("/v1/models", headers={"x-api-key": secret}, REMOTE_ADDR="192.0.2.1")
+    assert response.status_code == 403
+    assert "IP address" in response.json()["error"]["message"]
+
+
+def test_a_revoked_key_stays_401_not_paused(client, world, key):
+    api_key, secret = key
+    keys.api_key_update(key=api_key, actor=world.owner, status=KeyStatus.PAUSED)
+    keys.api_key_revoke(key=api_key, actor=world.owner)
+    response = models(client, **{"x-api-key": secret})
+    assert response.status_code == 401 and "revoked" in response.json()["error"]["message"]
+
+
+def test_the_playground_cannot_use_a_paused_key(world, key):
+    api_key, _ = key
+    membership = world.membership(world.owner)
+    assert principal_for_console(membership, api_key.public_id, address="127.0.0.1") is not None
+    keys.api_key_update(key=api_key, actor=world.owner, status=KeyStatus.PAUSED)
+    assert principal_for_console(membership, api_key.public_id, address="127.0.0.1") is None
+
+
+# --- What the principal carries --------------------------------------------------------------
+
+
+def test_principal_carries_every_limit_with_none_for_no_limit(world, group):
+    limited, _ = issue_key(
+        world.account,
+        group,
+        quota=5_000_000,
+        rate_limit_5h=1_000_000,
+        rate_limit_1d=2_000_000,
+        rate_limit_7d=3_000_000,
+        rpm=60,
+        tpm=90_000,
+        max_concurrent=4,
+    )
+    free, _ = issue_key(world.account, group)
+
+    principal = KeyPrincipal.from_key(limited)
+    assert (principal.quota, principal.rate_limit_5h, principal.rate_limit_1d) == (
+        5_000_000,
+        1_000_000,
+        2_000_000,
+    )
+    assert principal.rate_limit_7d == 3_000_000
+    assert (principal.rpm, principal.tpm, principal.max_concurrent) == (60, 90_000, 4)
+    unlimited = KeyPrincipal.from_key(free)
+    for name in ("quota", "rate_limit_5h", "rate_limit_1d", "rate_limit_7d"):
+        assert getattr(unlimited, name) is None, name
+    assert unlimited.rpm is unlimited.tpm is unlimited.max_concurrent is None
+    cache.set("principal", principal)  # pickled, as the key cache keeps it
+    assert cache.get("principal") == principal
+
+
+def test_a_principal_cached_by_the_previous_release_reads_zero_as_no_limit(world, group):
+    """During a deploy the cache still holds principals of the previous release for a moment:
+    0 meant "unlimited" there, and rpm, tpm and max_concurrent did not exist."""
+    key, _ = issue_key(world.account, group, quota=5_000_000)
+    state = asdict(KeyPrincipal.from_key(key))
+    state.update(rate_limit_5h=0, rate_limit_1d=0, rate_limit_7d=0)
+    for name in ("rpm", "tpm", "max_concurrent"):
+        del state[name]
+    old = object.__new__(KeyPrincipal)
+    old.__setstate__(state)
+
+    assert old.quota == 5_000_000
+    assert old.rate_limit_5h is old.rate_limit_1d is old.rate_limit_7d is None
+    assert old.rpm is old.tpm is old.max_concurrent is None

@@ -12,6 +12,15 @@ from tests.api.conftest import assert_error, grant
 from tests.factories import RoutingGroupFactory
 
 URL = "/api/v1/keys"
+LIMITS = (
+    "quota",
+    "rate_limit_5h",
+    "rate_limit_1d",
+    "rate_limit_7d",
+    "rpm",
+    "tpm",
+    "max_concurrent",
+)
 
 
 def test_creates_a_key_and_shows_its_secret_once(world, api, group, management_key):
@@ -24,6 +33,9 @@ def test_creates_a_key_and_shows_its_secret_once(world, api, group, management_k
             "rate_limit_5h": 0.000001,
             "rate_limit_1d": 3,
             "rate_limit_7d": "100",
+            "rpm": 60,
+            "tpm": 100_000,
+            "max_concurrent": 4,
             "expires_in_days": 30,
             "ip_allowlist": ["10.0.0.1/8", "2001:db8::1"],
             "ip_denylist": ["10.6.6.6"],
@@ -48,6 +60,9 @@ def test_creates_a_key_and_shows_its_secret_once(world, api, group, management_k
         "rate_limit_5h": 0.000001,
         "rate_limit_1d": 3,
         "rate_limit_7d": 100,
+        "rpm": 60,
+        "tpm": 100_000,
+        "max_concurrent": 4,
         "ip_allowlist": ["10.0.0.0/8", "2001:db8::1/128"],
         "ip_denylist": ["10.6.6.6/32"],
         "created_by": None,
@@ -56,6 +71,7 @@ def test_creates_a_key_and_shows_its_secret_once(world, api, group, management_k
     }
     assert key.masked.startswith(secret[:12]) and key.masked.endswith(secret[-4:])
     assert (key.quota, key.rate_limit_5h, key.rate_limit_1d) == (12_500_000, 1, 3_000_000)
+    assert (key.rpm, key.tpm, key.max_concurrent) == (60, 100_000, 4)
     assert abs(key.expires_at - (timezone.now() + timedelta(days=30))) < timedelta(minutes=1)
     assert expires_at.startswith(key.expires_at.strftime("%Y-%m-%dT%H:%M"))
     assert created_at.endswith("Z")
@@ -82,10 +98,10 @@ def test_creation_is_audited_with_the_management_key_as_actor(world, api, group,
     assert event.details == {"key": key_id, "group": "default"}
 
 
-def test_defaults_are_unlimited_and_never_expire(api, group):
+def test_defaults_are_no_limits_and_never_expire(api, group):
     body = api.post(URL, {"name": "k", "group_id": group.pk}).json()
-    assert body["quota"] == body["rate_limit_5h"] == body["rate_limit_1d"] == 0
-    assert body["rate_limit_7d"] == 0
+    for field in LIMITS:
+        assert body[field] is None, field
     assert body["expires_at"] is None
     assert body["ip_allowlist"] == body["ip_denylist"] == []
 
@@ -133,7 +149,7 @@ def test_nonexistent_group_is_refused(api, group, group_id):
     assert_error(response, 400, "invalid_param", "group_id")
 
 
-@pytest.mark.parametrize("amount", [25, "25", 0.5, "0.000001", "1000000000", 0])
+@pytest.mark.parametrize("amount", [25, "25", 0.5, "0.000001", "1000000000"])
 def test_credit_amounts_as_numbers_or_numeric_strings(api, group, amount):
     response = api.post(URL, {"name": "k", "group_id": group.pk, "quota": amount})
     assert response.status_code == 201, response.content
@@ -154,7 +170,6 @@ def test_credit_amounts_as_numbers_or_numeric_strings(api, group, amount):
         ("twelve", "like 12.5"),
         ("", "like 12.5"),
         (True, "amount"),
-        (None, "amount"),
         ([5], "like 12.5"),
     ],
 )

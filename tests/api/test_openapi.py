@@ -107,3 +107,48 @@ def test_docs_page_keeps_the_strict_content_security_policy(client, db):
     assert "'unsafe-inline'" not in directives["script-src"]
     assert "'unsafe-eval'" not in directives["script-src"]
     assert "'unsafe-inline'" not in directives["style-src"]
+
+
+LIMITS = [
+    "quota",
+    "rate_limit_5h",
+    "rate_limit_1d",
+    "rate_limit_7d",
+    "rpm",
+    "tpm",
+    "max_concurrent",
+]
+
+
+@pytest.mark.parametrize("body", ["KeyCreateIn", "KeyUpdateIn"])
+def test_key_bodies_document_every_limit_as_optional_and_nullable(schema, body):
+    properties = schema["components"]["schemas"][body]["properties"]
+    for field in LIMITS:
+        prop = properties[field]
+        assert {"type": "null"} in prop["anyOf"], field
+        assert "no limit" in prop["description"] and '"paused"' in prop["description"], field
+        assert field not in schema["components"]["schemas"][body].get("required", [])
+    for field in ("rpm", "tpm", "max_concurrent"):
+        assert {"type": "integer", "minimum": 1} in properties[field]["anyOf"], field
+    assert "minute" in properties["rpm"]["description"]
+    assert "input and output" in properties["tpm"]["description"]
+    assert "at once" in properties["max_concurrent"]["description"]
+
+
+def test_key_answers_document_limits_as_null_for_none_and_the_paused_status(schema):
+    key_out = schema["components"]["schemas"]["KeyOut"]
+    for field in LIMITS:
+        assert field in key_out["required"]
+        assert {"type": "null"} in key_out["properties"][field]["anyOf"], field
+        assert "null: no limit" in key_out["properties"][field]["description"], field
+    assert key_out["properties"]["status"]["enum"] == ["active", "paused", "revoked", "expired"]
+
+
+def test_patch_documents_pausing_and_the_409_for_a_revoked_key(schema):
+    status = schema["components"]["schemas"]["KeyUpdateIn"]["properties"]["status"]
+    assert status["enum"] == ["active", "paused"]
+    assert "revoke" in status["description"]
+    assert "status" not in schema["components"]["schemas"]["KeyCreateIn"]["properties"]
+    patch = schema["paths"]["/api/v1/keys/{key_id}"]["patch"]
+    assert "409" in patch["responses"]
+    assert "pause" in patch["description"]

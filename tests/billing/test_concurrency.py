@@ -2,7 +2,7 @@
 
 import pytest
 
-from billing import services
+from billing import errors, services
 from billing.models import Hold, LedgerEntry, UsageRecord, Wallet
 from billing.services import UsageFacts
 from tests.factories import AIModelFactory, UserFactory, fund
@@ -20,7 +20,7 @@ def test_fifty_concurrent_holds_against_a_wallet_that_covers_ten(world):
         50,
     )
     placed = [r for r in results if isinstance(r, services.WalletState)]
-    refused = [r for r in results if isinstance(r, services.InsufficientBalanceError)]
+    refused = [r for r in results if isinstance(r, errors.InsufficientBalanceError)]
     assert (len(placed), len(refused)) == (10, 40)
     assert all(state.available >= 0 for state in placed)
     wallet = Wallet.objects.get(account=world.account)
@@ -40,7 +40,7 @@ def test_twenty_concurrent_redemptions_of_one_code_give_one_top_up(world):
     entries = [r for r in results if isinstance(r, LedgerEntry)]
     assert len(entries) == 1
     assert all(
-        isinstance(r, services.RedemptionError) for r in results if not isinstance(r, LedgerEntry)
+        isinstance(r, errors.RedemptionError) for r in results if not isinstance(r, LedgerEntry)
     )
     assert Wallet.objects.get(account=world.account).balance == 5 * M
     assert LedgerEntry.objects.filter(kind="redeem").count() == 1

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
 
 from accounts.models import Account
-from billing import services
+from billing import errors, services
 from billing.models import Wallet
 from billing.services import UsageFacts
 from tests.factories import AIModelFactory, UserFactory
@@ -48,10 +48,10 @@ class Books(RuleBasedStateMachine):
                 amount=amount,
                 counts_in_flight=synchronous,
             )
-        except services.InsufficientBalanceError:
+        except errors.InsufficientBalanceError:
             assert amount > available
             return reference  # a reference with no hold: settling it must fail cleanly
-        except services.ConcurrencyLimitError:
+        except errors.ConcurrencyLimitError:
             return reference
         assert amount <= available
         self.open_holds[reference] = amount
@@ -94,7 +94,7 @@ class Books(RuleBasedStateMachine):
             services.wallet_admin_adjust(
                 account=self.account, amount=-amount, actor=self.staff, note="correction"
             )
-        except services.InsufficientBalanceError:
+        except errors.InsufficientBalanceError:
             assert amount > available
             return
         self.balance -= amount

@@ -6,7 +6,7 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from billing import services
+from billing import errors, services
 from billing.models import Hold, KeySpend, KeyTotal, LedgerEntry, UsageRecord, UsageRollup, Wallet
 from billing.services import UsageFacts
 from tests.conftest import run_enqueued
@@ -49,7 +49,7 @@ def test_top_up_is_idempotent_by_reference(world):
 
 @pytest.mark.parametrize("amount", [0, -1, 10**20])
 def test_nonsense_amounts_are_refused(world, amount):
-    with pytest.raises(services.BillingError):
+    with pytest.raises(errors.BillingError):
         services.wallet_top_up(account=world.account, amount=amount, reference=f"x{amount}")
 
 
@@ -98,7 +98,7 @@ def test_release_is_free_and_writes_no_usage(world):
 
 def test_hold_larger_than_available_is_refused(world):
     fund(world.account, 1)
-    with pytest.raises(services.InsufficientBalanceError) as error:
+    with pytest.raises(errors.InsufficientBalanceError) as error:
         services.hold_place(account_id=world.account.pk, reference="req_3", amount=2 * M)
     assert error.value.status == 402 and error.value.code == "insufficient_balance"
     assert not Hold.objects.exists()
@@ -110,7 +110,7 @@ def test_concurrency_limit_counts_synchronous_requests_only(world):
     Wallet.objects.filter(account=world.account).update(concurrency_limit=2)
     for n in range(2):
         services.hold_place(account_id=world.account.pk, reference=f"r{n}", amount=1)
-    with pytest.raises(services.ConcurrencyLimitError) as error:
+    with pytest.raises(errors.ConcurrencyLimitError) as error:
         services.hold_place(account_id=world.account.pk, reference="r3", amount=1)
     assert error.value.status == 429 and error.value.code == "concurrency_limit"
     # A task's hold does not count against the limit.
@@ -141,14 +141,14 @@ def test_admin_adjustments_are_audited_and_cannot_overdraw(world):
         account=world.account, amount=2 * M, actor=world.owner, note="goodwill"
     )
     assert entry.kind == "admin_credit" and entry.created_by == world.owner
-    with pytest.raises(services.InsufficientBalanceError):
+    with pytest.raises(errors.InsufficientBalanceError):
         services.wallet_admin_adjust(
             account=world.account, amount=-6 * M, actor=world.owner, note="too much"
         )
     services.wallet_admin_adjust(account=world.account, amount=-5 * M, actor=world.owner, note="x")
     assert Wallet.objects.get(account=world.account).balance == 0
     assert world.account.audit_events.filter(action__startswith="wallet.admin").count() == 2
-    with pytest.raises(services.BillingError):
+    with pytest.raises(errors.BillingError):
         services.wallet_admin_adjust(account=world.account, amount=M, actor=world.owner, note=" ")
     books_balance(world.account)
 
@@ -188,8 +188,9 @@ def test_request_holds_nobody_renews_are_released_and_task_holds_are_not(world):
     fund(world.account, 10)
     services.hold_place(account_id=world.account.pk, reference="stuck", amount=M)
     services.hold_place(
-        account_id=world.account.pk, reference="task_y", amount=M, counts_in_flight=False
-    )
+        account_id=world.account.pk, reference="task_y", amount=M, counts_in_flight=False,
+        kind="task",
+    )  # fmt: skip
     Hold.objects.update(renewed_at=timezone.now() - timedelta(minutes=1))
     assert services.holds_release_stale(older_than=timedelta(seconds=20)) == 1
     assert Hold.objects.get(reference="task_y").status == "open"
@@ -207,6 +208,19 @@ def test_a_renewed_hold_is_not_stale_however_old_it_is(world):
     assert services.holds_release_stale(older_than=timedelta(seconds=20)) == 1
     assert Hold.objects.get(reference="long-stream").status == "open"
     assert Hold.objects.get(reference="orphan").status == "released"
+
+
+def test_a_hold_renewed_after_the_sweep_listed_it_stays_open(world):
+    """The sweep reads the stale holds, then releases them one by one: a renewal in between
+    (the call is alive after all) wins."""
+    fund(world.account, 10)
+    services.hold_place(account_id=world.account.pk, reference="slow-renewal", amount=M)
+    cutoff = timezone.now() - timedelta(seconds=20)
+    Hold.objects.update(renewed_at=cutoff - timedelta(seconds=1))  # listed as stale
+    assert services.holds_renew(references=["slow-renewal"]) == 1  # then renewed
+    assert not services.hold_release(reference="slow-renewal", stale_before=cutoff)
+    assert Hold.objects.get(reference="slow-renewal").status == "open"
+    books_balance(world.account)
 
 
 def test_beat_releases_request_holds_not_renewed_for_the_setting(world, settings):

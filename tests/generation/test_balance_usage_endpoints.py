@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from accounts.keys import api_key_revoke, management_key_issue
 from billing import services
-from billing.services import KEY_SPEND_BUCKET, UsageFacts
+from billing.limits import KEY_SPEND_BUCKET
+from billing.services import UsageFacts
 from generation.models import AIModel
 from tests.factories import AIModelFactory, RoutingGroupFactory, fund, issue_key
 

@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from billing.metering import meter
 from billing.models import Hold, LedgerEntry, UsageRecord, Wallet
 from billing.pricing import TokenUsage, text_cost
 from billing.services import wallet_problems
@@ -283,7 +284,8 @@ def test_an_empty_wallet_quota_and_caps_refuse_before_the_upstream(client, world
     _, quota_key = issue_key(world.account, groups["default"], quota=1)
     chat(client, quota_key)  # spends past the one micro-credit quota
     refused = chat(client, quota_key)
-    assert refused.status_code == 402 and refused.json()["error"]["code"] == "quota_exceeded"
+    assert refused.status_code == 402, refused.content
+    assert refused.json()["error"]["code"] == "quota_exceeded"
     _, capped = issue_key(world.account, groups["default"], rate_limit_5h=1)
     chat(client, capped)
     limited = chat(client, capped)
@@ -291,9 +293,12 @@ def test_an_empty_wallet_quota_and_caps_refuse_before_the_upstream(client, world
     assert limited.json()["error"]["code"] == "rate_limit_exceeded"
     assert int(limited.headers["X-RateLimit-Reset"]) > 0
     Wallet.objects.filter(account=world.account).update(concurrency_limit=0)
+    meter.forget()  # processes learn an account's new limit within ACCOUNT_SETTINGS_SECONDS
     busy = chat(client, demo["default"])
     assert busy.status_code == 429 and busy.json()["error"]["code"] == "concurrency_limit"
+    assert int(busy.headers["Retry-After"]) >= 1
     Wallet.objects.filter(account=world.account).update(concurrency_limit=25)
+    meter.forget()
     drain(world)
     broke = chat(client, demo["default"])
     assert broke.status_code == 402

@@ -332,7 +332,7 @@ def test_a_database_outage_is_a_503_on_every_surface(world, two_accounts, client
     def down(*args, **kwargs):
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr("accounts.keyauth._verify", down)
+    monkeypatch.setattr("accounts.keyauth._lookup", down)
     response = client.get("/v1/models", headers={"x-api-key": two_accounts["mine"]})
     assert response.status_code == 503 and response["Retry-After"] == "5"
     assert response.json()["error"]["code"] == "service_unavailable"

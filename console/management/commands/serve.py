@@ -29,7 +29,7 @@ STOP_GRACE_SECONDS = 15
 # any caller on 127.0.0.1 (its default --forwarded-allow-ips), and anyone on this machine could
 # pick the address key IP lists and the login limits see. A proxy in front is configured with
 # BYTESPIKE_CLIENT_IP_HEADER instead (accounts.keyauth.client_ip).
-UVICORN_FLAGS = ["--lifespan", "off", "--timeout-graceful-shutdown", "10", "--no-proxy-headers"]
+UVICORN_FLAGS = ["--lifespan", "on", "--timeout-graceful-shutdown", "10", "--no-proxy-headers"]
 # The filesystem broker has no fan-out, so skip the cluster chatter that needs it.
 WORKER_FLAGS = ["--without-mingle", "--without-gossip"]
 
