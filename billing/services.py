@@ -643,6 +643,7 @@ def usage_batch_commit(*, batch: str, charges: list[Charge], releases: list[Rele
             # Group commit: a PostgreSQL crash may lose the last moments of batches (at most
             # three times wal_writer_delay); a killed web process loses nothing it answered.
             _execute("SET LOCAL synchronous_commit TO OFF")
+        _lock_wallets(charges, releases)
         for release in releases:
             hold_release(reference=release.reference)
         leased = [c for c in charges if c.lease]
@@ -655,6 +656,27 @@ def usage_batch_commit(*, batch: str, charges: list[Charge], releases: list[Rele
         if leased:
             results.update(_charge_leases(batch, leased))
     return results
+
+
+def _lock_wallets(charges: list[Charge], releases: list[Release]) -> None:
+    """Lock every wallet the batch touches, in account order, before touching any: two
+    processes' batches over the same accounts would otherwise lock them in different orders
+    (one settling account 2's hold then charging account 1's lease, the other the reverse) and
+    deadlock. Everything else locks one wallet at a time."""
+    if not connection.features.has_select_for_update:
+        return  # SQLite: the transaction holds the whole database
+    references = [c.reference for c in charges if not c.lease] + [r.reference for r in releases]
+    accounts = {c.account_id for c in charges}
+    if references:
+        accounts |= set(
+            Hold.objects.filter(reference__in=references).values_list("account_id", flat=True)
+        )
+    list(
+        Wallet.objects.filter(account_id__in=accounts)
+        .order_by("account_id")
+        .select_for_update()
+        .values_list("account_id", flat=True)
+    )
 
 
 def _charge_leases(batch: str, charges: list[Charge]) -> dict[str, "Settlement"]:

@@ -29,29 +29,49 @@ def key(world):
     return issue_key(world.account, seed_catalogue()["default"], actor=world.owner)[1]
 
 
+HI = [{"role": "user", "content": "Hi"}]
+STREAMS = {
+    # protocol: (path, body, what says the answer ended well, what says it failed)
+    "chat": ("/v1/chat/completions", {"model": "gpt-4.1", "stream": True, "messages": HI},
+             '"finish_reason":"stop"', '"error"'),
+    "responses": ("/v1/responses", {"model": "gpt-4.1", "stream": True, "input": "Hi"},
+                  "response.completed", "response.failed"),
+    "messages": ("/v1/messages",
+                 {"model": "gpt-4.1", "stream": True, "max_tokens": 50, "messages": HI},
+                 "message_stop", "event: error"),
+    "gemini": ("/v1beta/models/gpt-4.1:streamGenerateContent?alt=sse",
+               {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]},
+               '"finishReason"', '"error"'),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("protocol", STREAMS)
 def test_a_stream_whose_settlement_cannot_be_written_ends_with_an_error_and_is_free(
-    client, world, key, monkeypatch, settings
+    client, world, key, monkeypatch, settings, protocol
 ):
+    """The answer's end goes out only after the call is billed: a client never sees a complete
+    answer (response.completed, message_stop, a finish reason) that was not charged."""
+
     def database_gone(**kwargs):
         raise OperationalError("couldn't get a connection after 10.00 sec")
 
     monkeypatch.setattr(billing, "hold_settle", database_gone)
-    body = {"model": "gpt-4.1", "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
+    path, body, ended_well, failed = STREAMS[protocol]
 
     async def call():
         # The whole stream in one event loop, as an ASGI server reads it.
         response = await AsyncClient().post(
-            "/v1/chat/completions", json.dumps(body), content_type="application/json",
-            headers={"x-api-key": key},
+            path, json.dumps(body), content_type="application/json", headers={"x-api-key": key},
         )  # fmt: skip
         return response, b"".join([chunk async for chunk in response.streaming_content])
 
     response, content = async_to_sync(call)()
     assert response.status_code == 200
-    frames = content.decode().strip().split("\n\n")
-    assert frames[-1] == "data: [DONE]"
-    error = json.loads(frames[-2].removeprefix("data: "))["error"]
-    assert "briefly unavailable" in error["message"]
+    text = content.decode()
+    assert failed in text and ended_well not in text.replace(" ", ""), text[-600:]
+    assert "briefly unavailable" in text
+    if protocol == "chat":
+        assert text.strip().split("\n\n")[-1] == "data: [DONE]"
     assert not UsageRecord.objects.exists()
     # The hold stays open until beat finds it stale, then goes back to the wallet, free.
     assert Hold.objects.get().status == "open"

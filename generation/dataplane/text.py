@@ -327,6 +327,7 @@ class TextStream:
         self._books = threading.Lock()
         self._loop = None
         self._generator = None
+        self._ending: MessageEnd | None = None
 
     def __aiter__(self):
         self._loop = asyncio.get_running_loop()
@@ -355,7 +356,10 @@ class TextStream:
                 for frame in self.renderer.fail(unavailable().message):
                     yield frame
                 return
-            for frame in self.renderer.finish():
+            # The answer's end (and its usage) goes out only now that the call is billed: a
+            # client that saw the end of its answer has been charged for it.
+            ending = self.renderer.feed(self._ending) if self._ending else []
+            for frame in [*ending, *self.renderer.finish()]:
                 yield frame
         finally:
             await self.stack.aclose()
@@ -393,6 +397,9 @@ class TextStream:
             )
         elif isinstance(event, MessageStart | MessageEnd):
             self.usage = _merge(self.usage, event.usage)
+        if isinstance(event, MessageEnd):
+            self._ending = event  # rendered once the call is billed (_frames)
+            return []
         return self.renderer.feed(event)
 
     def _elapsed_ms(self) -> int:

@@ -1,10 +1,11 @@
 """Races on PostgreSQL with real threads: each thread has its own connection and transaction."""
 
 import pytest
+from django.utils import timezone
 
 from billing import errors, services
 from billing.models import Hold, LedgerEntry, UsageRecord, Wallet
-from billing.services import UsageFacts
+from billing.services import Charge, UsageFacts
 from tests.factories import AIModelFactory, UserFactory, fund
 from tests.races import race
 
@@ -83,3 +84,34 @@ def test_concurrent_top_ups_with_one_reference_credit_once(world):
     )
     assert len({r.pk for r in results if isinstance(r, LedgerEntry)}) == 1
     assert Wallet.objects.get(account=world.account).balance == M
+
+
+def test_batches_over_the_same_accounts_in_opposite_orders_do_not_deadlock(world):
+    """Two processes' settlement batches: one settles account A's call hold and charges account
+    B's lease, the other the reverse. Each batch locks its wallets in account order first."""
+    model = AIModelFactory()
+    accounts = [world.account, world.outsider_account]
+    for account in accounts:
+        fund(account, 100)
+    usage = UsageFacts(model_id=model.pk, family="text", protocol="openai")
+    failures = []
+    for round_ in range(10):
+        batches = []
+        for i, (mine, leased) in enumerate([accounts, accounts[::-1]]):
+            call, lease = f"req_{round_}_{i}", f"lease_{round_}_{i}"
+            services.hold_place(account_id=mine.pk, reference=call, amount=M)
+            services.lease_grow(account_id=leased.pk, reference=lease, amount=M, step="grow1")
+            batches.append([
+                Charge(call, mine.pk, M, usage, timezone.now()),
+                Charge(f"req_{round_}_{i}_leased", leased.pk, M, usage, timezone.now(), lease),
+            ])  # fmt: skip
+        results = race(
+            lambda i, batches=batches, round_=round_: services.usage_batch_commit(
+                batch=f"batch_{round_}_{i}", charges=batches[i], releases=[]
+            ),
+            2,
+        )
+        failures += [r for r in results if isinstance(r, Exception)]
+    assert failures == []
+    for account in accounts:
+        assert services.wallet_problems(account.pk) == []
