@@ -627,6 +627,7 @@ class Release:
     """A failed call's own hold, to give back (failed calls are free)."""
 
     reference: str
+    account_id: int
 
 
 def usage_batch_commit(*, batch: str, charges: list[Charge], releases: list[Release]) -> dict:
@@ -663,14 +664,9 @@ def _lock_wallets(charges: list[Charge], releases: list[Release]) -> None:
     processes' batches over the same accounts would otherwise lock them in different orders
     (one settling account 2's hold then charging account 1's lease, the other the reverse) and
     deadlock. Everything else locks one wallet at a time."""
-    if not connection.features.has_select_for_update:
-        return  # SQLite: the transaction holds the whole database
-    references = [c.reference for c in charges if not c.lease] + [r.reference for r in releases]
-    accounts = {c.account_id for c in charges}
-    if references:
-        accounts |= set(
-            Hold.objects.filter(reference__in=references).values_list("account_id", flat=True)
-        )
+    accounts = {c.account_id for c in charges} | {r.account_id for r in releases}
+    if len(accounts) < 2 or not connection.features.has_select_for_update:
+        return  # one wallet cannot deadlock; SQLite's transaction holds the whole database
     list(
         Wallet.objects.filter(account_id__in=accounts)
         .order_by("account_id")

@@ -295,7 +295,7 @@ class Meter:
             self.leases.release(call.lease, call.credits)
         else:
             self._untrack(call.reference)
-            await self._flush(_Pending(Release(call.reference)))
+            await self._flush(_Pending(Release(call.reference, call.account_id)))
         await self._unreserve(call)
 
     async def _unreserve(self, call: Call) -> None:
