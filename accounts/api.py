@@ -174,7 +174,19 @@ class KeyPage(Schema):
     page_size: int
 
 
-class KeyCreateIn(Schema):
+class _KeyLimitsIn(Schema):
+    """The limits a key is created with or edited to (the quota stays with the key's own
+    fields, where it reads first)."""
+
+    rate_limit_5h: Credits | None = _limit(CAP_5H)
+    rate_limit_1d: Credits | None = _limit(CAP_1D)
+    rate_limit_7d: Credits | None = _limit(CAP_7D)
+    rpm: Count | None = _limit(RPM)
+    tpm: Count | None = _limit(TPM)
+    max_concurrent: Count | None = _limit(MAX_CONCURRENT)
+
+
+class KeyCreateIn(_KeyLimitsIn):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -197,17 +209,11 @@ class KeyCreateIn(Schema):
     quota: Credits | None = _limit(QUOTA)
     expires_in_days: Days | None = None
     expires_at: AwareDatetime | None = Field(None, description="ISO 8601 with a time zone.")
-    rate_limit_5h: Credits | None = _limit(CAP_5H)
-    rate_limit_1d: Credits | None = _limit(CAP_1D)
-    rate_limit_7d: Credits | None = _limit(CAP_7D)
-    rpm: Count | None = _limit(RPM)
-    tpm: Count | None = _limit(TPM)
-    max_concurrent: Count | None = _limit(MAX_CONCURRENT)
     ip_allowlist: Cidrs = []
     ip_denylist: Cidrs = []
 
 
-class KeyUpdateIn(Schema):
+class KeyUpdateIn(_KeyLimitsIn):
     """Only the fields sent change; null removes a limit or the expiry."""
 
     model_config = ConfigDict(
@@ -225,12 +231,6 @@ class KeyUpdateIn(Schema):
     quota: Credits | None = _limit(QUOTA)
     expires_in_days: Days = None
     expires_at: AwareDatetime | None = None
-    rate_limit_5h: Credits | None = _limit(CAP_5H)
-    rate_limit_1d: Credits | None = _limit(CAP_1D)
-    rate_limit_7d: Credits | None = _limit(CAP_7D)
-    rpm: Count | None = _limit(RPM)
-    tpm: Count | None = _limit(TPM)
-    max_concurrent: Count | None = _limit(MAX_CONCURRENT)
     ip_allowlist: Cidrs | None = None
     ip_denylist: Cidrs | None = None
     # Not a real field: accepted so the key service can explain why the group cannot change.

@@ -1,7 +1,8 @@
 """The metering engine: the only way spend enters the books (billing/metering/engine.py).
 
-Calls: ``async with meter.call(principal, reference=..., credits=..., tokens=...) as call:``
-then ``await call.settle(cost, usage)``; a call not settled is released, free. Tasks:
+Calls: ``call = await meter.admit(principal, reference=..., credits=..., tokens=...)``, then
+``await call.settle(cost, usage)``, or ``await call.release()`` if it failed (free). (Not a
+``with`` block: a stream's call outlives the view that admitted it.) Tasks:
 ``meter.task_reserve`` at submit (the key's limits), ``task_hold`` in the submit's transaction,
 ``task_settle`` / ``task_release`` at the task's end. Nothing else places, settles or releases a
 hold (tests/billing/test_one_door.py fails if something does).

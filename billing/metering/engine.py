@@ -1,6 +1,6 @@
 """The metering engine: the one door through which spend enters the books.
 
-A call is admitted (``Meter.admit``, or ``Meter.call`` as a context manager): its key's limits
+A call is admitted (``Meter.admit``): its key's limits
 and its account's concurrency are checked and reserved by the counters, in one atomic step (in
 memory, or one Redis round trip); then its wallet's credit, against the process's lease for a
 busy account (in memory), or with an exact hold of its own (one database write). After the
@@ -29,7 +29,6 @@ import secrets
 import socket
 import threading
 import time
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import redis.exceptions
@@ -101,9 +100,6 @@ class Call:
     def settle_now(self, charge: int, usage: UsageFacts, *, tokens: int = 0) -> Settlement:
         """``settle`` for code running in a thread of the web process (a stream's close)."""
         return async_to_sync(self.settle)(charge, usage, tokens=tokens)
-
-    def release_now(self) -> None:
-        async_to_sync(self.release)()
 
     def headers(self, charged: int | None = None) -> dict:
         """The wallet and limit headers (SPEC §4), before settling (``charged`` None: what is
@@ -235,17 +231,6 @@ class Meter:
         self._track(reference)
         return Call(self, reference, principal.account_id, principal.key_id, credits,
                     LimitState(), wallet, counted=False)  # fmt: skip
-
-    @asynccontextmanager
-    async def call(self, principal, *, reference: str, credits: int, tokens: int = 0):
-        """``async with meter.call(...) as call:`` ... ``await call.settle(cost, usage)``; a call
-        left without settling (an error, a cancelled request) is released: free."""
-        call = await self.admit(principal, reference=reference, credits=credits, tokens=tokens)
-        try:
-            yield call
-        finally:
-            if not call.closed:
-                await asyncio.shield(call.release())
 
     # --- Settlement ----------------------------------------------------------------------------
 

@@ -4,21 +4,12 @@ per minute and calls at once. Empty is no limit; 0 is refused with a pointer to 
 import pytest
 from django.urls import reverse
 
-from accounts.models import ApiKey, AuditEvent
+from accounts.models import LIMIT_FIELDS, ApiKey, AuditEvent
 from tests.factories import AIModelFactory, RoutingGroupFactory, issue_key
 
 pytestmark = pytest.mark.django_db
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
-LIMITS = [
-    "quota",
-    "rate_limit_5h",
-    "rate_limit_1d",
-    "rate_limit_7d",
-    "rpm",
-    "tpm",
-    "max_concurrent",
-]
 COUNTS = ["rpm", "tpm", "max_concurrent"]
 PAUSE_HINT = "A limit of 0 would stop the key."
 
@@ -42,7 +33,7 @@ def edit(client, key, **data):
         "expires_on": "",
         "ip_allowlist": "",
         "ip_denylist": "",
-        **{field: "" for field in LIMITS},
+        **{field: "" for field in LIMIT_FIELDS},
         **data,
     }
     return client.post(reverse("accounts:key-update", args=[key.public_id]), form, **HTMX)
@@ -77,16 +68,16 @@ def test_create_with_request_limits(world, client_for, group):
 
 
 def test_create_with_every_limit_blank_has_no_limits(world, client_for, group):
-    response = create(client_for(world.owner), group, **{field: "" for field in LIMITS})
+    response = create(client_for(world.owner), group, **{field: "" for field in LIMIT_FIELDS})
 
     assert response.status_code == 200
     key = ApiKey.objects.get(name="Backend")
-    assert all(getattr(key, field) is None for field in LIMITS)
+    assert all(getattr(key, field) is None for field in LIMIT_FIELDS)
 
 
 @pytest.mark.parametrize(
     ("field", "zero"),
-    [(field, "0") for field in LIMITS] + [("quota", "0.00"), ("rate_limit_1d", "0,000")],
+    [(field, "0") for field in LIMIT_FIELDS] + [("quota", "0.00"), ("rate_limit_1d", "0,000")],
 )
 def test_create_refuses_zero_and_points_to_pause(world, client_for, group, field, zero):
     response = create(client_for(world.owner), group, **{field: zero})
@@ -150,7 +141,7 @@ def test_the_edit_form_shows_the_current_limits_and_blank_for_none(world, client
     assert 'name="quota" value=' not in form and 'name="tpm" value=' not in form
 
 
-@pytest.mark.parametrize("field", LIMITS)
+@pytest.mark.parametrize("field", LIMIT_FIELDS)
 def test_edit_refuses_zero_and_keeps_the_limit(world, client_for, group, field):
     key, _ = issue_key(world.account, group, actor=world.owner, **{field: 7})
 

@@ -6,24 +6,15 @@ from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 
 from accounts.keys import management_key_issue
-from accounts.models import ApiKey, KeyStatus, ManagementKey
+from accounts.models import LIMIT_FIELDS, ApiKey, KeyStatus, ManagementKey
 from tests.factories import AccountFactory, RoutingGroupFactory, issue_key
 
-LIMITS = [
-    "quota",
-    "rate_limit_5h",
-    "rate_limit_1d",
-    "rate_limit_7d",
-    "rpm",
-    "tpm",
-    "max_concurrent",
-]
 BEFORE = [("accounts", "0003_webhook_previous_secret")]
 AFTER = [("accounts", "0006_apikey_limits_positive")]
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("field", LIMITS)
+@pytest.mark.parametrize("field", LIMIT_FIELDS)
 def test_a_limit_is_null_or_positive_never_zero_or_negative(field):
     key, _ = issue_key(AccountFactory(), RoutingGroupFactory())
     for value in (None, 1):

@@ -7,20 +7,11 @@ import pytest
 from django.utils import timezone
 
 from accounts.keys import key_digest
-from accounts.models import ApiKey, AuditEvent
+from accounts.models import LIMIT_FIELDS, ApiKey, AuditEvent
 from tests.api.conftest import assert_error, grant
 from tests.factories import RoutingGroupFactory
 
 URL = "/api/v1/keys"
-LIMITS = (
-    "quota",
-    "rate_limit_5h",
-    "rate_limit_1d",
-    "rate_limit_7d",
-    "rpm",
-    "tpm",
-    "max_concurrent",
-)
 
 
 def test_creates_a_key_and_shows_its_secret_once(world, api, group, management_key):
@@ -100,7 +91,7 @@ def test_creation_is_audited_with_the_management_key_as_actor(world, api, group,
 
 def test_defaults_are_no_limits_and_never_expire(api, group):
     body = api.post(URL, {"name": "k", "group_id": group.pk}).json()
-    for field in LIMITS:
+    for field in LIMIT_FIELDS:
         assert body[field] is None, field
     assert body["expires_at"] is None
     assert body["ip_allowlist"] == body["ip_denylist"] == []

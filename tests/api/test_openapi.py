@@ -6,6 +6,8 @@ import re
 
 import pytest
 
+from accounts.models import LIMIT_FIELDS
+
 
 @pytest.fixture
 def schema(client, db) -> dict:
@@ -109,21 +111,10 @@ def test_docs_page_keeps_the_strict_content_security_policy(client, db):
     assert "'unsafe-inline'" not in directives["style-src"]
 
 
-LIMITS = [
-    "quota",
-    "rate_limit_5h",
-    "rate_limit_1d",
-    "rate_limit_7d",
-    "rpm",
-    "tpm",
-    "max_concurrent",
-]
-
-
 @pytest.mark.parametrize("body", ["KeyCreateIn", "KeyUpdateIn"])
 def test_key_bodies_document_every_limit_as_optional_and_nullable(schema, body):
     properties = schema["components"]["schemas"][body]["properties"]
-    for field in LIMITS:
+    for field in LIMIT_FIELDS:
         prop = properties[field]
         assert {"type": "null"} in prop["anyOf"], field
         assert "no limit" in prop["description"] and '"paused"' in prop["description"], field
@@ -137,7 +128,7 @@ def test_key_bodies_document_every_limit_as_optional_and_nullable(schema, body):
 
 def test_key_answers_document_limits_as_null_for_none_and_the_paused_status(schema):
     key_out = schema["components"]["schemas"]["KeyOut"]
-    for field in LIMITS:
+    for field in LIMIT_FIELDS:
         assert field in key_out["required"]
         assert {"type": "null"} in key_out["properties"][field]["anyOf"], field
         assert "null: no limit" in key_out["properties"][field]["description"], field
