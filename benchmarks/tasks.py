@@ -3,6 +3,7 @@ changes reach watchers.
 
     uv run python benchmarks/tasks.py            # about 3 minutes
     uv run python benchmarks/tasks.py --quick    # about 1.5 minutes: shorter runs, no watchers
+    uv run python benchmarks/tasks.py --profile  # and a py-spy profile of the queries on PG
 
 For each backend, one ByteSpike web process started as production starts it (the README's
 uvicorn flags, see benchmarks/_common.py) over one account with 200 video tasks (the sandbox's
@@ -56,6 +57,7 @@ from _common import (
     web_command,
 )
 from _load import generator, throughput
+from _profile import print_profile, profile
 
 BENCH_DB = "bytespike_bench_tasks"
 PORT = 9111
@@ -218,6 +220,17 @@ def run(name: str, env: dict, args, *, prepare, cleanup, watchers: bool) -> dict
                 cpu=cpu,
             )
             log(f"{name} query: {json.dumps(out['query'])}")
+            if args.profile and name == "pg":
+                stem = ROOT / "var" / "bench" / f"tasks-{name}-query-profile"
+                out["profile"] = profile(
+                    server.pid,
+                    f"{base}/v1/tasks/query",
+                    headers,
+                    queries,
+                    args.profile_seconds,
+                    stem,
+                    args.generator,
+                )
             out["submit"] = throughput(
                 [f"{base}/v1/tasks/submit"],
                 headers,
@@ -263,6 +276,8 @@ def main() -> None:
     parser.add_argument("--only", default="pg,sqlite", help="which of pg,sqlite")
     parser.add_argument("--no-watchers", action="store_true", help="skip the SSE and card delays")
     parser.add_argument("--generator", default="auto", choices=["auto", "wrk", "aiohttp"])
+    parser.add_argument("--profile", action="store_true", help="py-spy the PG queries")
+    parser.add_argument("--profile-seconds", type=int, default=10)
     args = parser.parse_args()
     args.seconds = args.seconds or (4 if args.quick else 10)
     args.warmup = 1 if args.quick else 2
@@ -332,6 +347,8 @@ def main() -> None:
     )
     for name, failure in results["failures"].items():
         print(f"\n{LABELS[name]} not measured: {failure}")
+    if "profile" in results.get("pg", {}):
+        print_profile(results["pg"]["profile"], "the PostgreSQL web process answering queries")
     print(f"\nresults: {out}")
 
 

@@ -8,7 +8,8 @@ from accounts.keyauth import KeyPrincipal
 from billing.errors import BillingError
 from billing.metering import Call, LimitState, limit_headers, meter, run_db
 from billing.metering.headers import rate_limit_headers
-from billing.services import wallet_state
+from billing.models import KeyTotal
+from billing.services import WalletState, wallet_state
 from generation.dataplane.errors import GatewayError
 
 
@@ -40,17 +41,19 @@ async def admit(principal: KeyPrincipal, reference: str, credits: int, *, tokens
 def current_headers_now(principal: KeyPrincipal) -> dict:
     """The wallet and limit headers as they stand, for code already running in a thread (an
     answer that admitted no call: what the key's limits are, not what they would admit)."""
-    wallet = wallet_state(principal.account_id)
-    quota_left = None
+    spent = 0
     if principal.quota:
-        from billing.models import KeyTotal
-
         spent = (
             KeyTotal.objects.filter(api_key_id=principal.key_id)
             .values_list("credits", flat=True)
             .first()
-        )
-        quota_left = principal.quota - (spent or 0)
+        ) or 0
+    return books_headers(principal, wallet_state(principal.account_id), spent)
+
+
+def books_headers(principal: KeyPrincipal, wallet: WalletState, key_spent: int) -> dict:
+    """The wallet and quota headers from a wallet and a key's spend already read."""
+    quota_left = principal.quota - key_spent if principal.quota else None
     return limit_headers(wallet.available, LimitState(quota_remaining=quota_left))
 
 

@@ -18,7 +18,7 @@ from generation.dataplane.base import dataplane_view, json_body
 from generation.dataplane.errors import GatewayError, Protocol
 from generation.live import Listener
 from generation.models import Task
-from generation.selectors import task_for_account
+from generation.selectors import task_for_account, task_poll
 from generation.task_objects import task_object
 
 logger = logging.getLogger(__name__)
@@ -102,13 +102,17 @@ def _identifiers(request) -> tuple[str, str]:
 
 
 def _look_up(principal: KeyPrincipal, task_id: str, out_task_id: str, base_url: str):
-    """The task object and the wallet headers, in one trip to a thread (the hot read)."""
-    task = task_for_account(
-        account_id=principal.account_id, task_id=task_id, out_task_id=out_task_id
+    """The task object and the wallet headers, from one read in one trip to a thread."""
+    poll = task_poll(
+        account_id=principal.account_id,
+        key_id=principal.key_id,
+        task_id=task_id,
+        out_task_id=out_task_id,
     )
-    if task is None:
+    if poll is None:
         return None, {}
-    return task_object(task, base_url), metering.current_headers_now(principal)
+    headers = metering.books_headers(principal, poll.wallet, poll.key_spent)
+    return task_object(poll.task, base_url), headers
 
 
 @dataplane_view(Protocol.OPENAI, methods=("GET", "POST"))

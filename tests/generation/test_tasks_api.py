@@ -219,6 +219,11 @@ def test_an_upstream_failure_fails_the_task_for_free(client, world, keys):
     assert task.credits_used == 0
     assert Hold.objects.get(reference=task_id).status == "released"
     assert not UsageRecord.objects.exists()
+    # A poll shows the error object and the times as the task object does everywhere.
+    body = call(client, keys["gemini-default"], "/v1/tasks/query", {"task_id": task_id}).json()
+    assert body["status"] == "failed" and body["error"] == task.error
+    assert body["completed_at"] == task.completed_at.isoformat().replace("+00:00", "Z")
+    assert body["model"] == "veo-3-fast" and body["credits_used"] == 0
     books(world)
 
 
