@@ -120,6 +120,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         "max_size": int(os.environ.get("DATABASE_POOL_MAX", "20")),
         "timeout": 10,
     }
+    # Parameters bound by the server, and statements a connection runs often prepared once
+    # (psycopg prepares after 5 runs): the hot path's few statements skip client-side quoting
+    # and the server's parse and plan. Behind PgBouncer, set DATABASE_SERVER_SIDE_BINDING=0
+    # unless it runs in session mode (or 1.21+ with max_prepared_statements).
+    DATABASES["default"]["OPTIONS"]["server_side_binding"] = (
+        os.environ.get("DATABASE_SERVER_SIDE_BINDING", "1") == "1"
+    )
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web process read while the worker writes; IMMEDIATE takes the write lock at
     # the start of a transaction so concurrent writers wait (busy timeout) instead of failing.
