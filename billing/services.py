@@ -497,22 +497,24 @@ def hold_release(*, reference: str, stale_before: datetime | None = None) -> boo
     return True
 
 
-def holds_renew(*, references) -> int:
+def holds_renew(*, references) -> list[str]:
     """Mark the holds of calls still running and of live leases as alive (their web process
-    calls this every few seconds), so the stale sweep leaves them open."""
+    calls this every few seconds), so the stale sweep leaves them open; the references of
+    those it renewed."""
     references = list(references)
     if not references:
-        return 0
+        return []
     with transaction.atomic():
         # A hold being settled is locked by its batch: skip it rather than wait for the batch
         # (waiting, every other hold of the process would go unrenewed meanwhile).
-        ids = list(
+        found = dict(
             Hold.objects.filter(reference__in=references, status=HoldStatus.OPEN)
             .exclude(kind=HoldKind.TASK)
             .select_for_update(skip_locked=True)
-            .values_list("pk", flat=True)
+            .values_list("pk", "reference")
         )
-        return Hold.objects.filter(pk__in=ids).update(renewed_at=timezone.now())
+        Hold.objects.filter(pk__in=found).update(renewed_at=timezone.now())
+        return list(found.values())
 
 
 def holds_release_stale(*, older_than: timedelta) -> int:

@@ -8,6 +8,14 @@ lease (``services.usage_batch_commit``); it grows again, under a lock, when a ca
 An idle lease goes back to the wallet after ``LEASE_IDLE_SECONDS``; a dead process's lease is
 released by the stale-hold sweep, as its requests' holds are.
 
+A lease is spent in memory only while it is fresh: for three quarters of
+``BYTESPIKE_HOLD_STALE_SECONDS`` after the database last marked it alive (its growth, or a
+renewal that committed; renewals run every quarter). The sweep releases holds unrenewed for the
+whole of that time, so a living process whose renewals lag (an overloaded machine, a slow
+database) stops admitting against a lease before another process could release it, and its
+calls take exact holds until a renewal lands: a released lease is never spent, and the calls
+admitted last have the remaining quarter to settle against it.
+
 An account whose wallet cannot fund a lease, and one that is not busy, is admitted by an exact
 hold per call instead: no wallet goes below zero either way.
 """
@@ -38,12 +46,22 @@ class Lease:
     consumed: int = 0  # charged by answered calls, not yet committed by a batch
     wallet_available: int = 0  # the wallet's available, as of the last growth
     steps: int = 0
+    fresh_until: float = 0.0  # monotonic time until which it may be spent in memory
     last_used: float = field(default_factory=time.monotonic)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def free(self) -> int:
         return self.amount - self.reserved - self.consumed
+
+    def alive_at(self, moment: float) -> None:
+        """The database marked the lease alive at (or after) monotonic time ``moment``."""
+        trusted = settings.BYTESPIKE_HOLD_STALE_SECONDS * 3 / 4
+        self.fresh_until = max(self.fresh_until, moment + trusted)
+
+    @property
+    def fresh(self) -> bool:
+        return time.monotonic() < self.fresh_until
 
 
 @dataclass
@@ -92,17 +110,20 @@ class LeaseBook:
         rate = self._rate(account_id)
         rate.calls += 1
         lease = self.leases.get(account_id)
-        if lease is not None and lease.free >= credits:
+        if lease is not None and lease.free >= credits and lease.fresh:
             return self._reserve(lease, credits)
         if not self._busy(rate):
             return None
         if lease is None:
             lease = self.leases[account_id] = self._new(account_id)
         async with lease.lock:
+            if lease.amount and not lease.fresh:
+                return None  # its renewals lag: exact holds until one lands (see above)
             if lease.free >= credits:
                 return self._reserve(lease, credits)
             want = max(credits * LEASE_CALLS, int(max(rate.spend, rate.last_spend) * LEASE_SECONDS))
             lease.steps += 1
+            asked = time.monotonic()
             try:
                 grant = await self.run_db(
                     services.lease_grow, account_id=account_id, reference=lease.reference,
@@ -116,6 +137,7 @@ class LeaseBook:
                 return None
             lease.amount = grant.amount
             lease.wallet_available = grant.wallet.available
+            lease.alive_at(asked)
             if lease.free < credits:
                 return None
             return self._reserve(lease, credits)
@@ -156,6 +178,13 @@ class LeaseBook:
 
     def references(self) -> list[str]:
         return [lease.reference for lease in self.leases.values()]
+
+    def renewed(self, references, *, at: float) -> None:
+        """A renewal asked for at monotonic time ``at`` committed for these holds."""
+        renewed = set(references)
+        for lease in list(self.leases.values()):
+            if lease.reference in renewed:
+                lease.alive_at(at)
 
     async def return_idle(self, *, everything: bool = False) -> int:
         """Give idle leases (or, at shutdown, every lease with nothing running) back."""

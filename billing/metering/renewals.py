@@ -23,8 +23,12 @@ renewals_enabled = True
 
 
 def renew() -> int:
-    """Renew this process's holds; how many."""
-    return services.holds_renew(references=meter.live_references())
+    """Renew this process's holds; how many. Leases stay spendable in memory only while their
+    renewals land (billing/metering/leases.py)."""
+    asked = time.monotonic()
+    renewed = services.holds_renew(references=meter.live_references())
+    meter.leases.renewed(renewed, at=asked)
+    return len(renewed)
 
 
 def sweep() -> int:

@@ -204,7 +204,7 @@ def test_a_renewed_hold_is_not_stale_however_old_it_is(world):
     services.hold_place(account_id=world.account.pk, reference="orphan", amount=M)
     an_hour_ago = timezone.now() - timedelta(hours=1)
     Hold.objects.update(created_at=an_hour_ago, renewed_at=an_hour_ago)
-    assert services.holds_renew(references=["long-stream"]) == 1
+    assert services.holds_renew(references=["long-stream"]) == ["long-stream"]
     assert services.holds_release_stale(older_than=timedelta(seconds=20)) == 1
     assert Hold.objects.get(reference="long-stream").status == "open"
     assert Hold.objects.get(reference="orphan").status == "released"
@@ -217,7 +217,7 @@ def test_a_hold_renewed_after_the_sweep_listed_it_stays_open(world):
     services.hold_place(account_id=world.account.pk, reference="slow-renewal", amount=M)
     cutoff = timezone.now() - timedelta(seconds=20)
     Hold.objects.update(renewed_at=cutoff - timedelta(seconds=1))  # listed as stale
-    assert services.holds_renew(references=["slow-renewal"]) == 1  # then renewed
+    assert services.holds_renew(references=["slow-renewal"]) == ["slow-renewal"]  # then renewed
     assert not services.hold_release(reference="slow-renewal", stale_before=cutoff)
     assert Hold.objects.get(reference="slow-renewal").status == "open"
     books_balance(world.account)

@@ -27,7 +27,10 @@ from tests.processes import ROOT, embedded_env, free_port, start_web, wait_until
 pytestmark = pytest.mark.xdist_group("money-races")
 
 M = 1_000_000
-STALE_SECONDS = 2  # the installations renew their holds every half second
+# The installations renew their holds every 1.25 s and sweep those unrenewed for 5 s: short
+# enough for the tests to wait out, long enough that renewals stalled by a loaded machine (seen:
+# 3 s with the suite running on two cores) do not get a live call's hold swept.
+STALE_SECONDS = 5
 LONG_PROMPT = "[sandbox:words=2000] write"
 CALLS = 50  # racing against a limit that four calls reach
 
@@ -249,7 +252,7 @@ def test_a_stream_longer_than_the_stale_period_is_charged(installation):
         "model": "gpt-4.1",
         "max_tokens": 1000,
         "stream": True,
-        "messages": [{"role": "user", "content": "[sandbox:words=500] [sandbox:delay=20] go"}],
+        "messages": [{"role": "user", "content": "[sandbox:words=700] [sandbox:delay=20] go"}],
     }
     stopped = installation.tmp_path / f"stop-{uuid.uuid4().hex}"
     # Beat's sweep, every quarter second for as long as the stream runs.
