@@ -41,15 +41,12 @@ from accounts.selectors import (
 )
 from billing.money import AmountError, credits_json, to_micros
 from billing.pricing import price_card
+from core.api import DEFAULT_PAGE_SIZE, MAX_PAGE, MAX_PAGE_SIZE, CreditsOut
 from generation.selectors import models_in_group
 
 router = Router()
 
 MAX_EXPIRY_DAYS = 3650
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 200
-# Keeps OFFSET inside what every database accepts.
-MAX_PAGE = 1_000_000
 
 
 def _parse_credits(value):
@@ -100,8 +97,6 @@ STATUS_IN = Field(
     description='"paused" stops the key until it is set to "active" again. Revoking is '
     "POST /api/v1/keys/{id}/revoke; a revoked key cannot be resumed (409 key_revoked).",
 )
-# Money out: credits_json gives an int for whole amounts, else a float with <= 6 decimals.
-CreditsOut = int | float
 Days = Annotated[StrictInt, Field(ge=1, le=MAX_EXPIRY_DAYS)]
 Cidrs = Annotated[
     list[str],

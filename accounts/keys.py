@@ -29,7 +29,7 @@ from accounts.models import (
 )
 from accounts.selectors import group_is_available
 from accounts.services import audit_record
-from console.ratelimit import allow
+from core.ratelimit import allow
 
 INFERENCE_PREFIX = "sk-byts-"
 MANAGEMENT_PREFIX = "sk-byts-admin-"

@@ -6,7 +6,7 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from console.ids import new_public_id
+from core.ids import new_public_id
 
 
 class UserManager(BaseUserManager):

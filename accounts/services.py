@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Account, AuditEvent, Invitation, Membership, Role, User
-from console import crypto
+from core import crypto
 
 
 class TeamError(Exception):

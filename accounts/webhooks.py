@@ -1,7 +1,7 @@
 """The account's webhook signing secret (Standard Webhooks ``whsec_`` format).
 
 The secret signs task callbacks, so it must be readable by the workers: it is stored encrypted
-(``console.crypto``), unlike API keys, which keep only a digest. People see it once, in the
+(``core.crypto``), unlike API keys, which keep only a digest. People see it once, in the
 response that creates or rotates it; afterwards only its hint is shown.
 
 A rotation keeps the replaced secret, still encrypted, for an overlap window
@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from accounts.models import Account, User
 from accounts.services import audit_record
-from console import crypto
+from core import crypto
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,8 @@ from django.utils.crypto import salted_hmac
 from ninja import Field, Query, Router, Schema
 from ulid import ULID
 
-from accounts.api import DEFAULT_PAGE_SIZE, MAX_PAGE, MAX_PAGE_SIZE, CreditsOut
-from accounts.models import Account, Membership
-from billing.models import LedgerEntry, LedgerKind, UsageRecord, Wallet
+from accounts.models import Membership
+from billing.models import LedgerEntry, LedgerKind, UsageRecord
 from billing.money import credits_json, to_credits
 from billing.reports import (
     GROUP_BYS,
@@ -33,6 +32,8 @@ from billing.reports import (
     usage_records,
     usage_report,
 )
+from billing.selectors import wallet_of
+from core.api import DEFAULT_PAGE_SIZE, MAX_PAGE, MAX_PAGE_SIZE, CreditsOut
 from generation.models import Family
 
 router = Router()
@@ -311,11 +312,6 @@ def _transaction_json(entry: LedgerEntry) -> dict:
     }
 
 
-def _wallet_of(account: Account) -> Wallet:
-    # Every account gets its wallet when it is created; an unsaved empty one reads the same.
-    return Wallet.objects.filter(account=account).first() or Wallet(account=account)
-
-
 # --- Usage -----------------------------------------------------------------------------------
 
 
@@ -413,7 +409,7 @@ def transactions_list(
 def account_get(request):
     """The account of the management key, its wallet and how many members its team has."""
     account = request.auth.account
-    wallet = _wallet_of(account)
+    wallet = wallet_of(account)
     return {
         "id": account.public_id,
         "name": account.name,

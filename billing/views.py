@@ -33,7 +33,7 @@ from billing.forms import (
     UsageFilterForm,
     credits_text,
 )
-from billing.models import LedgerKind, Wallet
+from billing.models import LedgerKind
 from billing.money import format_credits
 from billing.reports import (
     FilterError,
@@ -46,6 +46,7 @@ from billing.reports import (
     usage_records,
     usage_report,
 )
+from billing.selectors import wallet_of
 from billing.templatetags.money import credits_exact, exact_places
 from generation.models import AIModel
 
@@ -76,11 +77,6 @@ BUCKET_COLUMNS = {
 
 
 # --- Shared helpers --------------------------------------------------------------------------
-
-
-def wallet_for(account: Account) -> Wallet:
-    """The account's wallet; an empty one (unsaved) for an account that never had one."""
-    return Wallet.objects.filter(account=account).first() or Wallet(account=account)
 
 
 def _params(query, names) -> dict[str, str]:
@@ -141,7 +137,7 @@ def _ledger_context(request) -> tuple[dict, int]:
 
 
 def _wallet_context(request, **extra) -> dict:
-    wallet = extra.pop("wallet", None) or wallet_for(request.account)
+    wallet = extra.pop("wallet", None) or wallet_of(request.account)
     can_manage = request.membership.can(permissions.MANAGE_BILLING)
     context = {"wallet": wallet, "can_manage": can_manage}
     if can_manage:

@@ -14,7 +14,7 @@ from billing.reports import (
     usage_filter_from,
     usage_records,
 )
-from billing.views import wallet_for
+from billing.selectors import wallet_of
 from generation.task_pages import tasks_recent_for_account
 
 RECENT = 6
@@ -35,7 +35,7 @@ def dashboard(request):
     )
     has_usage = bool(recent_usage) or UsageRecord.objects.filter(account=account).exists()
     context = {
-        "wallet": wallet_for(account),
+        "wallet": wallet_of(account),
         "spend": spend_summary(account),
         "chart": charts.stacked_days(
             days, series, id="spend-chart", title="Daily spend by key, last 30 days"

@@ -43,7 +43,7 @@ from django.utils import timezone
 from accounts.models import Account, User
 from accounts.services import audit_record
 from accounts.webhooks import WebhookSecretError, webhook_signing_keys
-from console.ids import new_public_id
+from core.ids import new_public_id
 from generation.models import (
     CallbackAttempt,
     CallbackDelivery,

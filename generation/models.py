@@ -4,7 +4,7 @@ from django.db import models
 from django.utils import timezone
 
 from accounts.models import RoutingGroup
-from console import crypto
+from core import crypto
 
 
 class ChannelKind(models.TextChoices):
@@ -141,7 +141,7 @@ class AIModel(models.Model):
 
 
 def new_task_id() -> str:
-    from console.ids import new_public_id
+    from core.ids import new_public_id
 
     return new_public_id("task")
 

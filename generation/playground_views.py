@@ -18,23 +18,20 @@ message and answer 422, which the console's htmx config swaps in.
 import io
 import math
 from decimal import Decimal
-from functools import wraps
 
 from asgiref.sync import sync_to_async
-from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponse
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import reswap, retarget, trigger_client_event
 from PIL import Image, UnidentifiedImageError
 from ulid import ULID
 
-from accounts.decorators import account_view
+from accounts.decorators import account_view, account_view_async
 from accounts.keyauth import KeyAuthError, KeyPrincipal, client_ip, principal_for_console
 from accounts.models import ApiKey, KeyStatus, RoutingGroup
-from accounts.permissions import USE_PLAYGROUND, VIEW, can_manage_key
-from accounts.selectors import api_keys_for_account, membership_current
+from accounts.permissions import USE_PLAYGROUND, can_manage_key
+from accounts.selectors import api_keys_for_account
 from billing import pricing
 from billing.models import UsageRecord
 from generation import services
@@ -60,36 +57,6 @@ USAGE_TRIES = 8  # the usage fragment asks again this many times (a stopped stre
 
 
 # --- Who may do what -------------------------------------------------------------------------
-
-
-def _console_gate(request, permission: str):
-    """``account_view``'s checks, for an async view, in one trip to a thread."""
-    if not request.user.is_authenticated:
-        return redirect_to_login(request.get_full_path())
-    membership = membership_current(request)
-    if membership is None:
-        return redirect("accounts:welcome")
-    if not membership.can(permission):
-        raise PermissionDenied("Your role in this account does not allow this.")
-    return membership
-
-
-def account_view_async(permission: str = VIEW):
-    """``accounts.decorators.account_view`` for async views (the text and image calls)."""
-
-    def decorator(view):
-        @wraps(view)
-        async def wrapper(request, *args, **kwargs):
-            outcome = await sync_to_async(_console_gate)(request, permission)
-            if isinstance(outcome, HttpResponse):
-                return outcome
-            request.membership = outcome
-            request.account = outcome.account
-            return await view(request, *args, **kwargs)
-
-        return wrapper
-
-    return decorator
 
 
 def playground_keys(membership) -> list[ApiKey]:

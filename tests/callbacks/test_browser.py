@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from accounts.models import Account, Role
-from console import crypto
+from core import crypto
 from generation.callbacks import callback_deliver, callback_schedule
 from generation.models import CallbackAttempt
 from tests.browser import conftest as browser_fixtures

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Account, AuditEvent, Role
-from console import crypto
+from core import crypto
 from generation import callbacks
 from generation.callbacks import callback_deliver, callback_schedule
 from generation.models import CallbackAttempt, CallbackDelivery, DeliveryStatus

@@ -19,7 +19,7 @@ from accounts.webhooks import (
     webhook_secret_rotate,
     webhook_signing_keys,
 )
-from console import crypto
+from core import crypto
 from generation.callbacks import payload_body, sign, webhook_headers
 
 pytestmark = pytest.mark.django_db
