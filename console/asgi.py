@@ -121,8 +121,10 @@ data_plane = DataPlaneHandler()
 
 
 async def lifespan(receive, send) -> None:
-    """Startup has nothing to do; at shutdown, credit leases go back to their wallets."""
+    """Startup has nothing to do; at shutdown, credit leases go back to their wallets and the
+    upstream clients close their connections."""
     from billing.metering import meter
+    from generation.providers.clients import aclose_clients
 
     while True:
         message = await receive()
@@ -133,6 +135,7 @@ async def lifespan(receive, send) -> None:
                 await meter.shutdown()
             except Exception:  # the database is gone: the stale sweep releases them
                 logging.getLogger(__name__).warning("leases not returned", exc_info=True)
+            await aclose_clients()
             await send({"type": "lifespan.shutdown.complete"})
             return
 

@@ -14,6 +14,7 @@ from accounts.models import Account, Membership, Role, User
 from billing.metering import engine, renewals
 from console.celery import app as celery_app
 from core import db as core_db
+from generation.providers.clients import close_clients
 from tests.factories import AccountFactory, MembershipFactory, UserFactory
 
 # In-process tests never talk to the real broker: a task is run by calling it (or by an
@@ -47,6 +48,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "services" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _upstream_clients_closed():
+    """Sync upstream clients live as long as the process, so the session's end closes them
+    (async ones close with their event loop)."""
+    yield
+    close_clients()
 
 
 @pytest.fixture(autouse=True)

@@ -1,32 +1,28 @@
-"""Upstream providers: one pooled async httpx client per channel, its authentication, and the
-error taxonomy every upstream failure is mapped to.
+"""Upstream providers: what a request needs of its channel, the text calls (whole and streamed),
+and the error taxonomy every upstream failure is mapped to.
 
-A channel in sandbox mode gets a client whose transport is the built-in sandbox (sandbox.py): the
-same request, translated into the channel's wire format, is answered in-process.
+The clients themselves are made, pooled and closed in clients.py; a channel in sandbox mode gets
+one whose transport is the built-in sandbox (sandbox.py): the same request, translated into the
+channel's wire format, is answered in-process.
 """
 
-import asyncio
 import hashlib
 import logging
 import re
-import weakref
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 import httpx
 import orjson
-from django.conf import settings
 from httpx_sse import EventSource
 
-from generation.models import Channel, ChannelKind
+from generation.models import Channel
 from generation.protocols.base import SSE, UpstreamCall
+from generation.providers.clients import async_client
 
 logger = logging.getLogger(__name__)
 
-ANTHROPIC_VERSION = "2023-06-01"
 JSON = {"content-type": "application/json"}
-TIMEOUT = httpx.Timeout(connect=10.0, read=300.0, write=60.0, pool=10.0)
-LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30)
 
 
 class UpstreamError(Exception):
@@ -94,14 +90,23 @@ def _provider_message(body: bytes) -> str:
     return "invalid request"
 
 
-def auth_headers(kind: str, secret: str) -> dict:
-    if not secret:
-        return {}
-    if kind == ChannelKind.ANTHROPIC:
-        return {"x-api-key": secret, "anthropic-version": ANTHROPIC_VERSION}
-    if kind == ChannelKind.GEMINI:
-        return {"x-goog-api-key": secret}
-    return {"Authorization": f"Bearer {secret}"}
+@contextmanager
+def upstream_errors(
+    route: "ChannelRoute",
+    failed: str = "Could not reach the upstream provider.",
+    *,
+    transient: bool | None = None,
+):
+    """Map a transport failure inside the block to UpstreamError: a timeout is a 504, any other
+    failure (connect, read, protocol) a 502 that says ``failed``. Only the exception's class is
+    logged: its text may quote a URL or a header."""
+    try:
+        yield
+    except httpx.TimeoutException:
+        raise UpstreamError(504, "upstream_timeout", "The upstream provider timed out.") from None
+    except httpx.HTTPError as error:
+        logger.warning("upstream %s %s: %s", route.kind, type(error).__name__, failed)
+        raise UpstreamError(502, "upstream_error", failed, transient=transient) from None
 
 
 @dataclass(frozen=True)
@@ -130,51 +135,13 @@ class ChannelRoute:
         return hashlib.sha256(raw.encode()).hexdigest()
 
 
-# One client per channel configuration and event loop (a client's pool belongs to its loop).
-_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]]"
-_clients = weakref.WeakKeyDictionary()
-
-
-def client_for(route: ChannelRoute) -> httpx.AsyncClient:
-    loop = asyncio.get_running_loop()
-    clients = _clients.setdefault(loop, {})
-    client = clients.get(route.fingerprint)
-    if client is None:
-        if route.sandbox:
-            from generation.providers.sandbox import SandboxTransport
-
-            transport = SandboxTransport(kind=route.kind)
-        elif settings.BYTESPIKE_UPSTREAM_TRANSPORT == "aiohttp":
-            from httpx_aiohttp import AiohttpTransport
-
-            transport = AiohttpTransport(limits=LIMITS)
-        else:
-            transport = httpx.AsyncHTTPTransport(limits=LIMITS, retries=1)
-        client = httpx.AsyncClient(
-            base_url=route.base_url,
-            headers=auth_headers(route.kind, route.secret),
-            timeout=TIMEOUT,
-            transport=transport,
-            follow_redirects=False,
-        )
-        clients[route.fingerprint] = client
-    return client
-
-
 async def send_json(route: ChannelRoute, call: UpstreamCall) -> dict:
     """POST a non-streaming call; the JSON answer, or UpstreamError."""
-    client = client_for(route)
-    try:
+    client = async_client(route)
+    with upstream_errors(route):
         response = await client.post(
             call.path, content=orjson.dumps(call.body), params=call.params, headers=JSON
         )
-    except httpx.TimeoutException:
-        raise UpstreamError(504, "upstream_timeout", "The upstream provider timed out.") from None
-    except httpx.HTTPError as error:
-        logger.warning("upstream %s failed: %s", route.kind, type(error).__name__)
-        raise UpstreamError(
-            502, "upstream_error", "Could not reach the upstream provider."
-        ) from None
     if response.status_code >= 400:
         raise upstream_error_for(
             response.status_code, response.content, response.headers.get("retry-after")
@@ -192,37 +159,24 @@ async def open_stream(route: ChannelRoute, call: UpstreamCall):
     Errors before the stream starts (status, connect, timeout) raise UpstreamError here, so the
     caller can still answer with a proper HTTP status; the connection is closed on exit.
     """
-    client = client_for(route)
+    client = async_client(route)
     request = client.build_request(
         "POST", call.path, content=orjson.dumps(call.body), params=call.params, headers=JSON
     )
-    try:
+    with upstream_errors(route, transient=True):
         response = await client.send(request, stream=True)
-    except httpx.TimeoutException:
-        raise UpstreamError(504, "upstream_timeout", "The upstream provider timed out.") from None
-    except httpx.HTTPError as error:
-        logger.warning("upstream %s failed: %s", route.kind, type(error).__name__)
-        raise UpstreamError(
-            502, "upstream_error", "Could not reach the upstream provider.", transient=True
-        ) from None
     try:
         if response.status_code >= 400:
             body = await response.aread()
             raise upstream_error_for(
                 response.status_code, body, response.headers.get("retry-after")
             )
-        yield _events(response)
+        yield _events(route, response)
     finally:
         await response.aclose()
 
 
-async def _events(response: httpx.Response):
-    try:
+async def _events(route: ChannelRoute, response: httpx.Response):
+    with upstream_errors(route, "The upstream provider dropped the stream."):
         async for event in EventSource(response).aiter_sse():
             yield SSE(data=event.data, event=event.event if event.event != "message" else "")
-    except httpx.TimeoutException:
-        raise UpstreamError(504, "upstream_timeout", "The upstream provider timed out.") from None
-    except httpx.HTTPError:
-        raise UpstreamError(
-            502, "upstream_error", "The upstream provider dropped the stream."
-        ) from None

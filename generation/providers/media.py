@@ -5,8 +5,9 @@ They speak the OpenAI wire formats (OpenAI and OpenAI-compatible channels):
     Images   POST {base}/images/generations (JSON), POST {base}/images/edits (multipart)
     Videos   POST {base}/videos (multipart), GET {base}/videos/{id},
              GET {base}/videos/{id}/content (binary MP4), DELETE {base}/videos/{id}
-through one pooled sync httpx client per channel configuration (and process). A channel in
-sandbox mode is answered in-process by sandbox_media.SandboxMediaTransport, whatever its kind.
+through one pooled sync httpx client per channel configuration and process (clients.py). A
+channel in sandbox mode is answered in-process by sandbox_media.SandboxMediaTransport, whatever
+its kind.
 
 Every failure is an UpstreamError already mapped to what the caller sees (docs/gateway.md,
 "Errors from upstreams"); neither the provider's raw error body nor our secret gets through.
@@ -16,21 +17,20 @@ import base64
 import binascii
 import io
 import logging
-import os
-import threading
 from dataclasses import dataclass, field
 
 import httpx
 
 from generation.models import ChannelKind
 from generation.providers import (
-    LIMITS,
     ChannelRoute,
     UpstreamError,
-    auth_headers,
     redact,
     upstream_error_for,
+    upstream_errors,
 )
+from generation.providers.clients import close_clients as close_clients  # for media's users
+from generation.providers.clients import sync_client, url_client
 
 logger = logging.getLogger(__name__)
 
@@ -98,13 +98,6 @@ class VideoJob:
 
 # --- Clients -----------------------------------------------------------------------------------
 
-# One client per channel configuration, per process: a Celery worker forked from a parent that
-# already had clients must not share the parent's sockets.
-_clients: dict[tuple[int, str], httpx.Client] = {}
-_clients_lock = threading.Lock()
-# A URL answer is fetched without our credentials: it usually points at a CDN, not the API.
-_url_client: httpx.Client | None = None
-
 
 def client_for(route: ChannelRoute) -> httpx.Client:
     if not route.sandbox and route.kind not in MEDIA_KINDS:
@@ -113,55 +106,14 @@ def client_for(route: ChannelRoute) -> httpx.Client:
             "upstream_error",
             f"Image and video generation is not supported by this channel ({route.kind}).",
         )
-    key = (os.getpid(), route.fingerprint)
-    client = _clients.get(key)
-    if client is not None:
-        return client
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            if route.sandbox:
-                from generation.providers.sandbox_media import SandboxMediaTransport
-
-                transport: httpx.BaseTransport = SandboxMediaTransport()
-            else:
-                transport = httpx.HTTPTransport(limits=LIMITS, retries=1)
-            client = httpx.Client(
-                base_url=route.base_url,
-                headers=auth_headers(route.kind, route.secret),
-                timeout=QUICK,
-                transport=transport,
-                follow_redirects=False,
-            )
-            _clients[key] = client
-    return client
-
-
-def close_clients() -> None:
-    """Close and forget every client of this process (tests, worker shutdown)."""
-    global _url_client
-    with _clients_lock:
-        clients = list(_clients.values())
-        _clients.clear()
-        if _url_client is not None:
-            clients.append(_url_client)
-            _url_client = None
-    for client in clients:
-        client.close()
+    return sync_client(route)
 
 
 def _send(route: ChannelRoute, method: str, path: str, *, timeout: httpx.Timeout, **kwargs):
     """Send one request; the response (any status) or UpstreamError for transport failures."""
     client = client_for(route)
-    try:
+    with upstream_errors(route, transient=True):
         return client.request(method, path, timeout=timeout, **kwargs)
-    except httpx.TimeoutException:
-        raise UpstreamError(504, "upstream_timeout", "The upstream provider timed out.") from None
-    except httpx.HTTPError as error:
-        logger.warning("media upstream %s failed: %s", route.kind, type(error).__name__)
-        raise UpstreamError(
-            502, "upstream_error", "Could not reach the upstream provider.", transient=True
-        ) from None
 
 
 def _raise_for_status(route: ChannelRoute, response: httpx.Response, not_found: str = "") -> None:
@@ -312,27 +264,15 @@ def image_file(data: bytes) -> MediaFile:
 
 
 def _fetch_url(route: ChannelRoute, url: str) -> bytes:
-    global _url_client
     if not url.startswith(("https://", "http://")):
         raise UpstreamError(502, "upstream_error", "The upstream image URL was not usable.")
-    with _clients_lock:
-        if _url_client is None:
-            _url_client = httpx.Client(timeout=SLOW, follow_redirects=True, max_redirects=3)
-        client = _url_client
-    try:
-        with client.stream("GET", url) as response:
-            if response.status_code >= 400:
-                raise UpstreamError(
-                    502, "upstream_error", "The upstream image could not be fetched."
-                )
-            return _read_capped(response, MAX_IMAGE_URL_BYTES)
-    except httpx.TimeoutException:
-        raise UpstreamError(504, "upstream_timeout", "The upstream provider timed out.") from None
-    except httpx.HTTPError as error:
-        logger.warning("media upstream %s image fetch failed: %s", route.kind, type(error).__name__)
-        raise UpstreamError(
-            502, "upstream_error", "The upstream image could not be fetched."
-        ) from None
+    with (
+        upstream_errors(route, "The upstream image could not be fetched."),
+        url_client().stream("GET", url, timeout=SLOW) as response,
+    ):
+        if response.status_code >= 400:
+            raise UpstreamError(502, "upstream_error", "The upstream image could not be fetched.")
+        return _read_capped(response, MAX_IMAGE_URL_BYTES)
 
 
 def _read_capped(response: httpx.Response, limit: int) -> bytes:
@@ -389,19 +329,14 @@ def video_status(route: ChannelRoute, job_id: str) -> VideoJob:
 def video_download(route: ChannelRoute, job_id: str) -> MediaFile:
     client = client_for(route)
     path = f"/videos/{_job_path(job_id)}/content"
-    try:
-        with client.stream("GET", path, timeout=SLOW) as response:
-            if response.status_code >= 400:
-                response.read()
-                _raise_for_status(route, response, not_found="The upstream video is not available.")
-            data = _read_capped(response, MAX_VIDEO_BYTES)
-    except httpx.TimeoutException:
-        raise UpstreamError(504, "upstream_timeout", "The upstream provider timed out.") from None
-    except httpx.HTTPError as error:
-        logger.warning("media upstream %s download failed: %s", route.kind, type(error).__name__)
-        raise UpstreamError(
-            502, "upstream_error", "The upstream provider dropped the download."
-        ) from None
+    with (
+        upstream_errors(route, "The upstream provider dropped the download."),
+        client.stream("GET", path, timeout=SLOW) as response,
+    ):
+        if response.status_code >= 400:
+            response.read()
+            _raise_for_status(route, response, not_found="The upstream video is not available.")
+        data = _read_capped(response, MAX_VIDEO_BYTES)
     return video_file(data)
 
 
