@@ -26,7 +26,12 @@ from generation.dataplane.base import dataplane_view, json_body, unavailable
 from generation.dataplane.errors import GatewayError, Protocol, json_response
 from generation.models import ChannelKind, Family
 from generation.protocols import anthropic, gemini, openai_chat, openai_responses
-from generation.protocols.base import ProtocolError, UpstreamFormatError
+from generation.protocols.base import (
+    CallerCodec,
+    ProtocolError,
+    UpstreamCodec,
+    UpstreamFormatError,
+)
 from generation.protocols.internal import (
     ChatRequest,
     ImagePart,
@@ -50,7 +55,7 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 class Caller:
     name: str  # also the usage record's protocol
     protocol: Protocol
-    codec: object
+    codec: CallerCodec
     id_prefix: str
 
 
@@ -62,7 +67,7 @@ GEMINI = Caller("gemini", Protocol.GEMINI, gemini, "")
 PLAYGROUND = Caller("playground", Protocol.OPENAI, openai_chat, "chatcmpl-")
 
 
-def upstream_codec(kind: str, caller: Caller):
+def upstream_codec(kind: str, caller: Caller) -> UpstreamCodec:
     """The wire format the model's channel speaks (OpenAI Responses only for Responses callers)."""
     if kind == ChannelKind.OPENAI and caller is OPENAI_RESPONSES:
         return openai_responses
@@ -106,9 +111,7 @@ async def generate_content(request, principal, model: str, method: str):
 
 def _parse(caller: Caller, body: dict, model: str | None) -> ChatRequest:
     try:
-        if model is not None:
-            return caller.codec.parse_request(body, model=model)
-        return caller.codec.parse_request(body)
+        return caller.codec.parse_request(body, model=model)
     except ProtocolError as error:
         raise GatewayError(400, "invalid_param", error.message, error.param) from None
 

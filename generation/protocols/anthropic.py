@@ -28,8 +28,14 @@ from generation.protocols.base import (
     ProtocolError,
     UpstreamCall,
     UpstreamFormatError,
-    image_from_base64,
     sse_frame,
+)
+from generation.protocols.common import (
+    MAX_TOKENS_LIMIT,
+    Fields,
+    arguments_object,
+    image_from_base64,
+    join_param,
 )
 from generation.protocols.internal import (
     BlockStop,
@@ -55,8 +61,6 @@ PATH = "/v1/messages"
 # Callers of other protocols may leave max_tokens out; Anthropic requires it. 4096 is within
 # the output limit of every Claude model.
 DEFAULT_MAX_TOKENS = 4096
-# Far above any model's output limit: refuses nonsense before it reaches billing holds.
-MAX_TOKENS_LIMIT = 1_000_000
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 
 _STOP_FROM_ANTHROPIC = {
@@ -108,32 +112,35 @@ def _error(param: str, text: str) -> ProtocolError:
     return ProtocolError(f"{dotted}: {text}", param)
 
 
+class _Fields(Fields):
+    """Anthropic's wording: ``messages.0.role: Field required``."""
+
+    def missing(self, param: str, key: str) -> ProtocolError:
+        return _error(param, "Field required")
+
+    def wrong_type(self, param: str, kind: type, value) -> ProtocolError:
+        return _error(param, f"Input should be {_TYPE_NAMES[kind]}")
+
+    def out_of_range(self, param: str, key: str, value, minimum, maximum) -> ProtocolError:
+        if minimum is not None and value < minimum:
+            return _error(param, f"Input should be greater than or equal to {minimum}")
+        return _error(param, f"Input should be less than or equal to {maximum}")
+
+
+_FIELDS = _Fields()
+
+
 def _check(value, kind, param: str):
-    numeric = kind in (int, float)
-    allowed = (int, float) if kind is float else kind
-    if not isinstance(value, allowed) or (numeric and isinstance(value, bool)):
-        raise _error(param, f"Input should be {_TYPE_NAMES[kind]}")
-    return value
+    return _FIELDS.check(value, kind, param)
 
 
 def _required(obj: dict, key: str, kind, prefix: str = ""):
-    param = f"{prefix}.{key}" if prefix else key
-    if obj.get(key) is None:
-        raise _error(param, "Field required")
-    return _check(obj[key], kind, param)
+    return _FIELDS.read(obj, key, kind, join_param(prefix, key), required=True)
 
 
 def _optional(obj: dict, key: str, kind, prefix: str = "", *, minimum=None, maximum=None):
-    param = f"{prefix}.{key}" if prefix else key
-    value = obj.get(key)
-    if value is None:
-        return None
-    _check(value, kind, param)
-    if minimum is not None and value < minimum:
-        raise _error(param, f"Input should be greater than or equal to {minimum}")
-    if maximum is not None and value > maximum:
-        raise _error(param, f"Input should be less than or equal to {maximum}")
-    return value
+    param = join_param(prefix, key)
+    return _FIELDS.read(obj, key, kind, param, minimum=minimum, maximum=maximum)
 
 
 def _object(value, param: str) -> dict:
@@ -394,18 +401,6 @@ def _usage(usage: Usage) -> dict:
     }
 
 
-def _tool_input(arguments: str) -> dict:
-    """A tool call's JSON arguments as the object Anthropic wants. Other protocols' models can
-    produce text that is not a JSON object; it is kept rather than lost."""
-    if not arguments.strip():
-        return {}
-    try:
-        value = json.loads(arguments)
-    except ValueError:
-        return {"arguments": arguments}
-    return value if isinstance(value, dict) else {"arguments": value}
-
-
 def _stop_reason_for_caller(stop_reason: str, called_tools: bool) -> str:
     # Callers loop on "tool_use"; some upstreams end a tool turn with a plain stop.
     if called_tools and stop_reason == "end_turn":
@@ -426,7 +421,7 @@ def render_response(response: ChatResponse, request: ChatRequest) -> dict:
                     "type": "tool_use",
                     "id": _tool_use_id(part.id, message_id, calls),
                     "name": part.name,
-                    "input": _tool_input(part.arguments),
+                    "input": arguments_object(part.arguments),
                 }
             )
             calls += 1
@@ -606,7 +601,7 @@ def _content_blocks(message: Message) -> list[dict]:
                     "type": "tool_use",
                     "id": _safe_id(part.id),
                     "name": part.name,
-                    "input": _tool_input(part.arguments),
+                    "input": arguments_object(part.arguments),
                 }
             )
         else:

@@ -1,29 +1,17 @@
-"""What every protocol codec provides, and the helpers they share.
+"""What a protocol codec is: the two halves of its interface, and the wire types they use.
 
-A codec module (openai_chat, openai_responses, anthropic, gemini) has:
-
-Caller side (the gateway as a server of that protocol):
-    parse_request(body: dict, *, model: str | None = None) -> ChatRequest
-        Validate and translate a caller's JSON body. ``model`` comes from the URL when the
-        protocol puts it there (Gemini). Raises ProtocolError naming the bad field.
-    render_response(response: ChatResponse, request: ChatRequest) -> dict
-    StreamRenderer(request, response_id, created) with .feed(event) -> list[bytes],
-        .finish() -> list[bytes] and .fail(message) -> list[bytes]: internal events to SSE
-        frames, exactly as the protocol's own server streams them.
-
-Upstream side (the gateway as a client of a provider speaking that protocol):
-    upstream_request(request: ChatRequest, upstream_model: str) -> UpstreamCall
-    parse_response(body: dict) -> ChatResponse            (raises UpstreamFormatError)
-    StreamParser() with .feed(event: SSE) -> list[StreamEvent] and .close() -> list[StreamEvent]
-
-The sandbox upstream is built from the caller side of the same codecs, so each codec's two
-sides are tested against each other as well as against the protocol's documented examples.
+A codec module (openai_chat, openai_responses, anthropic, gemini) is both a CallerCodec (the
+gateway as a server of that protocol) and an UpstreamCodec (the gateway as a client of a
+provider speaking it). The sandbox upstream is built from the caller side of the same codecs,
+so each codec's two sides are tested against each other as well as against the protocol's
+documented examples. The helpers the codecs share are in common.py.
 """
 
-import base64
-import binascii
 import json
 from dataclasses import dataclass, field
+from typing import Protocol
+
+from generation.protocols.internal import ChatRequest, ChatResponse, StreamEvent
 
 
 class ProtocolError(ValueError):
@@ -67,52 +55,56 @@ def sse_frame(data, event: str | None = None) -> bytes:
     return f"{head}data: {payload}\n\n".encode()
 
 
-def require(body: dict, name: str, kind, message: str | None = None):
-    """``body[name]`` if present and of ``kind``, else ProtocolError."""
-    if name not in body or body[name] is None:
-        raise ProtocolError(message or f"Missing required parameter: '{name}'.", name)
-    value = body[name]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ProtocolError(f"Invalid type for '{name}'.", name)
-    return value
+# --- The interface -----------------------------------------------------------------------------
+# Codecs are modules, so these are written as a module's functions and classes (the methods'
+# ``self`` stands for the module); a module that has them satisfies the Protocol.
 
 
-def optional(body: dict, name: str, kind, *, minimum=None, maximum=None):
-    """``body[name]`` if present (type- and range-checked), else None."""
-    value = body.get(name)
-    if value is None:
-        return None
-    numeric = kind in (int, float)
-    allowed = (int, float) if kind is float else kind
-    if not isinstance(value, allowed) or (numeric and isinstance(value, bool)):
-        raise ProtocolError(f"Invalid type for '{name}'.", name)
-    if minimum is not None and value < minimum:
-        raise ProtocolError(f"'{name}' must be at least {minimum}.", name)
-    if maximum is not None and value > maximum:
-        raise ProtocolError(f"'{name}' must be at most {maximum}.", name)
-    return value
+class FrameRenderer(Protocol):
+    """Internal stream events to the caller's SSE frames, exactly as the protocol's own server
+    streams them."""
+
+    def feed(self, event: StreamEvent) -> list[bytes]: ...
+
+    def finish(self) -> list[bytes]:
+        """The stream's last frames, ending the message cleanly if no MessageEnd did."""
+
+    def fail(self, message: str) -> list[bytes]:
+        """The protocol's error event, for a stream that cannot go on."""
 
 
-def image_from_data_url(url: str, param: str):
-    """An ImagePart from a ``data:<type>;base64,<data>`` URL or an http(s) URL."""
-    from generation.protocols.internal import ImagePart
+class EventParser(Protocol):
+    """An upstream's SSE events to internal stream events (UpstreamFormatError if they do not
+    parse, or carry the upstream's error)."""
 
-    if url.startswith(("https://", "http://")):
-        return ImagePart(url=url)
-    if not url.startswith("data:") or ";base64," not in url:
-        raise ProtocolError("Images must be an http(s) URL or a base64 data URL.", param)
-    media_type, data = url[5:].split(";base64,", 1)
-    return image_from_base64(media_type, data, param)
+    def feed(self, event: SSE) -> list[StreamEvent]: ...
+
+    def close(self) -> list[StreamEvent]:
+        """The upstream closed the stream: what its end still means."""
 
 
-def image_from_base64(media_type: str, data: str, param: str):
-    """An ImagePart from base64 text, refusing what is not valid base64 or not an image type."""
-    from generation.protocols.internal import ImagePart
+class CallerCodec(Protocol):
+    """The gateway as a server of the protocol: what a caller sends and receives."""
 
-    if not media_type.startswith("image/"):
-        raise ProtocolError(f"Unsupported image type {media_type!r}.", param)
-    try:
-        base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise ProtocolError("The image data is not valid base64.", param) from None
-    return ImagePart(media_type=media_type, data=data)
+    def parse_request(self, body: dict, *, model: str | None = None) -> ChatRequest:
+        """Validate and translate a caller's JSON body. ``model`` comes from the URL when the
+        protocol puts it there (Gemini). Raises ProtocolError naming the bad field."""
+
+    def render_response(self, response: ChatResponse, request: ChatRequest) -> dict: ...
+
+    # A class in the codec module: calling it makes one stream's renderer.
+    def StreamRenderer(
+        self, request: ChatRequest, response_id: str, created: int
+    ) -> FrameRenderer: ...
+
+
+class UpstreamCodec(Protocol):
+    """The gateway as a client of a provider that speaks the protocol."""
+
+    def upstream_request(self, request: ChatRequest, upstream_model: str) -> UpstreamCall: ...
+
+    def parse_response(self, body: dict) -> ChatResponse:
+        """A whole upstream answer; UpstreamFormatError if it is not one."""
+
+    # A class in the codec module: calling it makes one stream's parser.
+    def StreamParser(self) -> EventParser: ...

@@ -34,8 +34,14 @@ from generation.protocols.base import (
     ProtocolError,
     UpstreamCall,
     UpstreamFormatError,
-    image_from_base64,
     sse_frame,
+)
+from generation.protocols.common import (
+    MAX_TOKENS_LIMIT,
+    Fields,
+    arguments_object,
+    image_from_base64,
+    join_param,
 )
 from generation.protocols.internal import (
     BlockStop,
@@ -57,8 +63,6 @@ from generation.protocols.internal import (
     Usage,
 )
 
-# Far above any model's output limit: refuses nonsense before it reaches billing holds.
-MAX_TOKENS_LIMIT = 1_000_000
 # The value Google documents for history whose function calls have no real thought signature.
 THOUGHT_SIGNATURE_PLACEHOLDER = "skip_thought_signature_validator"
 
@@ -111,40 +115,43 @@ def _get(obj: dict, name: str):
     return obj[key] if key else None
 
 
-def _join(prefix: str, key: str) -> str:
-    return f"{prefix}.{key}" if prefix else key
-
-
 def _error(param: str, text: str) -> ProtocolError:
     return ProtocolError(f"* GenerateContentRequest.{param}: {text}", param)
 
 
-def _check(value, kind, param: str):
-    numeric = kind in (int, float)
-    allowed = (int, float) if kind is float else kind
-    if not isinstance(value, allowed) or (numeric and isinstance(value, bool)):
+class _Fields(Fields):
+    """Google's wording: ``* GenerateContentRequest.contents: contents is not specified``, and
+    type errors that name the field's proto type."""
+
+    def missing(self, param: str, key: str) -> ProtocolError:
+        return _error(param, f"{key} is not specified")
+
+    def wrong_type(self, param: str, kind: type, value) -> ProtocolError:
         if kind in _PROTO_TYPES:
             message = f"Invalid value at '{param}' ({_PROTO_TYPES[kind]}), {json.dumps(value)}"
         else:
             expected = "a list" if kind is list else "an object"
             message = f"Invalid value at '{param}': expected {expected}."
-        raise ProtocolError(message, param)
-    return value
+        return ProtocolError(message, param)
+
+    def out_of_range(self, param: str, key: str, value, minimum, maximum) -> ProtocolError:
+        if maximum is None:
+            return _error(param, f"{key} must be at least {minimum}, got {value}")
+        return _error(param, f"{key} must be between {minimum} and {maximum}, got {value}")
+
+
+_FIELDS = _Fields()
+
+
+def _check(value, kind, param: str):
+    return _FIELDS.check(value, kind, param)
 
 
 def _field(obj: dict, name: str, kind, prefix: str = "", *, required=False, low=None, high=None):
     """``obj[name]`` in either spelling, type- and range-checked; None when absent."""
-    key = _key(obj, name)
-    param = _join(prefix, key or name)
-    if key is None or obj[key] is None:
-        if required:
-            raise _error(param, f"{key or name} is not specified")
-        return None
-    value = _check(obj[key], kind, param)
-    if (low is not None and value < low) or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise _error(param, f"{key} must be {bounds}, got {value}")
-    return value
+    key = _key(obj, name) or name
+    param = join_param(prefix, key)
+    return _FIELDS.read(obj, key, kind, param, required=required, minimum=low, maximum=high)
 
 
 # --- Caller side: request ----------------------------------------------------------------------
@@ -165,10 +172,10 @@ def parse_request(body: dict, *, model: str | None = None) -> ChatRequest:
     _field(config, "topK", float, config_prefix, low=0)  # accepted, not forwarded
     candidates = _field(config, "candidateCount", int, config_prefix)
     if candidates is not None and candidates != 1:
-        param = _join(config_prefix, _key(config, "candidateCount") or "candidateCount")
+        param = join_param(config_prefix, _key(config, "candidateCount") or "candidateCount")
         raise _error(param, "only one candidate is supported")
     stops = _field(config, "stopSequences", list, config_prefix) or []
-    stop_param = _join(config_prefix, _key(config, "stopSequences") or "stopSequences")
+    stop_param = join_param(config_prefix, _key(config, "stopSequences") or "stopSequences")
     stop = [_check(value, str, f"{stop_param}[{i}]") for i, value in enumerate(stops)]
     _field(config, "thinkingConfig", dict, config_prefix)  # accepted, not forwarded
 
@@ -265,11 +272,13 @@ def _parse_part(part, role: str, param: str, pending: list[ToolCall], fallback_i
         uri = _field(value, "fileUri", str, data_param, required=True)
         if mime_type and not mime_type.startswith("image/"):
             raise _error(
-                _join(data_param, _key(value, "mimeType")), f"unsupported MIME type {mime_type}"
+                join_param(data_param, _key(value, "mimeType")),
+                f"unsupported MIME type {mime_type}",
             )
         if not uri.startswith(("https://", "http://")):
             raise _error(
-                _join(data_param, _key(value, "fileUri")), "only http(s) file URIs are supported"
+                join_param(data_param, _key(value, "fileUri")),
+                "only http(s) file URIs are supported",
             )
         return ImagePart(media_type=mime_type, url=uri)
     if name == "functionCall":
@@ -304,10 +313,10 @@ def _parse_part(part, role: str, param: str, pending: list[ToolCall], fallback_i
 def _parse_inline_data(value: dict, param: str) -> ImagePart:
     mime_type = _field(value, "mimeType", str, param, required=True)
     data = _field(value, "data", str, param, required=True)
-    data_param = _join(param, _key(value, "data"))
+    data_param = join_param(param, _key(value, "data"))
     if not mime_type.startswith("image/"):
         raise _error(
-            _join(param, _key(value, "mimeType")),
+            join_param(param, _key(value, "mimeType")),
             f"unsupported MIME type {mime_type}; only images are accepted",
         )
     # Google accepts URL-safe base64 as well; the internal form holds the standard alphabet.
@@ -347,7 +356,7 @@ def _parse_tools(body: dict) -> list[Tool]:
         if others:
             raise _error(param, f"tool '{others[0]}' is not supported; only functionDeclarations")
         declarations = _field(item, "functionDeclarations", list, param) or []
-        declarations_param = _join(param, _key(item, "functionDeclarations") or "")
+        declarations_param = join_param(param, _key(item, "functionDeclarations") or "")
         for j, declaration in enumerate(declarations):
             tools.append(_parse_declaration(declaration, f"{declarations_param}[{j}]"))
     return tools
@@ -357,7 +366,7 @@ def _parse_declaration(declaration, param: str) -> Tool:
     _check(declaration, dict, param)
     name = _field(declaration, "name", str, param, required=True)
     if not name:
-        raise _error(_join(param, "name"), "name must not be empty")
+        raise _error(join_param(param, "name"), "name must not be empty")
     description = _field(declaration, "description", str, param) or ""
     schema = _field(declaration, "parametersJsonSchema", dict, param)
     if schema is None:
@@ -391,7 +400,7 @@ def _parse_tool_config(body: dict) -> tuple:
     calling = _field(config, "functionCallingConfig", dict, prefix)
     if not calling:
         return None, ""
-    prefix = _join(prefix, _key(config, "functionCallingConfig"))
+    prefix = join_param(prefix, _key(config, "functionCallingConfig"))
     mode = _field(calling, "mode", str, prefix)
     names_key = _key(calling, "allowedFunctionNames")
     names = _field(calling, "allowedFunctionNames", list, prefix) or []
@@ -425,20 +434,8 @@ def _usage_metadata(usage: Usage) -> dict:
     return metadata
 
 
-def _args(arguments: str) -> dict:
-    """A tool call's JSON arguments as the object Gemini wants; text that is not a JSON object
-    (possible from other protocols' models) is kept rather than lost."""
-    if not arguments.strip():
-        return {}
-    try:
-        value = json.loads(arguments)
-    except ValueError:
-        return {"arguments": arguments}
-    return value if isinstance(value, dict) else {"arguments": value}
-
-
 def _function_call(call_id: str, name: str, arguments: str) -> dict:
-    call = {"name": name, "args": _args(arguments)}
+    call = {"name": name, "args": arguments_object(arguments)}
     if call_id:
         call["id"] = call_id
     return {"functionCall": call}

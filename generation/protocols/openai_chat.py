@@ -9,8 +9,7 @@ Translation notes:
 - a run of ``tool`` messages becomes one user message of ToolResult parts, named after the
   matching call earlier in the history;
 - tool results cannot carry images in Chat Completions: upstream, their images follow in a user
-  message right after the tool messages;
-- the small validation and id helpers at the end are shared with ``openai_responses``.
+  message right after the tool messages.
 """
 
 import json
@@ -22,10 +21,31 @@ from generation.protocols.base import (
     ProtocolError,
     UpstreamCall,
     UpstreamFormatError,
-    image_from_data_url,
-    optional,
-    require,
     sse_frame,
+)
+from generation.protocols.common import (
+    MAX_TOKENS_LIMIT,
+    TOOL_CHOICES,
+    check_tool_choice_name,
+    check_tool_type,
+    count,
+    empty_array,
+    error_message,
+    field,
+    id_base,
+    image_from_data_url,
+    image_url,
+    invalid_type,
+    invalid_value,
+    missing,
+    openai_usage,
+    optional,
+    parse_function,
+    prefixed,
+    render_function,
+    require,
+    tool_call_id,
+    tool_choice_without_tools,
 )
 from generation.protocols.internal import (
     BlockStop,
@@ -51,11 +71,7 @@ from generation.protocols.internal import (
 PATH = "/chat/completions"  # under the channel's base URL, which ends in /v1
 ID_PREFIX = "chatcmpl-"
 MAX_STOP_SEQUENCES = 4
-# Far above any model's real output limit: the model's own limit is the gateway's business;
-# this only refuses values no model could honour.
-MAX_TOKENS_LIMIT = 1_000_000
 ROLES = ["system", "developer", "user", "assistant", "tool"]
-TOOL_CHOICES = ["none", "auto", "required"]
 
 FINISH_REASONS: dict[str, str] = {
     "end_turn": "stop",
@@ -120,7 +136,7 @@ def parse_request(body, *, model: str | None = None) -> ChatRequest:
         max_tokens=max_completion if max_completion is not None else max_tokens,
         temperature=optional(body, "temperature", float, minimum=0, maximum=2),
         top_p=optional(body, "top_p", float, minimum=0, maximum=1),
-        stop=parse_stop(body.get("stop")),
+        stop=_parse_stop(body.get("stop")),
         stream=stream,
         stream_usage=_parse_stream_options(body.get("stream_options"), stream),
         user=optional(body, "user", str) or "",
@@ -328,6 +344,25 @@ def _parse_stream_options(value, stream: bool) -> bool:
     if not isinstance(value, dict):
         raise invalid_type("stream_options", "an object", value)
     return bool(field(value, "include_usage", bool, "stream_options.include_usage"))
+
+
+def _parse_stop(value) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value] if value else []
+    if not isinstance(value, list):
+        raise invalid_type("stop", "one of a string or array of strings", value)
+    if len(value) > MAX_STOP_SEQUENCES:
+        raise ProtocolError(
+            f"Invalid 'stop': too many stop sequences ({len(value)}); "
+            f"at most {MAX_STOP_SEQUENCES} are allowed.",
+            "stop",
+        )
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise invalid_type(f"stop[{i}]", "a string", item)
+    return [item for item in value if item]
 
 
 # --- Caller side: response -----------------------------------------------------------------------
@@ -655,27 +690,6 @@ def parse_usage(usage: dict) -> Usage:
     )
 
 
-def openai_usage(*, total_input: int, cached: int, written: int, output: int, reasoning: int):
-    """Usage from OpenAI's counts, whose input total includes cache reads and writes."""
-    return Usage(
-        input_tokens=max(total_input - cached - written, 0),
-        output_tokens=output,
-        cache_read_tokens=cached,
-        cache_write_tokens=written,
-        reasoning_tokens=reasoning,
-    )
-
-
-def count(obj, key: str) -> int:
-    """A token count from an upstream's usage object (0 when absent)."""
-    value = obj.get(key) if isinstance(obj, dict) else None
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise UpstreamFormatError(f"The upstream usage field '{key}' is not a number.")
-    return int(value)
-
-
 class _Block:
     """One block of the answer as the parser sees it: pending until it may start."""
 
@@ -872,171 +886,3 @@ def _complete(block: _Block) -> bool:
     except ValueError:
         return False
     return True
-
-
-# --- Shared with openai_responses ----------------------------------------------------------------
-
-
-def type_name(value) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a decimal"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return "an unknown value"
-
-
-_EXPECTED = {str: "a string", dict: "an object", list: "an array", bool: "a boolean"}
-
-
-def invalid_type(param: str, expected: str, value) -> ProtocolError:
-    return ProtocolError(
-        f"Invalid type for '{param}': expected {expected}, but got {type_name(value)} instead.",
-        param,
-    )
-
-
-def missing(param: str) -> ProtocolError:
-    return ProtocolError(f"Missing required parameter: '{param}'.", param)
-
-
-def empty_array(param: str) -> ProtocolError:
-    return ProtocolError(
-        f"Invalid '{param}': empty array. Expected an array with minimum length 1, "
-        "but got an empty array instead.",
-        param,
-    )
-
-
-def invalid_value(param: str, value, supported: list[str]) -> ProtocolError:
-    quoted = [f"'{item}'" for item in supported]
-    listed = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + f", and {quoted[-1]}"
-    return ProtocolError(f"Invalid value: '{value}'. Supported values are: {listed}.", param)
-
-
-def field(obj: dict, key: str, kind: type, param: str, *, required: bool = False):
-    """``obj[key]`` checked against ``kind``; None when absent and not required."""
-    value = obj.get(key)
-    if value is None:
-        if required:
-            raise missing(param)
-        return None
-    if not isinstance(value, kind):
-        raise invalid_type(param, _EXPECTED.get(kind, kind.__name__), value)
-    return value
-
-
-_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-
-
-def check_tool_type(spec: dict, path: str) -> None:
-    kind = spec.get("type")
-    if kind is None:
-        raise missing(f"{path}.type")
-    if kind != "function":
-        raise ProtocolError(
-            f"Unknown tool type {kind!r} in '{path}': only 'function' tools are supported; "
-            "built-in tools (web_search, file_search, code_interpreter, ...) are not available "
-            "through this gateway.",
-            f"{path}.type",
-        )
-
-
-def parse_function(spec: dict, path: str) -> Tool:
-    """A function definition: ``name``, ``description``, ``parameters`` (JSON Schema)."""
-    name = field(spec, "name", str, f"{path}.name", required=True)
-    if not _TOOL_NAME.match(name):
-        raise ProtocolError(
-            f"Invalid '{path}.name': '{name}' must be 1 to 64 letters, digits, underscores "
-            "or dashes.",
-            f"{path}.name",
-        )
-    parameters = field(spec, "parameters", dict, f"{path}.parameters")
-    return Tool(
-        name=name,
-        description=field(spec, "description", str, f"{path}.description") or "",
-        parameters=parameters if parameters is not None else Tool(name).parameters,
-    )
-
-
-def render_function(tool: Tool) -> dict:
-    rendered: dict = {"name": tool.name}
-    if tool.description:
-        rendered["description"] = tool.description
-    rendered["parameters"] = tool.parameters
-    return rendered
-
-
-def check_tool_choice_name(name: str, tools: list[Tool], param: str) -> str:
-    if not tools:
-        raise tool_choice_without_tools()
-    if name not in {tool.name for tool in tools}:
-        raise ProtocolError(
-            f"Invalid value for 'tool_choice': no function named '{name}' in 'tools'.", param
-        )
-    return name
-
-
-def tool_choice_without_tools() -> ProtocolError:
-    return ProtocolError(
-        "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are "
-        "specified.",
-        "tool_choice",
-    )
-
-
-def parse_stop(value) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value] if value else []
-    if not isinstance(value, list):
-        raise invalid_type("stop", "one of a string or array of strings", value)
-    if len(value) > MAX_STOP_SEQUENCES:
-        raise ProtocolError(
-            f"Invalid 'stop': too many stop sequences ({len(value)}); "
-            f"at most {MAX_STOP_SEQUENCES} are allowed.",
-            "stop",
-        )
-    for i, item in enumerate(value):
-        if not isinstance(item, str):
-            raise invalid_type(f"stop[{i}]", "a string", item)
-    return [item for item in value if item]
-
-
-def image_url(part: ImagePart) -> str:
-    """An image as OpenAI takes it: its URL, or a base64 data URL."""
-    return part.url or f"data:{part.media_type};base64,{part.data}"
-
-
-def prefixed(raw: str, prefix: str) -> str:
-    """An id in this protocol's own form (``chatcmpl-…``, ``resp_…``)."""
-    return raw if raw.startswith(prefix) else f"{prefix}{raw}"
-
-
-def id_base(full: str, prefix: str) -> str:
-    """The distinctive part of an id, to derive item and call ids from deterministically."""
-    return full.removeprefix(prefix) or "0"
-
-
-def tool_call_id(raw: str, fallback: str) -> str:
-    """A caller-facing call id: ``call_…``. Other protocols' ids (``toolu_…``) keep their text,
-    so the caller's echo of the call and of its result map to one consistent upstream id."""
-    if not raw:
-        return fallback
-    return raw if raw.startswith("call_") else f"call_{raw}"
-
-
-def error_message(error) -> str:
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return f"Upstream error: {error['message']}"
-    return f"Upstream error: {error}"
