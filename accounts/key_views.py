@@ -530,4 +530,12 @@ def audit_log(request):
             if not isinstance(value, dict) and value not in ("", None, [])
         ]
     template = "accounts/audit.html#audit-events" if request.htmx else "accounts/audit.html"
-    return render(request, template, {"page": page})
+    return render(
+        request,
+        template,
+        {
+            "page": page,
+            "previous_url": f"?page={page.previous_page_number()}" if page.has_previous() else "",
+            "next_url": f"?page={page.next_page_number()}" if page.has_next() else "",
+        },
+    )

@@ -24,7 +24,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import push_url, trigger_client_event
+from django_htmx.http import HTMX_STOP_POLLING, push_url, trigger_client_event
 
 from accounts.decorators import account_view
 from accounts.models import Account
@@ -39,8 +39,6 @@ PAGE_SIZE = 25
 CARD = "generation/task_card.html"
 LIST = "generation/tasks.html"
 DETAIL = "generation/task_detail.html"
-# htmx stops polling an element when its answer has this status (and still swaps it in).
-STOP_POLLING = 286
 FILTERS = ("status", "model", "key")
 
 
@@ -122,7 +120,7 @@ def render_card(request, task: Task, *, status: int | None = None):
     present(task, outputs=True)
     task.can_cancel = can_manage_task(request.membership, task)
     if status is None:
-        status = STOP_POLLING if task.is_terminal else 200
+        status = HTMX_STOP_POLLING if task.is_terminal else 200
     return render(request, CARD, {"task": task}, status=status)
 
 
@@ -218,7 +216,7 @@ def tasks(request):
 def task_row(request, task_id: str):
     """One row of the list, polled while the task is not terminal."""
     task = present(task_get_for_account(account=request.account, public_id=task_id))
-    status = STOP_POLLING if task.is_terminal else 200
+    status = HTMX_STOP_POLLING if task.is_terminal else 200
     return render(request, f"{LIST}#task-row", {"task": task}, status=status)
 
 

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
@@ -51,6 +52,10 @@ def _deliveries_context(request) -> dict:
     ).get_page(request.GET.get("page"))
     for delivery in page:
         _present(delivery)
+
+    def page_url(number: int) -> str:
+        return reverse("generation:webhooks") + _url_with(status, number)
+
     return {
         "page": page,
         "status": status,
@@ -58,10 +63,8 @@ def _deliveries_context(request) -> dict:
             {"label": label, "query": _url_with(value), "active": value == status}
             for value, label in [("", "All"), *DeliveryStatus.choices]
         ],
-        "previous_url": _url_with(status, page.previous_page_number())
-        if page.has_previous()
-        else "",
-        "next_url": _url_with(status, page.next_page_number()) if page.has_next() else "",
+        "previous_url": page_url(page.previous_page_number()) if page.has_previous() else "",
+        "next_url": page_url(page.next_page_number()) if page.has_next() else "",
     }
 
 

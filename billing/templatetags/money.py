@@ -1,4 +1,5 @@
-"""Template filters that show micro-credits as credits (formatting lives in billing.money)."""
+"""Template filters that show micro-credits as credits (formatting lives in billing.money), and
+the cell every money column of a table uses."""
 
 from django import template
 
@@ -40,3 +41,27 @@ def signed_credits(micros) -> str:
     if micros < 0:
         return f"{MINUS}{text}"
     return text
+
+
+@register.inclusion_tag("partials/money_cell.html")
+def money_cell(
+    micros,
+    *,
+    exact: bool = False,
+    signed: bool = False,
+    note: str = "",
+    shortfall: int = 0,
+    element: str = "td",
+) -> dict:
+    """A money column's cell: the amount right-aligned in tabular figures, as ``credits``, or
+    ``credits_exact`` (``exact``), or ``signed_credits`` coloured in or out (``signed``); then an
+    optional muted ``note`` ("est.") and the ``shortfall`` the wallet could not cover. Outside a
+    table (a list's amounts) ``element="span"``."""
+    return {
+        "amount": int(micros or 0),
+        "exact": exact,
+        "signed": signed,
+        "note": note,
+        "shortfall": shortfall,
+        "element": "span" if element == "span" else "td",
+    }

@@ -1,7 +1,9 @@
 """Template helpers for console pages."""
 
 from django import template
+from django.template.loader import render_to_string
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 register = template.Library()
 
@@ -41,4 +43,36 @@ def icon(name: str, size: int = 18) -> str:
         size,
         size,
         ICON_PATHS[name],
+    )
+
+
+@register.simple_block_tag
+def empty_state(
+    content: str,
+    *,
+    title: str,
+    icon: str = "",
+    title_id: str = "",
+    colspan: int = 0,
+    action_url: str = "",
+    action_label: str = "",
+    action_icon: str = "",
+) -> str:
+    """What a list or panel shows when it has nothing: an icon, a title, the tag's content as
+    the explanation, and an optional action. With ``colspan`` it is a whole table row.
+
+    {% empty_state icon="key" title="No API keys yet" colspan=10 %}Create a key…{% endempty_state %}
+    """
+    return render_to_string(
+        "partials/empty_state.html",
+        {
+            "text": mark_safe(content.strip()),  # noqa: S308 - rendered template output
+            "title": title,
+            "icon": icon,
+            "title_id": title_id,
+            "colspan": colspan,
+            "action_url": action_url,
+            "action_label": action_label,
+            "action_icon": action_icon,
+        },
     )
