@@ -87,6 +87,10 @@ def test_create_copy_close_and_revoke_a_key_in_place(live_server, page, shot):
     # Closing forgets the secret; the new row is already in the table.
     done.get_by_role("button", name="Done").click()
     expect(page.get_by_role("dialog")).to_have_count(0)
+    # The dialog's "close" event (queued just after it closes) clears the secret from the page.
+    page.wait_for_function(
+        "secret => !document.documentElement.outerHTML.includes(secret)", arg=secret, timeout=5000
+    )
     assert secret not in page.content()
     row = page.locator(f"#key-row-{key.public_id}")
     expect(row).to_be_visible()
