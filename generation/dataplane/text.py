@@ -327,7 +327,7 @@ class TextStream:
         self.delivered_chars = 0
         self.first_token_ms: int | None = None
         self.outcome: str | None = None
-        self._books = threading.Lock()
+        self._closing = threading.Lock()
         self._loop = None
         self._generator = None
         self._ending: MessageEnd | None = None
@@ -348,12 +348,12 @@ class TextStream:
                     for frame in self._render(event):
                         yield frame
             except (UpstreamError, UpstreamFormatError) as error:
-                await self._books_closed(failed=True)
+                await self._close_books(failed=True)
                 message = getattr(error, "message", "The upstream answer could not be read.")
                 for frame in self.renderer.fail(message):
                     yield frame
                 return
-            if not await self._books_closed(failed=False):
+            if not await self._close_books(failed=False):
                 # Unbilled, so not a success: the caller gets the protocol's error event, not a
                 # connection cut without an end.
                 for frame in self.renderer.fail(unavailable().message):
@@ -367,7 +367,7 @@ class TextStream:
         finally:
             await self.stack.aclose()
 
-    async def _books_closed(self, *, failed: bool) -> bool:
+    async def _close_books(self, *, failed: bool) -> bool:
         """Settle or release; False if the database cannot be reached (restarting, failing
         over): the call is then free."""
         if not self._claim(failed=failed):
@@ -385,7 +385,7 @@ class TextStream:
 
     def _claim(self, *, failed: bool) -> bool:
         """The books are closed once (the stream's end and close() may both get here)."""
-        with self._books:
+        with self._closing:
             if self.outcome is not None:
                 return False
             self.outcome = "released" if failed else "settled"

@@ -45,12 +45,6 @@ WEATHER_TOOL = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _fast_and_isolated():
-    """Overrides the project-wide settings isolation: these codec tests are pure Python and
-    touch no Django settings, cache or database, and stay fast without it."""
-
-
 def sse_events(text: str) -> list[SSE]:
     """Split SSE wire text into events, as an SSE client would."""
     events = []

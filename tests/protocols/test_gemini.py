@@ -46,12 +46,6 @@ FIND_THEATERS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _fast_and_isolated():
-    """Overrides the project-wide settings isolation: these codec tests are pure Python and
-    touch no Django settings, cache or database, and stay fast without it."""
-
-
 def sse_events(text: str) -> list[SSE]:
     events = []
     for frame in text.strip().split("\n\n"):

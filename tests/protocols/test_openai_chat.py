@@ -27,12 +27,6 @@ from generation.protocols.internal import (
 )
 from tests.protocols import parse_sse, pieces
 
-
-@pytest.fixture(autouse=True)
-def _fast_and_isolated():
-    """Overrides the project-wide fixture: pure codec tests need none of its Django settings."""
-
-
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n fake png").decode()
 WEATHER = {
     "type": "object",
