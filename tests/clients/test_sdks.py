@@ -12,14 +12,9 @@ from google.genai import types
 
 from billing.models import UsageRecord, Wallet
 from billing.services import wallet_problems
+from tests.protocols import WEATHER
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-WEATHER = {
-    "type": "object",
-    "properties": {"location": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}},
-    "required": ["location"],
-}
 
 
 def openai_client(gateway, key):

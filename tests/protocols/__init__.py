@@ -1,6 +1,20 @@
 """Protocol codec tests (pure functions, no database), and the helpers they share."""
 
+import base64
+
 from generation.protocols.base import SSE
+
+# What the codec tests send: an inline image (bytes that start as a PNG does), and the JSON
+# schema of a weather tool, as the providers' own documentation writes it.
+PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n fake png").decode()
+WEATHER = {
+    "type": "object",
+    "properties": {
+        "location": {"type": "string", "description": "The city and state, e.g. San Francisco"},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+    },
+    "required": ["location"],
+}
 
 
 def parse_sse(frames: list[bytes]) -> list[SSE]:

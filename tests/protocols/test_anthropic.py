@@ -1,7 +1,6 @@
 """The Anthropic Messages codec: documented requests, answers and streams; both sides against
 each other; every validation error with its param."""
 
-import base64
 import json
 
 import pytest
@@ -26,22 +25,12 @@ from generation.protocols.internal import (
     ToolResult,
     Usage,
 )
+from tests.protocols import PNG, WEATHER
 
-PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n fake image bytes").decode()
 WEATHER_TOOL = {
     "name": "get_weather",
     "description": "Get the current weather in a given location",
-    "input_schema": {
-        "type": "object",
-        "properties": {
-            "location": {
-                "type": "string",
-                "description": "The city and state, e.g. San Francisco, CA",
-            },
-            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-        },
-        "required": ["location"],
-    },
+    "input_schema": WEATHER,
 }
 
 

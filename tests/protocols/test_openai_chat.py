@@ -1,6 +1,5 @@
 """OpenAI Chat Completions codec: documented examples, both sides, and round trips."""
 
-import base64
 import json
 
 import pytest
@@ -25,17 +24,8 @@ from generation.protocols.internal import (
     ToolResult,
     Usage,
 )
-from tests.protocols import parse_sse, pieces
+from tests.protocols import PNG, WEATHER, parse_sse, pieces
 
-PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n fake png").decode()
-WEATHER = {
-    "type": "object",
-    "properties": {
-        "location": {"type": "string", "description": "The city and state, e.g. San Francisco"},
-        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-    },
-    "required": ["location"],
-}
 WEATHER_TOOL = {
     "type": "function",
     "function": {

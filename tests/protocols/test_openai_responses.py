@@ -1,6 +1,5 @@
 """OpenAI Responses codec: documented examples, both sides, and round trips."""
 
-import base64
 import json
 
 import pytest
@@ -26,17 +25,10 @@ from generation.protocols.internal import (
     ToolResult,
     Usage,
 )
-from tests.protocols import parse_sse, pieces
+from tests.protocols import PNG, parse_sse, pieces
+from tests.protocols import WEATHER as OPEN_WEATHER
 
-PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n fake png").decode()
-WEATHER = {
-    "type": "object",
-    "properties": {
-        "location": {"type": "string", "description": "City and country e.g. Bogotá, Colombia"}
-    },
-    "required": ["location"],
-    "additionalProperties": False,
-}
+WEATHER = {**OPEN_WEATHER, "additionalProperties": False}  # a strict tool closes its schema
 WEATHER_TOOL = {
     "type": "function",
     "name": "get_weather",
