@@ -101,3 +101,16 @@ def fund(account, credits: int = 100, reference: str | None = None):
         amount=credits * 1_000_000,
         reference=reference or f"test-{uuid.uuid4().hex}",
     )
+
+
+PUBLIC_GROUPS = ("claude-default", "gemini-default", "default")
+
+
+def funded_keys(account, actor, *, credits: int = 50, groups=PUBLIC_GROUPS) -> dict[str, str]:
+    """The demo catalogue, ``credits`` in the account's wallet, and a key's secret per routing
+    group slug: what a test of the data plane starts from."""
+    from generation.demo_catalogue import seed_catalogue
+
+    catalogue = seed_catalogue()
+    fund(account, credits)
+    return {slug: issue_key(account, catalogue[slug], actor=actor)[1] for slug in groups}

@@ -9,8 +9,7 @@ import uuid
 import pytest
 
 from accounts.models import Role
-from generation.demo_catalogue import seed_catalogue
-from tests.factories import MembershipFactory, UserFactory, fund, issue_key
+from tests.factories import MembershipFactory, UserFactory, funded_keys
 from tests.processes import shared_database_url, shared_env, start_web
 
 # The server's pool: small, so that open task streams can't each keep a connection.
@@ -52,12 +51,7 @@ def gateway(tmp_path_factory, django_db_setup, django_db_blocker):
 @pytest.fixture
 def demo(transactional_db):
     """An account with the demo catalogue, 50 credits and one key per public group."""
-    groups = seed_catalogue()
     owner = UserFactory()
     account = MembershipFactory(user=owner, role=Role.OWNER).account
-    fund(account, 50)
-    keys = {
-        slug: issue_key(account, groups[slug], actor=owner)[1]
-        for slug in ("claude-default", "gemini-default", "default")
-    }
-    return {"account": account, "owner": owner, "keys": keys, "groups": groups}
+    keys = funded_keys(account, owner)
+    return {"account": account, "owner": owner, "keys": keys}

@@ -12,7 +12,7 @@ from generation import services
 from generation.demo_catalogue import seed_catalogue
 from generation.models import AIModel, Task
 from tests.conftest import read_body
-from tests.factories import fund, issue_key
+from tests.factories import fund, funded_keys, issue_key
 
 pytestmark = pytest.mark.django_db
 M = 1_000_000
@@ -22,12 +22,7 @@ QUICK = "[sandbox:seconds=0.3]"
 @pytest.fixture
 def keys(world, settings):
     settings.BYTESPIKE_PUBLIC_URL = "http://testserver"
-    groups = seed_catalogue()
-    fund(world.account, 50)
-    return {
-        slug: issue_key(world.account, groups[slug], actor=world.owner)[1]
-        for slug in ("gemini-default", "default", "claude-default")
-    }
+    return funded_keys(world.account, world.owner)
 
 
 def call(client, key, path, body=None, method="post", **headers):

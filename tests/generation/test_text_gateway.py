@@ -18,7 +18,7 @@ from generation import catalogue
 from generation.dataplane import text
 from generation.demo_catalogue import seed_catalogue
 from generation.models import AIModel, Channel, ChannelMode
-from tests.factories import fund, issue_key
+from tests.factories import funded_keys, issue_key
 
 pytestmark = pytest.mark.django_db
 M = 1_000_000
@@ -33,12 +33,7 @@ def _fresh_catalogue():
 
 @pytest.fixture
 def demo(world):
-    groups = seed_catalogue()
-    fund(world.account, 20)
-    return {
-        slug: issue_key(world.account, groups[slug], actor=world.owner)[1]
-        for slug in ("claude-default", "gemini-default", "default")
-    }
+    return funded_keys(world.account, world.owner, credits=20)
 
 
 def post(client, path, key, body, **headers):
