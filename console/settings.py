@@ -385,7 +385,7 @@ BYTESPIKE_SANDBOX_VIDEO_SECONDS = float(os.environ.get("BYTESPIKE_SANDBOX_VIDEO_
 BYTESPIKE_INVITATION_DAYS = 7
 
 # --- Callbacks --------------------------------------------------------------------------------
-# Task callbacks (generation/callbacks.py). Plain-HTTP callback URLs and the exempt hosts are
+# Task callbacks (generation/callbacks/). Plain-HTTP callback URLs and the exempt hosts are
 # for local development and tests only: in production callbacks go to public HTTPS URLs.
 BYTESPIKE_CALLBACK_ALLOW_HTTP = env_bool("BYTESPIKE_CALLBACK_ALLOW_HTTP", False)
 # Host names or IPs, as written in the URL, exempt from the public-address rules.

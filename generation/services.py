@@ -204,7 +204,7 @@ def task_prepare(
         if existing is not None:
             return Submitted(existing, False)
     if callback_url:
-        from generation.callbacks import CallbackURLError, check_callback_url
+        from generation.callbacks.targets import CallbackURLError, check_callback_url
 
         try:
             check_callback_url(callback_url)
@@ -475,7 +475,7 @@ def _terminal_effects(task: Task) -> None:
     """Inside the terminal transition's transaction: the callback and the live notice."""
     notify_change(task)
     if task.callback_url:
-        from generation.callbacks import callback_schedule
+        from generation.callbacks.services import callback_schedule
         from generation.task_objects import task_object
 
         fresh = Task.objects.select_related("model").get(pk=task.pk)

@@ -5,7 +5,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.utils import timezone
 
-from generation import callbacks
+from generation.callbacks.services import callback_deliver, deliveries_due
 from generation.models import CallbackDelivery, DeliveryStatus
 
 # --- Callbacks --------------------------------------------------------------------------------
@@ -28,7 +28,7 @@ def callback_enqueue_next(delivery: CallbackDelivery) -> bool:
 
 @shared_task(acks_late=True)
 def callback_deliver_task(delivery_id: int) -> str:
-    attempt = callbacks.callback_deliver(delivery_id)
+    attempt = callback_deliver(delivery_id)
     if attempt is None:
         # Not due, already done, or another worker's: whoever made the attempt schedules the
         # next one, so duplicate messages never multiply.
@@ -39,7 +39,7 @@ def callback_deliver_task(delivery_id: int) -> str:
 
 @shared_task
 def callbacks_resend_due() -> int:
-    due = callbacks.deliveries_due()
+    due = deliveries_due()
     for delivery_id in due:
         callback_deliver_task.delay(delivery_id)
     return len(due)

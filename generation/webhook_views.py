@@ -21,7 +21,8 @@ from django_htmx.http import trigger_client_event
 from accounts.decorators import account_view
 from accounts.permissions import MANAGE_WEBHOOKS
 from accounts.webhooks import webhook_rotation_overlap_until, webhook_secret_rotate
-from generation import callbacks
+from generation.callbacks.selectors import deliveries_for_account, delivery_get_for_account
+from generation.callbacks.services import RedeliveryBusyError, callback_redeliver
 from generation.models import CallbackDelivery, DeliveryStatus
 from generation.task_pages import seconds_text
 
@@ -48,7 +49,7 @@ def _present(delivery: CallbackDelivery) -> CallbackDelivery:
 def _deliveries_context(request) -> dict:
     status = _status_filter(request)
     page = Paginator(
-        callbacks.deliveries_for_account(request.account, status=status or None), PAGE_SIZE
+        deliveries_for_account(request.account, status=status or None), PAGE_SIZE
     ).get_page(request.GET.get("page"))
     for delivery in page:
         _present(delivery)
@@ -121,7 +122,7 @@ def _detail_context(request, delivery: CallbackDelivery, **extra) -> dict:
 @require_GET
 @account_view(MANAGE_WEBHOOKS)
 def delivery_detail(request, webhook_id: str):
-    delivery = callbacks.delivery_get_for_account(account=request.account, webhook_id=webhook_id)
+    delivery = delivery_get_for_account(account=request.account, webhook_id=webhook_id)
     return render(request, DETAIL, _detail_context(request, delivery))
 
 
@@ -129,10 +130,10 @@ def delivery_detail(request, webhook_id: str):
 @account_view(MANAGE_WEBHOOKS)
 def delivery_redeliver(request, webhook_id: str):
     """Send the delivery again now; the page (or its fragment) shows the new attempt."""
-    delivery = callbacks.delivery_get_for_account(account=request.account, webhook_id=webhook_id)
+    delivery = delivery_get_for_account(account=request.account, webhook_id=webhook_id)
     try:
-        attempt = callbacks.callback_redeliver(delivery, request.user)
-    except callbacks.RedeliveryBusyError as error:
+        attempt = callback_redeliver(delivery, request.user)
+    except RedeliveryBusyError as error:
         attempt, error_text = None, str(error)
     else:
         error_text = ""

@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 
 from accounts.models import Account, Role
 from core import crypto
-from generation.callbacks import callback_deliver, callback_schedule
+from generation.callbacks.services import callback_deliver, callback_schedule
 from generation.models import CallbackAttempt
 from tests.browser import conftest as browser_fixtures
 from tests.callbacks.conftest import Answer, finished_task, task_data

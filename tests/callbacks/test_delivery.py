@@ -10,14 +10,14 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from accounts.webhooks import webhook_secret_rotate
-from generation import callbacks
-from generation.callbacks import (
+from generation.callbacks import services
+from generation.callbacks.services import (
     MAX_ATTEMPTS,
     callback_deliver,
     callback_redeliver,
     callback_schedule,
-    check_callback_url,
 )
+from generation.callbacks.targets import check_callback_url
 from generation.models import CallbackAttempt, CallbackDelivery, DeliveryStatus
 from generation.tasks import (
     MAX_COUNTDOWN_SECONDS,
@@ -260,14 +260,13 @@ def test_error_answers_are_retried_then_the_delivery_fails(
 
 
 def test_retry_schedule_lasts_about_a_day():
-    total = sum(callbacks.RETRY_DELAYS)
+    total = sum(services.RETRY_DELAYS)
     assert 20 * 3600 <= total <= 28 * 3600
-    delays = [callbacks.retry_delay(n) for n in range(1, MAX_ATTEMPTS)]
+    delays = [services.retry_delay(n) for n in range(1, MAX_ATTEMPTS)]
     assert all(
-        0.8 * base <= d <= 1.2 * base
-        for d, base in zip(delays, callbacks.RETRY_DELAYS, strict=True)
+        0.8 * base <= d <= 1.2 * base for d, base in zip(delays, services.RETRY_DELAYS, strict=True)
     )
-    assert callbacks.retry_delay(MAX_ATTEMPTS) is None
+    assert services.retry_delay(MAX_ATTEMPTS) is None
 
 
 def test_a_redirect_is_not_followed_and_counts_as_a_failure(
@@ -431,8 +430,8 @@ def test_two_workers_holding_the_same_attempt_claim_it_once(schedule, world, ima
     first = CallbackDelivery.objects.get(pk=delivery.pk)
     second = CallbackDelivery.objects.get(pk=delivery.pk)
 
-    assert callbacks._claim(first, manual=False) is True
-    assert callbacks._claim(second, manual=False) is False
+    assert services._claim(first, manual=False) is True
+    assert services._claim(second, manual=False) is False
     delivery.refresh_from_db()
     assert delivery.attempts == 1
     # While it is being sent, the delivery is leased: nobody else finds it due.

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from accounts.models import Account, AuditEvent, Role
 from core import crypto
-from generation import callbacks
-from generation.callbacks import callback_deliver, callback_schedule
+from generation.callbacks import services
+from generation.callbacks.services import callback_deliver, callback_schedule
 from generation.models import CallbackAttempt, CallbackDelivery, DeliveryStatus
 from tests.callbacks.conftest import Answer, finished_task, task_data
 
@@ -333,7 +333,7 @@ def test_redeliver_without_htmx_redirects_to_the_delivery(
 
 
 def test_redeliver_while_another_attempt_starts_says_so(world, client_for, delivery, monkeypatch):
-    monkeypatch.setattr(callbacks, "callback_deliver", lambda *args, **kwargs: None)
+    monkeypatch.setattr(services, "callback_deliver", lambda *args, **kwargs: None)
 
     response = client_for(world.owner).post(redeliver_url(delivery), **HTMX)
 

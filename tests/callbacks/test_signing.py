@@ -20,7 +20,7 @@ from accounts.webhooks import (
     webhook_signing_keys,
 )
 from core import crypto
-from generation.callbacks import payload_body, sign, webhook_headers
+from generation.callbacks.signing import payload_body, sign, webhook_headers
 
 pytestmark = pytest.mark.django_db
 

@@ -10,15 +10,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from generation import callbacks
-from generation.callbacks import callback_deliver, callback_schedule
+from generation.callbacks import transport
+from generation.callbacks.services import callback_deliver, callback_schedule
 from generation.models import DeliveryStatus
 from tests.callbacks.conftest import Receiver, finished_task, task_data
 
 pytestmark = pytest.mark.django_db
 
 HOST = "hooks.tls.example"
-SYSTEM_TRUST = callbacks._ssl_context  # the real one: certifi's CA bundle
+SYSTEM_TRUST = transport._ssl_context  # the real one: certifi's CA bundle
 
 
 def _name(common_name: str) -> x509.Name:
@@ -99,7 +99,7 @@ def tls_receiver(pki, settings, monkeypatch):
     receiver = Receiver().start(wrap=lambda sock: context.wrap_socket(sock, server_side=True))
     receiver.server_names = server_names
     client = ssl.create_default_context(cadata=pki["ca"])
-    monkeypatch.setattr(callbacks, "_ssl_context", lambda: client)
+    monkeypatch.setattr(transport, "_ssl_context", lambda: client)
     yield receiver
     receiver.stop()
 
@@ -146,7 +146,7 @@ def test_an_untrusted_certificate_is_refused(
 ):
     settings.BYTESPIKE_CALLBACK_ALLOWED_HOSTS = [HOST]
     dns.names[HOST] = ["127.0.0.1"]
-    monkeypatch.setattr(callbacks, "_ssl_context", SYSTEM_TRUST)
+    monkeypatch.setattr(transport, "_ssl_context", SYSTEM_TRUST)
 
     attempt, _ = _deliver(world, image_model, f"https://{HOST}:{tls_receiver.port}/hook")
 

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from generation.callbacks import (
+from generation.callbacks.targets import (
     CallbackURLError,
     address_refusal,
     callback_target,

@@ -17,7 +17,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 from accounts.keys import management_key_issue
 from accounts.models import GroupGrant, RoutingGroup
-from generation import callbacks
+from generation.callbacks import targets
 from generation.demo_catalogue import seed_catalogue
 from generation.models import AIModel, Task
 from generation.services import task_cancel, task_submit
@@ -82,7 +82,7 @@ def _offline_resolve(host: str, port: int) -> tuple[str, ...]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
     except (OSError, UnicodeError):
-        raise callbacks.CallbackURLError("callback_url's host could not be resolved.") from None
+        raise targets.CallbackURLError("callback_url's host could not be resolved.") from None
     return tuple(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
@@ -126,7 +126,7 @@ def fuzz_account(world, settings, monkeypatch, client) -> FuzzAccount:
     settings.BYTESPIKE_PUBLIC_URL = "http://testserver"
     # The fuzzers should reach key creation itself, not its hourly ceiling (tests/api has that).
     settings.BYTESPIKE_KEY_CREATION_LIMIT = 100_000
-    monkeypatch.setattr(callbacks, "_resolve", _offline_resolve)
+    monkeypatch.setattr(targets, "_resolve", _offline_resolve)
     groups = seed_catalogue()
     GroupGrant.objects.create(group=groups["enterprise"], account=world.account)
     fund(world.account, 100_000)
