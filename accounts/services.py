@@ -144,7 +144,7 @@ def _invitation_issue_token(invitation: Invitation) -> None:
 
 
 def _invitation_enqueue(invitation: Invitation, base_url: str) -> None:
-    from accounts.tasks import invitation_email_send
+    from accounts.jobs import invitation_email_send
 
     # The digest names this version of the link, so a send queued before a resend sends nothing.
     invitation_email_send.delay_on_commit(invitation.pk, invitation.token_digest, base_url)

@@ -445,7 +445,7 @@ def hold_settle(
         )
         _record_usage(account_id, reference, usage, charged, shortfall, at)
         if crossed:
-            from billing.tasks import low_balance_alert
+            from billing.jobs import low_balance_alert
 
             low_balance_alert.delay_on_commit(account_id)
     if not was_open:
@@ -732,7 +732,7 @@ def _charge_lease(batch, account_id, lease, total, at) -> tuple[int, WalletState
                 balance=balance, held=held, reference=batch,
                 key=f"{batch}:{account_id}:{lease}", at=at)  # fmt: skip
     if crossed:
-        from billing.tasks import low_balance_alert
+        from billing.jobs import low_balance_alert
 
         low_balance_alert.delay_on_commit(account_id)
     return charged, WalletState(balance, held)

@@ -50,4 +50,5 @@ class Consumer(CeleryConsumer):
 app = Celery("bytespike", task_cls=Task)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.worker_consumer = f"{__name__}:Consumer"
-app.autodiscover_tasks()
+# Each app keeps its Celery jobs in jobs.py ("task" is the product's async Task).
+app.autodiscover_tasks(related_name="jobs")

@@ -180,9 +180,9 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("BYTESPIKE_CELERY_QUEUE", "bytespike")
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
-    "release-stale-holds": {"task": "billing.tasks.release_stale_holds", "schedule": 10.0},
-    "prune-key-spend": {"task": "billing.tasks.prune_key_spend", "schedule": 3600.0},
-    "reap-tasks": {"task": "generation.tasks.tasks_reap", "schedule": 30.0},
+    "release-stale-holds": {"task": "billing.jobs.release_stale_holds", "schedule": 10.0},
+    "prune-key-spend": {"task": "billing.jobs.prune_key_spend", "schedule": 3600.0},
+    "reap-tasks": {"task": "generation.jobs.tasks_reap", "schedule": 30.0},
 }
 
 # --- Auth and accounts (django-allauth) -------------------------------------------------------
@@ -395,7 +395,7 @@ BYTESPIKE_CALLBACK_TIMEOUT_SECONDS = float(
     os.environ.get("BYTESPIKE_CALLBACK_TIMEOUT_SECONDS", "10")
 )
 CELERY_BEAT_SCHEDULE["callbacks-resend-due"] = {
-    "task": "generation.tasks.callbacks_resend_due",
+    "task": "generation.jobs.callbacks_resend_due",
     "schedule": 60.0,
 }
 # After a rotation of the signing secret, callbacks carry a signature by the previous secret
@@ -405,6 +405,6 @@ BYTESPIKE_WEBHOOK_ROTATION_GRACE_SECONDS = float(
     os.environ.get("BYTESPIKE_WEBHOOK_ROTATION_GRACE_SECONDS", "86400")
 )
 CELERY_BEAT_SCHEDULE["webhook-previous-secrets-forget"] = {
-    "task": "accounts.tasks.webhook_previous_secrets_forget",
+    "task": "accounts.jobs.webhook_previous_secrets_forget",
     "schedule": 300.0,
 }

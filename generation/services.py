@@ -297,7 +297,7 @@ def _same_request(account_id: int, out_task_id: str, digest: str) -> Task | None
 
 
 def _enqueue(task: Task, countdown: float | None = None) -> None:
-    from generation.tasks import task_advance
+    from generation.jobs import task_advance
 
     if countdown is None:
         task_advance.delay_on_commit(task.pk, task.lease)

@@ -155,7 +155,7 @@ def test_a_worker_killed_mid_task_is_replaced_and_the_task_finishes_billed_once(
     cluster.workers = [cluster.start_worker()]
     # What beat does every 30 s: revive tasks nobody is looking after.
     assert '"revived": 1' in cluster.manage(
-        "import json; from generation.tasks import tasks_reap; print(json.dumps(tasks_reap()))"
+        "import json; from generation.jobs import tasks_reap; print(json.dumps(tasks_reap()))"
     )
     task = final(task)
     assert task.status == "completed"
@@ -166,7 +166,7 @@ def test_duplicate_messages_for_one_task_settle_it_once(cluster, key):
     secret, account = key
     task = submit(cluster, secret, "Twice [sandbox:seconds=1.5]")
     cluster.manage(
-        "from generation.tasks import task_advance\n"
+        "from generation.jobs import task_advance\n"
         f"for _ in range(4): task_advance.delay({task.pk}, {task.lease!r})"
     )
     task = final(task)

@@ -109,7 +109,7 @@ def callback_schedule(task: Task, data: dict) -> CallbackDelivery | None:
         payload=payload,
         next_attempt_at=now,
     )
-    from generation.tasks import callback_deliver_task
+    from generation.jobs import callback_deliver_task
 
     callback_deliver_task.delay_on_commit(delivery.pk)
     return delivery
@@ -244,7 +244,7 @@ def callback_redeliver(delivery: CallbackDelivery, actor: User | None) -> Callba
         status_code=attempt.status_code,
         error=attempt.error,
     )
-    from generation.tasks import callback_enqueue_next
+    from generation.jobs import callback_enqueue_next
 
     callback_enqueue_next(attempt.delivery)
     return attempt

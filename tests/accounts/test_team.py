@@ -47,7 +47,7 @@ def test_owner_invites_and_the_worker_sends_the_email_after_commit(
     assert "<html" not in response.text  # the fragment only
     invitation = Invitation.objects.get(account=world.account)
     assert invitation.email == "new@acme.test" and invitation.status == "sending"
-    assert [job.name for job in enqueued] == ["accounts.tasks.invitation_email_send"]
+    assert [job.name for job in enqueued] == ["accounts.jobs.invitation_email_send"]
     enqueued_args = enqueued[0].args
 
     assert run_enqueued(enqueued) == [True]
@@ -225,7 +225,7 @@ def test_resend_replaces_the_link_and_a_stale_send_sends_nothing(
         == 404
     )
     # A send queued for the first link, running late, sends nothing.
-    from accounts.tasks import invitation_email_send
+    from accounts.jobs import invitation_email_send
 
     stale_digest = token_digest(invitation_token)
     assert invitation_email_send(invitation.pk, stale_digest, "http://testserver/") is False

@@ -224,7 +224,7 @@ def test_a_hold_renewed_after_the_sweep_listed_it_stays_open(world):
 
 
 def test_beat_releases_request_holds_not_renewed_for_the_setting(world, settings):
-    from billing.tasks import release_stale_holds
+    from billing.jobs import release_stale_holds
 
     settings.BYTESPIKE_HOLD_STALE_SECONDS = 30
     fund(world.account, 10)
@@ -282,7 +282,7 @@ def test_low_balance_alerts_owners_once_per_crossing(
         spend("s1", 4)  # 6 left: above
         spend("s2", 2)  # 4 left: crossed
         spend("s3", 1)  # still below: no second alert
-    assert [job.name for job in enqueued] == ["billing.tasks.low_balance_alert"]
+    assert [job.name for job in enqueued] == ["billing.jobs.low_balance_alert"]
     assert run_enqueued(enqueued) == [1]
     (message,) = mail.outbox
     assert message.to == ["owner@acme.test"] and "low" in message.subject

@@ -18,19 +18,19 @@ from generation.callbacks.services import (
     callback_schedule,
 )
 from generation.callbacks.targets import check_callback_url
-from generation.models import CallbackAttempt, CallbackDelivery, DeliveryStatus
-from generation.tasks import (
+from generation.jobs import (
     MAX_COUNTDOWN_SECONDS,
     callback_deliver_task,
     callback_enqueue_next,
     callbacks_resend_due,
 )
+from generation.models import CallbackAttempt, CallbackDelivery, DeliveryStatus
 from tests.callbacks.conftest import Answer, Receiver, finished_task, make_due, task_data
 from tests.conftest import run_enqueued
 
 pytestmark = pytest.mark.django_db(transaction=False)
 
-DELIVER = "generation.tasks.callback_deliver_task"
+DELIVER = "generation.jobs.callback_deliver_task"
 
 
 def run_next(enqueued) -> None:

@@ -12,8 +12,8 @@ from django.utils import timezone
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from accounts.jobs import webhook_previous_secrets_forget
 from accounts.models import Account, AuditEvent
-from accounts.tasks import webhook_previous_secrets_forget
 from accounts.webhooks import (
     webhook_secret_for_signing,
     webhook_secret_rotate,

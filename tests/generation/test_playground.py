@@ -469,7 +469,7 @@ def test_a_task_is_submitted_through_the_api_pipeline_and_billed_to_the_key(
     assert 'hx-trigger="every 2s"' in html
     assert Wallet.objects.get(account=world.account).held == task.estimated_credits > 0
     assert Hold.objects.get(reference=task.public_id).api_key_id == keys.gemini.pk
-    assert [job.name for job in enqueued] == ["generation.tasks.task_advance"]
+    assert [job.name for job in enqueued] == ["generation.jobs.task_advance"]
 
 
 def test_a_task_from_the_playground_stops_at_the_keys_quota(world, keys, client_for, enqueued):

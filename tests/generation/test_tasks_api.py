@@ -73,7 +73,7 @@ def test_submit_holds_the_estimate_and_enqueues_on_commit(
     assert task["estimated_seconds"] == model.estimated_seconds
     assert task["credits_used"] is None and task["output"] == [] and task["error"] is None
     assert Wallet.objects.get(account=world.account).held == estimate
-    assert [job.name for job in enqueued] == ["generation.tasks.task_advance"]
+    assert [job.name for job in enqueued] == ["generation.jobs.task_advance"]
     assert "X-Org-Quota-Remaining-Credits" in response.headers
 
 

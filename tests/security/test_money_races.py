@@ -280,7 +280,7 @@ def test_a_stream_longer_than_the_stale_period_is_charged(installation):
 
 SWEEP_UNTIL = """
 import os, time
-from billing.tasks import release_stale_holds
+from billing.jobs import release_stale_holds
 while not os.path.exists({flag!r}):
     release_stale_holds()
     time.sleep(0.25)
