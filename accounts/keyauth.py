@@ -24,18 +24,15 @@ from accounts.keys import (
 )
 from accounts.models import ApiKey, KeyStatus, ManagementKey
 from core.db import run_db
+from core.errors import ApiError
 
 logger = logging.getLogger(__name__)
 
 LAST_USED_EVERY_SECONDS = 60
 
 
-class KeyAuthError(Exception):
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+class KeyAuthError(ApiError):
+    """A key refused: missing, unknown, paused, expired or not allowed from this address."""
 
 
 def _invalid(message: str = "Invalid API key.") -> KeyAuthError:

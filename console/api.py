@@ -26,11 +26,12 @@ from ninja import NinjaAPI, Schema
 from ninja.errors import HttpError, ValidationError
 from ninja.security import APIKeyHeader
 
-from accounts.keyauth import KeyAuthError, authenticate_management
+from accounts.keyauth import authenticate_management
 from accounts.keys import KeyRuleError
 from accounts.models import ManagementKey
 from billing.reports import FilterError
-from generation.dataplane.errors import GatewayError, Protocol, error_body
+from core.errors import ApiError
+from generation.dataplane.errors import Protocol, error_body
 
 # The code a caller sees for an error that has no more specific one.
 STATUS_CODES = {
@@ -57,8 +58,16 @@ class Error(Schema):
 def error_response(
     status: int, message: str, *, code: str | None = None, param: str | None = None
 ) -> JsonResponse:
-    error = GatewayError(status, code or STATUS_CODES.get(status, "api_error"), message, param)
-    return JsonResponse(error_body(Protocol.OPENAI, error), status=status)
+    error = ApiError(status, code or STATUS_CODES.get(status, "api_error"), message, param)
+    return api_error_response(error)
+
+
+def api_error_response(error: ApiError) -> JsonResponse:
+    """Any ApiError in the OpenAI envelope, with its headers."""
+    response = JsonResponse(error_body(Protocol.OPENAI, error), status=error.status)
+    for name, value in error.headers.items():
+        response[name] = value
+    return response
 
 
 class ManagementKeyAuth(APIKeyHeader):
@@ -192,9 +201,10 @@ api = ManagementAPI(
 # --- Errors ----------------------------------------------------------------------------------
 
 
-@api.exception_handler(KeyAuthError)
-def _key_auth_error(request, exc: KeyAuthError):
-    return error_response(exc.status, exc.message, code=exc.code)
+@api.exception_handler(ApiError)
+def _api_error(request, exc: ApiError):
+    # A refused key (KeyAuthError) and any other domain refusal, rendered as raised.
+    return api_error_response(exc)
 
 
 @api.exception_handler(KeyRuleError)

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from accounts.models import RoutingGroup
 from core.db import run_db
-from generation.dataplane.errors import GatewayError
+from core.errors import ApiError
 from generation.models import AIModel
 from generation.providers import ChannelRoute
 from generation.selectors import models_in_group
@@ -25,7 +25,7 @@ class Target:
     route: ChannelRoute
 
 
-_cache: dict[tuple[int, str], tuple[float, Target | GatewayError]] = {}
+_cache: dict[tuple[int, str], tuple[float, Target | ApiError]] = {}
 
 
 async def resolve_model(group_id: int, slug: str) -> Target:
@@ -37,22 +37,22 @@ async def resolve_model(group_id: int, slug: str) -> Target:
         if len(_cache) > 10_000:
             _cache.clear()
         _cache[key] = hit
-    if isinstance(hit[1], GatewayError):
-        raise GatewayError(hit[1].status, hit[1].code, hit[1].message, hit[1].param)
+    if isinstance(hit[1], ApiError):
+        raise ApiError(hit[1].status, hit[1].code, hit[1].message, hit[1].param)
     return hit[1]
 
 
-async def _lookup(group_id: int, slug: str) -> Target | GatewayError:
+async def _lookup(group_id: int, slug: str) -> Target | ApiError:
     return await run_db(_find, group_id, slug)
 
 
-def _find(group_id: int, slug: str) -> Target | GatewayError:
+def _find(group_id: int, slug: str) -> Target | ApiError:
     model = AIModel.objects.select_related("channel").filter(slug=slug, is_active=True).first()
     if model is None:
-        return GatewayError(400, "model_not_found", f"The model '{slug}' does not exist.", "model")
+        return ApiError(400, "model_not_found", f"The model '{slug}' does not exist.", "model")
     group = RoutingGroup.objects.filter(pk=group_id, models=model).first()
     if group is None:
-        return GatewayError(
+        return ApiError(
             403,
             "model_not_in_group",
             f"This key's routing group does not include the model '{slug}'.",

@@ -33,11 +33,13 @@ from accounts.models import ApiKey, KeyStatus, RoutingGroup
 from accounts.permissions import USE_PLAYGROUND, can_manage_key
 from accounts.selectors import api_keys_for_account
 from billing import pricing
+from billing.errors import BillingError
 from billing.models import UsageRecord
+from core.errors import ApiError
 from generation import services
 from generation.catalogue import resolve_model
 from generation.dataplane.base import json_body
-from generation.dataplane.errors import GatewayError, Protocol, error_response
+from generation.dataplane.errors import Protocol, error_response
 from generation.dataplane.images import image_options, make_images
 from generation.dataplane.text import PLAYGROUND, serve_text
 from generation.models import AIModel, Family
@@ -76,11 +78,11 @@ def playground_keys(membership) -> list[ApiKey]:
 
 def _principal(request, key_id: str) -> KeyPrincipal | None:
     """The chosen key (None if the user may not use it), checked against the request's address:
-    a key whose IP lists refuse it is a ``GatewayError`` (403) with the API's message."""
+    a key whose IP lists refuse it is an ``ApiError`` (403) with the API's message."""
     try:
         return principal_for_console(request.membership, key_id or "", address=client_ip(request))
     except KeyAuthError as error:
-        raise GatewayError(error.status, error.code, error.message, "key") from None
+        raise ApiError(error.status, error.code, error.message, "key") from None
 
 
 def _principal_or_404(request, key_id: str) -> KeyPrincipal:
@@ -221,7 +223,7 @@ def estimate(request):
     group; an invalid param shows its message instead (422)."""
     try:
         principal = _principal_or_404(request, request.GET.get("key", ""))
-    except GatewayError as error:  # the key's IP lists refuse this address
+    except ApiError as error:  # the key's IP lists refuse this address
         context = {"estimate_error": error.message}
     else:
         context = _estimate_for_key(principal, request.GET)
@@ -266,7 +268,7 @@ def task_submit(request):
     key_id, slug = data.get("key", ""), data.get("model", "")
     try:
         principal = _principal_or_404(request, key_id)
-    except GatewayError as error:
+    except ApiError as error:
         return _form_error(
             request, "task-form", key_id=key_id, slug=slug, message=error.message,
             param=error.param,
@@ -287,7 +289,7 @@ def task_submit(request):
             params=_params_from(data, fields),
             key_limits=principal,
         )
-    except services.TaskError as error:
+    except (services.TaskError, BillingError) as error:
         return _form_error(
             request, "task-form", key_id=key_id, slug=slug, message=error.message,
             param=error.param,
@@ -309,7 +311,7 @@ def _upload_bytes(upload, field: str) -> bytes:
     try:
         Image.open(io.BytesIO(data)).verify()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise GatewayError(
+        raise ApiError(
             400, "invalid_param", f"The {field} must be a PNG, JPEG or WebP image.", field
         ) from None
     return data
@@ -349,21 +351,21 @@ async def images(request):
     try:
         principal = await sync_to_async(_principal_or_404)(request, key_id)
         if int(request.headers.get("content-length") or 0) > MAX_UPLOAD_BYTES:
-            raise GatewayError(413, "request_too_large", "The upload is over 50 MiB.", "image")
+            raise ApiError(413, "request_too_large", "The upload is over 50 MiB.", "image")
         target = await resolve_model(principal.group_id, slug)
         fields = {name: data.get(name) for name in ("prompt", "n", "size", "quality")}
         options = image_options({k: v for k, v in fields.items() if v}, target)
         call, uploads, mask = media.generate_images, [], None
         if edit:
             if "image" not in files:
-                raise GatewayError(400, "invalid_param", "Choose an image to edit.", "image")
+                raise ApiError(400, "invalid_param", "Choose an image to edit.", "image")
             call = media.edit_images
             uploads = [_upload_bytes(files["image"], "image")]
             mask = _upload_bytes(files["mask"], "mask") if "mask" in files else None
         items, _ = await make_images(
             request, principal, target, options, call=call, images=uploads, mask=mask
         )
-    except GatewayError as error:
+    except ApiError as error:
         return await sync_to_async(_form_error)(
             request, "image-form", key_id=key_id, slug=slug, message=error.message,
             param=error.param,
@@ -376,8 +378,8 @@ async def images(request):
 # --- Text ------------------------------------------------------------------------------------
 
 
-def _invalid(message: str, param: str) -> GatewayError:
-    return GatewayError(400, "invalid_param", message, param)
+def _invalid(message: str, param: str) -> ApiError:
+    return ApiError(400, "invalid_param", message, param)
 
 
 def chat_body(payload: dict, model: str) -> dict:
@@ -451,9 +453,9 @@ async def chat(request):
             raise _invalid("Choose a key and a model.", "model")
         principal = await sync_to_async(_principal)(request, key_id)
         if principal is None:
-            raise GatewayError(404, "not_found", "No key you can use has this id.", "key")
+            raise ApiError(404, "not_found", "No key you can use has this id.", "key")
         response = await serve_text(request, principal, PLAYGROUND, body=chat_body(payload, model))
-    except GatewayError as error:
+    except ApiError as error:
         response = error_response(Protocol.OPENAI, error)
     response["X-Request-ID"] = request.bytespike_request_id
     response["Cache-Control"] = "no-store"

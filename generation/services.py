@@ -22,10 +22,10 @@ from django.db.models import F
 from django.utils import timezone
 
 from billing import metering, pricing
-from billing.errors import BillingError
 from billing.metering import meter
 from billing.services import UsageFacts
 from core.db import run_db
+from core.errors import ApiError
 from generation.models import AIModel, Family, RefundPolicy, Task, TaskStatus
 from generation.providers import ChannelRoute, UpstreamError, media
 
@@ -42,22 +42,9 @@ def stale_after() -> timedelta:
     return timedelta(seconds=settings.BYTESPIKE_TASK_STALE_SECONDS)
 
 
-class TaskError(Exception):
-    """A refused request: HTTP status, error code, message and the offending field."""
-
-    def __init__(
-        self, status: int, code: str, message: str, param: str | None = None, refusal=None
-    ):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.param = param
-        self.refusal = refusal  # the BillingError of a limit that refused the task
-
-    @classmethod
-    def of(cls, error: BillingError) -> "TaskError":
-        return cls(error.status, error.code, error.message, refusal=error)
+class TaskError(ApiError):
+    """A refused task request (bad params, a reused out_task_id). A refusal of the wallet or a
+    limit is billing's own ``BillingError``, raised as is."""
 
 
 def _invalid(message: str, param: str) -> TaskError:
@@ -240,8 +227,6 @@ def task_create(task: Task, *, key_limits=None) -> Submitted:
                 key_limits=key_limits,
             )
             _enqueue(task)
-    except BillingError as error:
-        raise TaskError.of(error) from None
     except IntegrityError:
         # Another submit with this out_task_id won the race.
         existing = _same_request(task.account_id, task.out_task_id, task.request_digest)
@@ -258,12 +243,9 @@ async def task_submit_async(*, key_limits=None, **request) -> Submitted:
         return prepared
     task = prepared.task
     if key_limits is not None:
-        try:
-            await meter.task_reserve(
-                key_limits, reference=task.public_id, credits=task.estimated_credits
-            )
-        except BillingError as error:
-            raise TaskError.of(error) from None
+        await meter.task_reserve(
+            key_limits, reference=task.public_id, credits=task.estimated_credits
+        )
     try:
         submitted = await run_db(task_create, task, key_limits=key_limits)
     except BaseException:

@@ -18,8 +18,8 @@ from billing.money import credits_json
 from billing.reports import SUMS, FilterError, month_spend_by_model, usage_filter_from, usage_report
 from billing.services import wallet_state
 from core.db import run_db
+from core.errors import ApiError
 from generation.dataplane.base import dataplane_view
-from generation.dataplane.errors import GatewayError
 
 
 def key_limits_json(principal: KeyPrincipal, *, now: datetime) -> dict:
@@ -84,7 +84,7 @@ def _usage(principal: KeyPrincipal, since: str | None, until: str | None) -> dic
     try:
         flt = usage_filter_from(account, params, default_group_by="day")
     except FilterError as error:
-        raise GatewayError(400, "invalid_param", str(error), error.field) from None
+        raise ApiError(400, "invalid_param", str(error), error.field) from None
     by_day = usage_report(account, flt)
     by_model = usage_report(account, replace(flt, group_by="model"))
     return {

@@ -19,7 +19,8 @@ from django.views.decorators.csrf import csrf_exempt
 from ulid import ULID
 
 from accounts.keyauth import KeyAuthError, authenticate_inference
-from generation.dataplane.errors import GatewayError, Protocol, error_response
+from core.errors import ApiError
+from generation.dataplane.errors import Protocol, error_response
 from generation.metering import current_headers
 
 logger = logging.getLogger(__name__)
@@ -38,34 +39,34 @@ def request_protocol(request) -> Protocol:
     return Protocol.OPENAI
 
 
-def unavailable() -> GatewayError:
-    error = GatewayError(
+def unavailable() -> ApiError:
+    error = ApiError(
         503, "service_unavailable", "ByteSpike is briefly unavailable; retry in a few seconds."
     )
     error.headers["Retry-After"] = "5"
     return error
 
 
-def unstorable() -> GatewayError:
-    return GatewayError(
+def unstorable() -> ApiError:
+    return ApiError(
         400, "invalid_param", "The request holds a value that cannot be stored, such as a NUL."
     )
 
 
-def _unreadable(error: Exception) -> GatewayError:
+def _unreadable(error: Exception) -> ApiError:
     """A request Django could not read: form fields over DATA_UPLOAD_MAX_MEMORY_SIZE, too many
     fields or files, a multipart body that is not one."""
     if isinstance(error, RequestDataTooBig):
-        return GatewayError(413, "request_too_large", "The request's form fields are too large.")
+        return ApiError(413, "request_too_large", "The request's form fields are too large.")
     if isinstance(error, TooManyFieldsSent | TooManyFilesSent):
-        return GatewayError(400, "invalid_param", "The request has too many fields or files.")
+        return ApiError(400, "invalid_param", "The request has too many fields or files.")
     if isinstance(error, MultiPartParserError):
-        return GatewayError(400, "invalid_param", "The body is not valid multipart/form-data.")
-    return GatewayError(400, "invalid_param", "The request could not be read.")
+        return ApiError(400, "invalid_param", "The body is not valid multipart/form-data.")
+    return ApiError(400, "invalid_param", "The request could not be read.")
 
 
 def dataplane_view(protocol: Protocol | Callable = request_protocol, *, methods: tuple[str, ...]):
-    """Wrap an async view ``view(request, principal, ...)`` that may raise ``GatewayError``.
+    """Wrap an async view ``view(request, principal, ...)`` that may raise ``ApiError``.
 
     Every answer is in the caller's envelope and has its request id: another method is a 405
     (before the key is checked), a request Django cannot read a 400 or 413. A database that
@@ -101,9 +102,9 @@ def dataplane_view(protocol: Protocol | Callable = request_protocol, *, methods:
     return decorator
 
 
-def _method_not_allowed(request, methods: tuple[str, ...]) -> GatewayError:
+def _method_not_allowed(request, methods: tuple[str, ...]) -> ApiError:
     allowed = ", ".join(methods)
-    error = GatewayError(
+    error = ApiError(
         405, "method_not_allowed", f"{request.method} is not allowed here. Allowed: {allowed}."
     )
     error.headers["Allow"] = allowed
@@ -113,7 +114,7 @@ def _method_not_allowed(request, methods: tuple[str, ...]) -> GatewayError:
 @csrf_exempt
 async def unknown_route(request, *args, **kwargs):
     """Any /v1 or /v1beta URL that is no route: a 404 in the envelope the path suggests."""
-    error = GatewayError(404, "not_found", f"Unknown URL: {request.method} {request.path}.")
+    error = ApiError(404, "not_found", f"Unknown URL: {request.method} {request.path}.")
     response = error_response(request_protocol(request), error)
     response["X-Request-ID"] = f"req_{ULID()}"
     return response
@@ -135,15 +136,15 @@ def json_body(request, limit: int, *, allow_empty: bool = False) -> dict:
     raw = b"" if declared > limit else request.read(limit + 1)
     if declared > limit or len(raw) > limit:
         size = f"{limit // MIB} MiB" if limit % MIB == 0 else f"{limit} bytes"
-        raise GatewayError(413, "request_too_large", f"The request body is over {size}.")
+        raise ApiError(413, "request_too_large", f"The request body is over {size}.")
     if allow_empty and not raw:
         return {}
     try:
         body = orjson.loads(raw or b"null")
     except orjson.JSONDecodeError:
-        raise GatewayError(400, "invalid_param", "The request body is not valid JSON.") from None
+        raise ApiError(400, "invalid_param", "The request body is not valid JSON.") from None
     if not isinstance(body, dict):
-        raise GatewayError(400, "invalid_param", "The request body must be a JSON object.")
+        raise ApiError(400, "invalid_param", "The request body must be a JSON object.")
     return body
 
 
@@ -154,10 +155,10 @@ async def _answer(view, request, caller, args, kwargs):
     try:
         principal = await authenticate_inference(request)
     except KeyAuthError as error:
-        return error_response(caller, GatewayError(error.status, error.code, error.message))
+        return error_response(caller, error)
     try:
         response = await view(request, principal, *args, **kwargs)
-    except GatewayError as error:
+    except ApiError as error:
         response = error_response(caller, error)
     if "X-Org-Quota-Remaining-Credits" not in response:
         # Billed calls set these from their hold; other answers read them now.

@@ -10,23 +10,13 @@ from enum import StrEnum
 import orjson
 from django.http import HttpResponse
 
+from core.errors import ApiError
+
 
 class Protocol(StrEnum):
     OPENAI = "openai"
     ANTHROPIC = "anthropic"
     GEMINI = "gemini"
-
-
-class GatewayError(Exception):
-    """A failed data-plane request: HTTP status, our error code, a message for the caller."""
-
-    def __init__(self, status: int, code: str, message: str, param: str | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.param = param
-        self.headers: dict = {}
 
 
 _OPENAI_TYPES = {
@@ -68,7 +58,7 @@ _GOOGLE_STATUSES = {
 }
 
 
-def error_body(protocol: Protocol, error: GatewayError) -> dict:
+def error_body(protocol: Protocol, error: ApiError) -> dict:
     if protocol == Protocol.ANTHROPIC:
         kind = _ANTHROPIC_TYPES.get(error.status, "api_error")
         return {"type": "error", "error": {"type": kind, "message": error.message}}
@@ -91,7 +81,7 @@ def json_response(data: dict, status: int = 200) -> HttpResponse:
     return HttpResponse(orjson.dumps(data), status=status, content_type="application/json")
 
 
-def error_response(protocol: Protocol, error: GatewayError) -> HttpResponse:
+def error_response(protocol: Protocol, error: ApiError) -> HttpResponse:
     response = json_response(error_body(protocol, error), status=error.status)
     for name, value in error.headers.items():
         response[name] = value

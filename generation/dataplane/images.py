@@ -15,10 +15,11 @@ from accounts.keyauth import KeyPrincipal
 from billing import pricing
 from billing.services import UsageFacts
 from core.db import run_db
+from core.errors import ApiError
 from generation import metering
 from generation.catalogue import Target, resolve_model
 from generation.dataplane.base import dataplane_view, json_body
-from generation.dataplane.errors import GatewayError, Protocol
+from generation.dataplane.errors import Protocol
 from generation.files import artifact_save, artifact_url
 from generation.models import Family
 from generation.providers import UpstreamError, media
@@ -32,8 +33,8 @@ QUALITIES = ("auto", "low", "medium", "high", "standard", "hd")
 FORMATS = ("png", "jpeg", "webp")
 
 
-def _invalid(message: str, param: str) -> GatewayError:
-    return GatewayError(400, "invalid_param", message, param)
+def _invalid(message: str, param: str) -> ApiError:
+    return ApiError(400, "invalid_param", message, param)
 
 
 def image_options(fields, target: Target) -> dict:
@@ -113,10 +114,10 @@ async def make_images(
         )
     except TimeoutError:
         await metered.release()
-        raise GatewayError(504, "upstream_timeout", "The image took over 30 seconds.") from None
-    except UpstreamError as error:
+        raise ApiError(504, "upstream_timeout", "The image took over 30 seconds.") from None
+    except UpstreamError:
         await metered.release()
-        raise GatewayError(error.status, error.code, error.message) from None
+        raise
     except BaseException:
         await asyncio.shield(metered.release())
         raise
@@ -177,7 +178,7 @@ def _image_bytes(upload, param: str) -> bytes:
 @dataplane_view(Protocol.OPENAI, methods=("POST",))
 async def edits(request, principal: KeyPrincipal):
     if int(request.headers.get("content-length") or 0) > MAX_UPLOAD_BYTES:
-        raise GatewayError(413, "request_too_large", "The request body is over 50 MiB.")
+        raise ApiError(413, "request_too_large", "The request body is over 50 MiB.")
     if not request.content_type.startswith("multipart/form-data"):
         raise _invalid("Send the images as multipart/form-data.", "image")
     fields, files = request.POST, request.FILES

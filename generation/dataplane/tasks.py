@@ -12,10 +12,11 @@ from django.http import JsonResponse, StreamingHttpResponse
 
 from accounts.keyauth import KeyPrincipal
 from core.db import run_db
+from core.errors import ApiError
 from generation import metering, services
 from generation.catalogue import resolve_model
 from generation.dataplane.base import dataplane_view, json_body
-from generation.dataplane.errors import GatewayError, Protocol
+from generation.dataplane.errors import Protocol
 from generation.live import Listener
 from generation.models import Task
 from generation.selectors import task_for_account, task_poll
@@ -32,7 +33,7 @@ def _text(body: dict, name: str, *, limit: int) -> str:
     if value is None:
         return ""
     if not isinstance(value, str) or len(value) > limit:
-        raise GatewayError(
+        raise ApiError(
             400, "invalid_param", f"'{name}' must be text of at most {limit} characters.", name
         )
     return value.strip()
@@ -40,12 +41,6 @@ def _text(body: dict, name: str, *, limit: int) -> str:
 
 def _base_url(request) -> str:
     return request.build_absolute_uri("/")
-
-
-def _as_gateway(error: services.TaskError) -> GatewayError:
-    gateway = GatewayError(error.status, error.code, error.message, error.param)
-    gateway.headers = metering.refusal_headers(error.refusal) if error.refusal else {}
-    return gateway
 
 
 def _present(task: Task, request) -> dict:
@@ -57,39 +52,36 @@ async def submit(request, principal: KeyPrincipal):
     body = json_body(request, MAX_BODY_BYTES)
     slug = body.get("model")
     if not isinstance(slug, str) or not slug:
-        raise GatewayError(400, "invalid_param", "Missing required parameter: 'model'.", "model")
+        raise ApiError(400, "invalid_param", "Missing required parameter: 'model'.", "model")
     params = body["params"] if "params" in body else {
         key: value for key, value in body.items() if key not in ENVELOPE_KEYS
     }  # fmt: skip
     out_task_id = _text(body, "out_task_id", limit=128)
     callback_url = _text(body, "callback_url", limit=2000)
     target = await resolve_model(principal.group_id, slug)
-    try:
-        submitted = await services.task_submit_async(
-            account_id=principal.account_id,
-            api_key_id=principal.key_id,
-            model=target.model,
-            multiplier=target.multiplier,
-            params=params,
-            out_task_id=out_task_id,
-            callback_url=callback_url,
-            key_limits=principal,
-        )
-    except services.TaskError as error:
-        raise _as_gateway(error) from None
+    submitted = await services.task_submit_async(
+        account_id=principal.account_id,
+        api_key_id=principal.key_id,
+        model=target.model,
+        multiplier=target.multiplier,
+        params=params,
+        out_task_id=out_task_id,
+        callback_url=callback_url,
+        key_limits=principal,
+    )
     return JsonResponse(await run_db(_present, submitted.task, request))
 
 
 async def _find(principal: KeyPrincipal, task_id: str = "", out_task_id: str = "") -> Task:
     if bool(task_id) == bool(out_task_id):
-        raise GatewayError(
+        raise ApiError(
             400, "invalid_param", "Give exactly one of 'task_id' and 'out_task_id'.", "task_id"
         )
     task = await run_db(
         task_for_account, account_id=principal.account_id, task_id=task_id, out_task_id=out_task_id
     )
     if task is None:
-        raise GatewayError(404, "task_not_found", "No such task.", "task_id")
+        raise ApiError(404, "task_not_found", "No such task.", "task_id")
     return task
 
 
@@ -119,12 +111,12 @@ def _look_up(principal: KeyPrincipal, task_id: str, out_task_id: str, base_url: 
 async def query(request, principal: KeyPrincipal):
     task_id, out_task_id = _identifiers(request)
     if bool(task_id) == bool(out_task_id):
-        raise GatewayError(
+        raise ApiError(
             400, "invalid_param", "Give exactly one of 'task_id' and 'out_task_id'.", "task_id"
         )
     data, headers = await run_db(_look_up, principal, task_id, out_task_id, _base_url(request))
     if data is None:
-        raise GatewayError(404, "task_not_found", "No such task.", "task_id")
+        raise ApiError(404, "task_not_found", "No such task.", "task_id")
     response = JsonResponse(data)
     for name, value in headers.items():
         response[name] = value

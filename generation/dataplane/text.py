@@ -20,10 +20,11 @@ from ulid import ULID
 from accounts.keyauth import KeyPrincipal
 from billing import pricing
 from billing.services import UsageFacts
+from core.errors import ApiError
 from generation import metering
 from generation.catalogue import Target, resolve_model
 from generation.dataplane.base import dataplane_view, json_body, unavailable
-from generation.dataplane.errors import GatewayError, Protocol, json_response
+from generation.dataplane.errors import Protocol, json_response
 from generation.models import ChannelKind, Family
 from generation.protocols import anthropic, gemini, openai_chat, openai_responses
 from generation.protocols.base import (
@@ -100,7 +101,7 @@ async def messages(request, principal):
 @dataplane_view(Protocol.GEMINI, methods=("POST",))
 async def generate_content(request, principal, model: str, method: str):
     if method not in ("generateContent", "streamGenerateContent"):
-        raise GatewayError(404, "not_found", f"Unknown method {method!r}.")
+        raise ApiError(404, "not_found", f"Unknown method {method!r}.")
     return await serve_text(
         request, principal, GEMINI, model=model, stream=method == "streamGenerateContent"
     )
@@ -113,7 +114,7 @@ def _parse(caller: Caller, body: dict, model: str | None) -> ChatRequest:
     try:
         return caller.codec.parse_request(body, model=model)
     except ProtocolError as error:
-        raise GatewayError(400, "invalid_param", error.message, error.param) from None
+        raise ApiError(400, "invalid_param", error.message, error.param) from None
 
 
 def request_chars(chat: ChatRequest) -> tuple[int, int]:
@@ -147,7 +148,7 @@ def input_tokens_estimate(chat: ChatRequest, *, worst_case: bool) -> int:
 def _check_limits(chat: ChatRequest, target: Target) -> None:
     model = target.model
     if model.family != Family.TEXT:
-        raise GatewayError(
+        raise ApiError(
             400,
             "invalid_param",
             f"'{model.slug}' is an {model.family} model; use "
@@ -160,7 +161,7 @@ def _check_limits(chat: ChatRequest, target: Target) -> None:
         and model.max_output_tokens
         and (chat.max_tokens > model.max_output_tokens)
     ):
-        raise GatewayError(
+        raise ApiError(
             400,
             "invalid_param",
             f"max_tokens is too large: {model.slug} writes at most "
@@ -170,7 +171,7 @@ def _check_limits(chat: ChatRequest, target: Target) -> None:
     if model.context_window:
         needed = input_tokens_estimate(chat, worst_case=False) + (chat.max_tokens or 0)
         if needed > model.context_window:
-            raise GatewayError(
+            raise ApiError(
                 400,
                 "context_length_exceeded",
                 f"This request needs about {needed} tokens; {model.slug} has a context window "
@@ -208,13 +209,14 @@ def cost_of(target: Target, usage: Usage) -> int:
     )
 
 
-def _upstream_failure(error: Exception) -> GatewayError:
+def _upstream_failure(error: Exception) -> ApiError:
+    """What the caller of a text route sees of a failed upstream call: the UpstreamError with the
+    provider's Retry-After passed on, or a 502 for an answer that could not be read."""
     if isinstance(error, UpstreamError):
-        gateway = GatewayError(error.status, error.code, error.message)
         if error.retry_after:
-            gateway.headers["Retry-After"] = error.retry_after
-        return gateway
-    return GatewayError(502, "upstream_error", "The upstream answer could not be read.")
+            error.headers["Retry-After"] = error.retry_after
+        return error
+    return ApiError(502, "upstream_error", "The upstream answer could not be read.")
 
 
 async def serve_text(

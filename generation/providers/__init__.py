@@ -16,6 +16,7 @@ import httpx
 import orjson
 from httpx_sse import EventSource
 
+from core.errors import ApiError
 from generation.models import Channel
 from generation.protocols.base import SSE, UpstreamCall
 from generation.providers.clients import async_client
@@ -25,9 +26,10 @@ logger = logging.getLogger(__name__)
 JSON = {"content-type": "application/json"}
 
 
-class UpstreamError(Exception):
+class UpstreamError(ApiError):
     """An upstream failure, already mapped to what the caller sees (SPEC §4): the provider's own
-    words are kept only when they are about the request (400), and never a secret."""
+    words are kept only when they are about the request (400), and never a secret. The
+    provider's Retry-After is kept apart: only the text routes pass it on."""
 
     def __init__(
         self,
@@ -37,10 +39,7 @@ class UpstreamError(Exception):
         retry_after: str | None = None,
         transient: bool | None = None,
     ):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+        super().__init__(status, code, message)
         self.retry_after = retry_after
         # Worth trying again later (rate limits, timeouts, provider outages), unlike a refusal.
         self.transient = status in (429, 503, 504) if transient is None else transient
