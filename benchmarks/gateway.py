@@ -118,7 +118,7 @@ CHECK = """
 import json
 from django.db.models import Sum
 from billing.models import LedgerEntry, UsageRecord
-from billing.services import wallet_problems
+from billing.invariants import wallet_problems
 account = {account}
 charges = LedgerEntry.objects.filter(account_id=account, kind="charge")
 usage = UsageRecord.objects.filter(account_id=account)

@@ -149,7 +149,7 @@ print(json.dumps(world))
 CHECK = """
 import json
 from billing.models import Wallet
-from billing.services import wallet_problems
+from billing.invariants import wallet_problems
 print(json.dumps({str(w.account_id): wallet_problems(w.account_id) for w in Wallet.objects.all()}))
 """
 

@@ -92,7 +92,7 @@ print(json.dumps({"key": key, "tasks": ids, "account": account.pk}))
 
 CHECK = """
 import json
-from billing.services import wallet_problems
+from billing.invariants import wallet_problems
 from generation.models import Task
 print(json.dumps({{"tasks": Task.objects.filter(account_id={account}).count(),
                    "problems": wallet_problems({account})}}))

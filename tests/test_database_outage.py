@@ -10,9 +10,9 @@ from django.db import OperationalError
 from django.test import AsyncClient
 
 from billing import services as billing
+from billing.invariants import wallet_problems
 from billing.jobs import release_stale_holds
 from billing.models import Hold, UsageRecord
-from billing.services import wallet_problems
 from generation import services
 from generation.dataplane import tasks as task_views
 from generation.demo_catalogue import seed_catalogue

@@ -18,8 +18,8 @@ from standardwebhooks import Webhook
 
 from accounts.models import Role
 from accounts.webhooks import webhook_secret_for_signing
+from billing.invariants import wallet_problems
 from billing.models import LedgerEntry, UsageRecord
-from billing.services import wallet_problems
 from generation.demo_catalogue import seed_catalogue
 from generation.models import CallbackDelivery, Task
 from tests.factories import MembershipFactory, UserFactory, fund, issue_key

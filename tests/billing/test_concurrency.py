@@ -4,6 +4,7 @@ import pytest
 from django.utils import timezone
 
 from billing import errors, services
+from billing.invariants import wallet_problems
 from billing.models import Hold, LedgerEntry, UsageRecord, Wallet
 from billing.services import Charge, UsageFacts
 from tests.factories import AIModelFactory, UserFactory, fund
@@ -27,7 +28,7 @@ def test_fifty_concurrent_holds_against_a_wallet_that_covers_ten(world):
     wallet = Wallet.objects.get(account=world.account)
     assert (wallet.held, wallet.available) == (10 * M, 0)
     assert Hold.objects.count() == 10
-    assert services.wallet_problems(world.account.pk) == []
+    assert wallet_problems(world.account.pk) == []
 
 
 def test_twenty_concurrent_redemptions_of_one_code_give_one_top_up(world):
@@ -73,7 +74,7 @@ def test_concurrent_settles_and_releases_of_one_hold_charge_once(world):
         assert (len(settled), hold.status) == (1, "settled")
         assert len(released) <= 1
         assert UsageRecord.objects.filter(request_id=reference).count() == 1
-    assert services.wallet_problems(world.account.pk) == []
+    assert wallet_problems(world.account.pk) == []
     assert Wallet.objects.get(account=world.account).in_flight == 0
 
 
@@ -114,4 +115,4 @@ def test_batches_over_the_same_accounts_in_opposite_orders_do_not_deadlock(world
         failures += [r for r in results if isinstance(r, Exception)]
     assert failures == []
     for account in accounts:
-        assert services.wallet_problems(account.pk) == []
+        assert wallet_problems(account.pk) == []

@@ -15,9 +15,10 @@ from accounts.keyauth import KeyPrincipal
 from accounts.models import ApiKey
 from billing import services
 from billing.errors import BillingError
+from billing.invariants import wallet_problems
 from billing.metering import Call, meter
 from billing.models import Hold
-from billing.services import WalletState, wallet_problems
+from billing.services import WalletState
 from tests.factories import RoutingGroupFactory, fund, issue_key
 from tests.races import race
 

@@ -11,6 +11,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invaria
 
 from accounts.models import Account
 from billing import errors, services
+from billing.invariants import wallet_problems
 from billing.models import Wallet
 from billing.services import UsageFacts
 from tests.factories import AIModelFactory, UserFactory
@@ -101,7 +102,7 @@ class Books(RuleBasedStateMachine):
 
     @invariant()
     def books_balance(self):
-        assert services.wallet_problems(self.account.pk) == []
+        assert wallet_problems(self.account.pk) == []
         wallet = Wallet.objects.filter(account=self.account).first()
         if wallet is not None:
             assert wallet.balance == self.balance

@@ -7,6 +7,7 @@ from django.core import mail
 from django.utils import timezone
 
 from billing import errors, services
+from billing.invariants import wallet_problems
 from billing.models import Hold, KeySpend, KeyTotal, LedgerEntry, UsageRecord, UsageRollup, Wallet
 from billing.services import UsageFacts
 from tests.conftest import run_enqueued
@@ -26,7 +27,7 @@ def usage(model, **fields):
 
 
 def books_balance(account):
-    assert services.wallet_problems(account.pk) == []
+    assert wallet_problems(account.pk) == []
 
 
 def test_new_accounts_have_an_empty_wallet(world):

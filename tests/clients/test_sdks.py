@@ -10,8 +10,8 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from billing.invariants import wallet_problems
 from billing.models import UsageRecord, Wallet
-from billing.services import wallet_problems
 from tests.protocols import WEATHER
 
 pytestmark = pytest.mark.django_db(transaction=True)

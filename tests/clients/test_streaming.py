@@ -6,8 +6,8 @@ import json
 import httpx
 import pytest
 
+from billing.invariants import wallet_problems
 from billing.models import Hold, UsageRecord
-from billing.services import wallet_problems
 from tests.processes import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -8,8 +8,8 @@ import pytest
 from django.db.models import Count, Min
 
 from accounts.models import ApiKey, KeyStatus, ManagementKey
+from billing.invariants import wallet_problems
 from billing.models import LedgerEntry, UsageRecord, Wallet
-from billing.services import wallet_problems
 from console.demo import seed_demo
 from tests.processes import ROOT, embedded_env
 

@@ -15,7 +15,7 @@ After every example:
 - an error is JSON in the envelope of the protocol called, and every answer has a request id;
 - a failed call is free: no usage row and no charge;
 - no hold is left open except those of pending or running tasks (which hold their estimate),
-  and both accounts' books balance (billing.services.wallet_problems);
+  and both accounts' books balance (billing.invariants.wallet_problems);
 - the other account's task was not touched.
 """
 
@@ -32,9 +32,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
+from billing.invariants import wallet_problems
 from billing.metering import meter
 from billing.models import Hold, LedgerEntry, UsageRecord
-from billing.services import wallet_problems
 from generation.dataplane import tasks as dataplane_tasks
 from generation.models import Task, TaskStatus
 from tests.fuzz import asgi

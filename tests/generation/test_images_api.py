@@ -7,9 +7,9 @@ import json
 import pytest
 from PIL import Image
 
+from billing.invariants import wallet_problems
 from billing.models import Hold, UsageRecord, Wallet
 from billing.pricing import image_cost
-from billing.services import wallet_problems
 from generation.demo_catalogue import seed_catalogue
 from generation.models import AIModel
 from tests.conftest import read_body

@@ -13,8 +13,8 @@ from django.urls import reverse
 from PIL import Image
 
 from accounts.models import ApiKey, RoutingGroup
+from billing.invariants import wallet_problems
 from billing.models import Hold, UsageRecord, Wallet
-from billing.services import wallet_problems
 from generation.demo_catalogue import seed_catalogue
 from generation.models import AIModel, Task
 from tests.conftest import read_body

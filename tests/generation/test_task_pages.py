@@ -11,8 +11,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from billing.invariants import wallet_problems
 from billing.models import Hold, Wallet
-from billing.services import wallet_problems
 from generation import services
 from generation.demo_catalogue import seed_catalogue
 from generation.models import AIModel, CallbackAttempt, CallbackDelivery, Task

@@ -6,8 +6,8 @@ import time
 import pytest
 from django.utils import timezone
 
+from billing.invariants import wallet_problems
 from billing.models import Hold, UsageRecord, Wallet
-from billing.services import wallet_problems
 from generation import services
 from generation.demo_catalogue import seed_catalogue
 from generation.models import AIModel, Task

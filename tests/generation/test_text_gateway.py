@@ -10,10 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from billing.invariants import wallet_problems
 from billing.metering import meter
 from billing.models import Hold, LedgerEntry, UsageRecord, Wallet
 from billing.pricing import TokenUsage, text_cost
-from billing.services import wallet_problems
 from generation import catalogue
 from generation.dataplane import text
 from generation.demo_catalogue import seed_catalogue

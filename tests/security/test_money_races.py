@@ -85,7 +85,7 @@ class Installation:
             "from django.db.models import Sum\n"
             "from accounts.models import Account, ApiKey\n"
             "from billing.models import Hold, UsageRecord\n"
-            "from billing.services import wallet_problems\n"
+            "from billing.invariants import wallet_problems\n"
             "account = Account.objects.get()\n"
             f"key = ApiKey.objects.filter(public_id={key_public_id!r}).first()\n"
             "usage = UsageRecord.objects.filter(api_key=key)\n"
