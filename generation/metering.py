@@ -1,16 +1,11 @@
-"""The data plane's side of the metering engine (billing/metering): admission (a refusal is
-billing's own error, which carries its Retry-After and X-RateLimit-* headers), and the wallet and
-limit headers of answers that admitted nothing."""
+"""The wallet and limit headers of data-plane answers that admitted no call. (Calls are admitted
+by ``billing.metering.meter`` itself: a refusal is billing's own error, which carries its
+Retry-After and X-RateLimit-* headers.)"""
 
 from accounts.keyauth import KeyPrincipal
-from billing.metering import Call, LimitState, limit_headers, meter, run_db
+from billing.metering import LimitState, limit_headers, run_db
 from billing.models import KeyTotal
 from billing.services import WalletState, wallet_state
-
-
-async def admit(principal: KeyPrincipal, reference: str, credits: int, *, tokens: int = 0) -> Call:
-    """Admit a data-plane call, or raise its refusal (a ``BillingError``, with its headers)."""
-    return await meter.admit(principal, reference=reference, credits=credits, tokens=tokens)
 
 
 def current_headers_now(principal: KeyPrincipal) -> dict:

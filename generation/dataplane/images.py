@@ -13,10 +13,10 @@ from PIL import Image, UnidentifiedImageError
 
 from accounts.keyauth import KeyPrincipal
 from billing import pricing
+from billing.metering import meter
 from billing.services import UsageFacts
 from core.db import run_db
 from core.errors import ApiError
-from generation import metering
 from generation.catalogue import Target, resolve_model
 from generation.dataplane.base import dataplane_view, json_body
 from generation.dataplane.errors import Protocol
@@ -94,7 +94,7 @@ async def make_images(
     model = target.model
     price = {"size": options["size"], "quality": options["quality"]}
     hold = pricing.image_cost(model, target.multiplier, count=options["n"], **price)
-    metered = await metering.admit(principal, request.bytespike_request_id, hold)
+    metered = await meter.admit(principal, reference=request.bytespike_request_id, credits=hold)
     image_request = media.ImageRequest(
         prompt=options["prompt"],
         n=options["n"],

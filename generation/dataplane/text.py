@@ -19,9 +19,9 @@ from ulid import ULID
 
 from accounts.keyauth import KeyPrincipal
 from billing import pricing
+from billing.metering import meter
 from billing.services import UsageFacts
 from core.errors import ApiError
-from generation import metering
 from generation.catalogue import Target, resolve_model
 from generation.dataplane.base import dataplane_view, json_body, unavailable
 from generation.dataplane.errors import Protocol, json_response
@@ -238,7 +238,9 @@ async def serve_text(
     tokens = input_tokens_estimate(chat, worst_case=False) + (
         chat.max_tokens or target.model.max_output_tokens or 0
     )
-    metered = await metering.admit(principal, request.bytespike_request_id, hold, tokens=tokens)
+    metered = await meter.admit(
+        principal, reference=request.bytespike_request_id, credits=hold, tokens=tokens
+    )
     codec = upstream_codec(target.route.kind, caller)
     call = codec.upstream_request(chat, target.model.upstream_model)
     response_id = f"{caller.id_prefix}{ULID()}"
