@@ -50,11 +50,9 @@ def key_usage(key, *, now: datetime | None = None, complete: bool = False) -> Ke
 
     Without ``complete``, a key with no limits costs no query (the admission path).
     """
-    caps = [(name, span, getattr(key, attr)) for name, span, attr in WINDOWS]
-    windows: dict[str, Window | None] = {name: None for name, _, _ in caps}
-    caps = [(name, span, cap) for name, span, cap in caps if cap]
+    caps = key_caps(key)
     if not key.quota and not caps and not complete:
-        return KeyUsage(quota=0, quota_used=0, windows=windows)
+        return key_usage_from(key, spent=0, held=0, windows={})
     now = now or timezone.now()
     held = (
         Hold.objects.filter(api_key_id=key.key_id, status=HoldStatus.OPEN).aggregate(
@@ -68,6 +66,7 @@ def key_usage(key, *, now: datetime | None = None, complete: bool = False) -> Ke
             KeyTotal.objects.filter(api_key_id=key.key_id).values_list("credits", flat=True).first()
             or 0
         )
+    windows = {}
     if caps:
         aggregates = {}
         for name, span, _ in caps:
@@ -78,11 +77,26 @@ def key_usage(key, *, now: datetime | None = None, complete: bool = False) -> Ke
         row = KeySpend.objects.filter(api_key_id=key.key_id, bucket__gte=now - longest).aggregate(
             **aggregates
         )
-        for name, span, cap in caps:
-            oldest = row[f"oldest_{name}"]
-            reset = int((oldest + span + KEY_SPEND_BUCKET).timestamp()) if oldest else None
-            windows[name] = Window(cap, (row[f"spent_{name}"] or 0) + held, reset)
-    return KeyUsage(quota=key.quota, quota_used=spent + held, windows=windows)
+        windows = {name: (row[f"spent_{name}"], row[f"oldest_{name}"]) for name, _, _ in caps}
+    return key_usage_from(key, spent=spent, held=held, windows=windows)
+
+
+def key_caps(key) -> list[tuple[str, timedelta, int]]:
+    """The key's capped windows: (name, span, cap) for each rate_limit_* that is set."""
+    return [(name, span, getattr(key, attr)) for name, span, attr in WINDOWS if getattr(key, attr)]
+
+
+def key_usage_from(
+    key, *, spent: int, held: int, windows: dict[str, tuple[int | None, datetime | None]]
+) -> KeyUsage:
+    """A KeyUsage from what was read: the key's lifetime charges, its open holds, and per capped
+    window the credits charged in it and its oldest bucket (None, None when nothing was)."""
+    usage = {name: None for name, _, _ in WINDOWS}
+    for name, span, cap in key_caps(key):
+        charged, oldest = windows.get(name, (None, None))
+        reset = int((oldest + span + KEY_SPEND_BUCKET).timestamp()) if oldest else None
+        usage[name] = Window(cap, (charged or 0) + held, reset)
+    return KeyUsage(quota=key.quota, quota_used=(spent or 0) + held, windows=usage)
 
 
 def key_limits_check(key, *, now: datetime | None = None, pending: int = 0) -> LimitState:

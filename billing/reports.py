@@ -307,16 +307,3 @@ def ledger_filter_from(params) -> dict:
     if until := params.get("until"):
         result["until"] = _parse_moment(until, "until", end=True)
     return result
-
-
-def month_spend_by_model(account: Account, *, api_key=None) -> list[dict]:
-    """This calendar month's (UTC) spend per model, for /v1/balance."""
-    start = timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    rows = UsageRollup.objects.filter(account=account, hour__gte=start)
-    if api_key is not None:
-        rows = rows.filter(api_key=api_key)
-    return list(
-        rows.values(model_slug=F("model__slug"))
-        .annotate(credits=Sum("credits"), calls=Sum("calls"))
-        .order_by("-credits")
-    )

@@ -13,20 +13,20 @@ from django.http import JsonResponse
 from django.utils import timezone
 
 from accounts.keyauth import KeyPrincipal
-from billing.limits import key_usage
+from billing.limits import KeyUsage, key_usage
 from billing.money import credits_json
-from billing.reports import SUMS, FilterError, month_spend_by_model, usage_filter_from, usage_report
-from billing.services import wallet_state
+from billing.reports import SUMS, FilterError, usage_filter_from, usage_report
+from billing.selectors import balance_read
 from core.db import run_db
 from core.errors import ApiError
 from generation.dataplane.base import dataplane_view
+from generation.metering import books_headers
 
 
-def key_limits_json(principal: KeyPrincipal, *, now: datetime) -> dict:
+def key_limits_json(principal: KeyPrincipal, usage: KeyUsage) -> dict:
     """The key's quota and its 5h/1d/7d windows, counted as billing.limits counts them when it
     admits a call (charged plus held for calls in flight), but read without refusing: a limit
     that is reached shows 0 remaining."""
-    usage = key_usage(principal, now=now, complete=True)
     quota = principal.quota
     return {
         "id": principal.key_public_id,
@@ -49,27 +49,23 @@ def key_limits_json(principal: KeyPrincipal, *, now: datetime) -> dict:
     }
 
 
-def _balance(principal: KeyPrincipal) -> dict:
-    now = timezone.now()
-    wallet = wallet_state(principal.account_id)
-    by_model = month_spend_by_model(principal.account_id, api_key=principal.key_id)
-    return {
+def _balance(principal: KeyPrincipal) -> tuple[dict, dict]:
+    """The balance object and the wallet headers, from one read."""
+    read = balance_read(principal, now=timezone.now())
+    headers = books_headers(principal, read.wallet, read.key_charged)
+    return headers, {
         "object": "balance",
-        "balance": credits_json(wallet.balance),
-        "held": credits_json(wallet.held),
-        "available": credits_json(wallet.available),
-        "key": key_limits_json(principal, now=now),
+        "balance": credits_json(read.wallet.balance),
+        "held": credits_json(read.wallet.held),
+        "available": credits_json(read.wallet.available),
+        "key": key_limits_json(principal, read.key),
         "month": {
-            "since": now.replace(day=1, hour=0, minute=0, second=0, microsecond=0),
+            "since": read.month_since,
             "by_model": [
-                {
-                    "model": row["model_slug"],
-                    "credits": credits_json(row["credits"] or 0),
-                    "calls": row["calls"] or 0,
-                }
-                for row in by_model
+                {"model": row.model, "credits": credits_json(row.credits), "calls": row.calls}
+                for row in read.month_by_model
             ],
-            "total": credits_json(sum(row["credits"] or 0 for row in by_model)),
+            "total": credits_json(sum(row.credits for row in read.month_by_model)),
         },
     }
 
@@ -91,7 +87,7 @@ def _usage(principal: KeyPrincipal, since: str | None, until: str | None) -> dic
         "object": "usage",
         "since": flt.since,
         "until": flt.until,
-        "key": key_limits_json(principal, now=timezone.now()),
+        "key": key_limits_json(principal, key_usage(principal, complete=True)),
         "totals": _sums(by_day.totals),
         "by_model": [
             {"model": row["bucket"], "display_name": row["label"]} | _sums(row)
@@ -106,7 +102,8 @@ def _usage(principal: KeyPrincipal, since: str | None, until: str | None) -> dic
 
 @dataplane_view(methods=("GET",))
 async def balance(request, principal: KeyPrincipal):
-    return JsonResponse(await run_db(_balance, principal))
+    headers, data = await run_db(_balance, principal)
+    return JsonResponse(data, headers=headers)
 
 
 @dataplane_view(methods=("GET",))

@@ -6,6 +6,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.keys import api_key_revoke, management_key_issue
@@ -166,6 +168,23 @@ def test_balance_of_a_new_key_in_an_empty_wallet(client, world, group):
     body = get(client, "/v1/balance", secret).json()
     assert (body["balance"], body["held"], body["available"]) == (0, 0, 0)
     assert body["month"]["by_model"] == [] and body["month"]["total"] == 0
+
+
+def test_balance_is_one_read_with_a_warm_key_cache(client, world, group):
+    key, secret = issue_key(world.account, group, quota=5 * M, rate_limit_5h=M, rate_limit_1d=M)
+    fund(world.account, 10)
+    bill(key, "text-small", charge=M // 2, at=timezone.now())
+    bill(key, "img-1", charge=M // 4, at=timezone.now(), images=1)
+    get(client, "/v1/balance", secret)  # warms the key cache
+
+    with CaptureQueriesContext(connection) as captured:
+        response = get(client, "/v1/balance", secret)
+
+    assert len(captured) == 1, [q["sql"] for q in captured]
+    body = response.json()
+    assert response["X-Org-Quota-Remaining-Credits"] == "9.25"  # its headers come from that read
+    assert body["key"]["quota_used"] == 0.75
+    assert [row["model"] for row in body["month"]["by_model"]] == ["text-small", "img-1"]
 
 
 # --- /v1/usage -------------------------------------------------------------------------------
