@@ -9,9 +9,9 @@ from accounts.models import (
     Invitation,
     ManagementKey,
     Membership,
-    RoutingGroup,
     User,
 )
+from catalogue.models import RoutingGroup
 
 
 @admin.register(User)

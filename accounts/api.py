@@ -32,17 +32,18 @@ from accounts.keys import (
     api_key_roll,
     api_key_update,
 )
-from accounts.models import ApiKey, RoutingGroup
+from accounts.models import ApiKey
 from accounts.selectors import (
     api_key_get_for_account,
     api_keys_for_account,
     group_get_available,
     groups_available,
 )
-from billing.money import AmountError, credits_json, to_micros
-from billing.pricing import price_card
+from catalogue.models import RoutingGroup
+from catalogue.pricing import price_card
+from catalogue.selectors import models_in_group
 from core.api import DEFAULT_PAGE_SIZE, MAX_PAGE, MAX_PAGE_SIZE, CreditsOut
-from generation.selectors import models_in_group
+from core.money import AmountError, credits_json, to_micros
 
 router = Router()
 

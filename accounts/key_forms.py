@@ -1,6 +1,6 @@
 """Forms of the API key pages: create a key, edit its limits, create a management key.
 
-Amounts are typed in credits and cleaned into micro-credits with ``billing.money``; address
+Amounts are typed in credits and cleaned into micro-credits with ``core.money``; address
 lists are cleaned with the same rules the management API uses (``accounts.keys``). Every limit
 is optional: empty is no limit (None), and 0 is refused, since pausing is how a key is stopped.
 """
@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from accounts.keys import COUNT_LIMITS, MAX_NAME, KeyRuleError, clean_cidrs
 from accounts.models import ApiKey
-from billing.money import AmountError, to_credits, to_micros
+from core.money import AmountError, to_credits, to_micros
 
 CREDIT_FIELDS = ("quota", "rate_limit_5h", "rate_limit_1d", "rate_limit_7d")
 COUNT_FIELDS = ("rpm", "tpm", "max_concurrent")

@@ -20,13 +20,13 @@ from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 from accounts import keys, permissions, selectors
 from accounts.decorators import account_view
 from accounts.key_forms import ApiKeyCreateForm, ApiKeyEditForm, ManagementKeyCreateForm
-from accounts.models import ApiKey, KeyStatus, RoutingGroup
+from accounts.models import ApiKey, KeyStatus
 from billing import charts
-from billing.money import format_credits
-from billing.pricing import apply_multiplier
 from billing.reports import key_spend, key_totals, usage_filter_from, usage_report
-from generation.models import Family
-from generation.selectors import models_in_group
+from catalogue.models import Family, RoutingGroup
+from catalogue.pricing import apply_multiplier
+from catalogue.selectors import models_in_group
+from core.money import format_credits
 
 AUDIT_PAGE_SIZE = 50
 

@@ -18,17 +18,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts import keycache
-from accounts.models import (
-    LIMIT_FIELDS,
-    Account,
-    ApiKey,
-    KeyStatus,
-    ManagementKey,
-    RoutingGroup,
-    User,
-)
+from accounts.models import LIMIT_FIELDS, Account, ApiKey, KeyStatus, ManagementKey, User
 from accounts.selectors import group_is_available
 from accounts.services import audit_record
+from catalogue.models import RoutingGroup
 from core.ratelimit import allow
 
 INFERENCE_PREFIX = "sk-byts-"

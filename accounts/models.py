@@ -6,6 +6,7 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from catalogue.models import RoutingGroup
 from core.ids import new_public_id
 
 
@@ -224,31 +225,6 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.target}"
-
-
-class RoutingGroup(models.Model):
-    """A staff-defined set of models a key can reach, with a price multiplier.
-
-    Public groups are available to every account; exclusive ones only to accounts granted them.
-    """
-
-    slug = models.SlugField(max_length=50, unique=True)
-    name = models.CharField(max_length=100)
-    description = models.TextField(blank=True)
-    rate_multiplier = models.DecimalField(max_digits=6, decimal_places=3, default=1)
-    exclusive = models.BooleanField(default=False)
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        ordering = ["id"]
-        constraints = [
-            models.CheckConstraint(
-                condition=models.Q(rate_multiplier__gt=0), name="group_multiplier_positive"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return self.slug
 
 
 class GroupGrant(models.Model):

@@ -3,17 +3,9 @@
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
-from accounts.models import (
-    Account,
-    ApiKey,
-    AuditEvent,
-    Invitation,
-    ManagementKey,
-    Membership,
-    RoutingGroup,
-    User,
-)
+from accounts.models import Account, ApiKey, AuditEvent, Invitation, ManagementKey, Membership, User
 from accounts.services import token_digest
+from catalogue.models import RoutingGroup
 
 SESSION_ACCOUNT_KEY = "bytespike_account"
 

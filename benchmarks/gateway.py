@@ -92,11 +92,12 @@ TWO_PROCESS_RATIO = 1.7
 SETUP = f"""
 import json
 from accounts.services import account_create
-from accounts.models import User, RoutingGroup
+from catalogue.models import RoutingGroup
+from accounts.models import User
 from accounts import keys
 from billing.services import wallet_top_up
 from billing.models import Wallet
-from generation.models import Channel, AIModel
+from catalogue.models import Channel, AIModel
 user = User.objects.create_user("bench@example.com", "bench-password-1")
 account = account_create(owner=user, name="Bench")
 wallet_top_up(account=account, amount=10**15, reference="bench")

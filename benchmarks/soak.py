@@ -124,7 +124,7 @@ from accounts.models import User
 from accounts.services import account_create
 from allauth.account.models import EmailAddress
 from billing.services import wallet_top_up
-from generation.demo_catalogue import seed_catalogue
+from catalogue.demo import seed_catalogue
 groups = seed_catalogue()
 world = []
 for n in range({accounts}):

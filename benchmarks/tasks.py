@@ -74,8 +74,8 @@ from accounts.models import User
 from accounts import keys
 from allauth.account.models import EmailAddress
 from billing.services import wallet_top_up
-from generation.demo_catalogue import seed_catalogue
-from generation.models import AIModel
+from catalogue.demo import seed_catalogue
+from catalogue.models import AIModel
 from generation.services import task_submit
 user = User.objects.create_user("bench@example.com", "bench-password-1")
 EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)

@@ -38,10 +38,11 @@ def setup_database(admin_url: str, env: dict) -> dict:
     script = f"""
 import json
 from accounts.services import account_create
-from accounts.models import User, RoutingGroup
+from catalogue.models import RoutingGroup
+from accounts.models import User
 from accounts import keys
 from allauth.account.models import EmailAddress
-from generation.models import Channel, AIModel
+from catalogue.models import Channel, AIModel
 user = User.objects.create_user("bench@example.com", "bench-password-1")
 EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
 account = account_create(owner=user, name="Bench")

@@ -18,7 +18,7 @@ from billing.models import (
     UsageRecord,
     Wallet,
 )
-from billing.money import AmountError, format_credits, to_micros
+from core.money import AmountError, format_credits, to_micros
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

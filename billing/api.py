@@ -18,7 +18,6 @@ from ulid import ULID
 
 from accounts.models import Membership
 from billing.models import LedgerEntry, LedgerKind, UsageRecord
-from billing.money import credits_json, to_credits
 from billing.reports import (
     GROUP_BYS,
     SUMS,
@@ -33,8 +32,9 @@ from billing.reports import (
     usage_report,
 )
 from billing.selectors import wallet_of
+from catalogue.models import Family
 from core.api import DEFAULT_PAGE_SIZE, MAX_PAGE, MAX_PAGE_SIZE, CreditsOut
-from generation.models import Family
+from core.money import credits_json, to_credits
 
 router = Router()
 

@@ -3,15 +3,15 @@
 The filter forms only draw the controls and show a complaint: the parsing belongs to
 ``billing.reports`` (``usage_filter_from``, ``ledger_filter_from``), which the CSV export and the
 management API share, so a page and its export read the same parameters the same way. Amounts
-are typed in credits and parsed with ``billing.money``.
+are typed in credits and parsed with ``core.money``.
 """
 
 from django import forms
 
 from billing.models import LedgerKind
-from billing.money import AmountError, to_credits, to_micros
 from billing.reports import FilterError
-from generation.models import Family
+from catalogue.models import Family
+from core.money import AmountError, to_credits, to_micros
 
 GROUP_BY_CHOICES = [("day", "Day"), ("hour", "Hour"), ("model", "Model"), ("api_key", "Key")]
 

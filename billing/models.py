@@ -1,6 +1,6 @@
 """Wallets, the append-only ledger, holds, usage records and their rollups, redemption codes.
 
-All money is integer micro-credits (billing/money.py). Invariants, kept by billing/services.py
+All money is integer micro-credits (core/money.py). Invariants, kept by billing/services.py
 and checked by the tests: a wallet's balance is the sum of its ledger amounts, its held amount is
 the sum of its open holds (and of the ledger's held changes), available = balance - held >= 0,
 and the credits of usage records equal the charges in the ledger.
@@ -10,7 +10,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from accounts.models import Account, ApiKey, RoutingGroup
+from accounts.models import Account, ApiKey
+from catalogue.models import RoutingGroup
 
 
 class Wallet(models.Model):
@@ -171,7 +172,7 @@ class UsageRecord(models.Model):
     group = models.ForeignKey(
         RoutingGroup, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
-    model = models.ForeignKey("generation.AIModel", on_delete=models.PROTECT, related_name="+")
+    model = models.ForeignKey("catalogue.AIModel", on_delete=models.PROTECT, related_name="+")
     family = models.CharField(max_length=8)
     protocol = models.CharField(max_length=16)
     stream = models.BooleanField(default=False)
@@ -205,7 +206,7 @@ class UsageRollup(models.Model):
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
     api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, null=True, related_name="+")
-    model = models.ForeignKey("generation.AIModel", on_delete=models.CASCADE, related_name="+")
+    model = models.ForeignKey("catalogue.AIModel", on_delete=models.CASCADE, related_name="+")
     family = models.CharField(max_length=8)
     hour = models.DateTimeField()
     calls = models.BigIntegerField(default=0)

@@ -6,7 +6,7 @@ from django.template.loader import render_to_string
 
 from accounts.models import Membership, Role
 from billing.models import Wallet
-from billing.money import format_credits
+from core.money import format_credits
 
 
 def low_balance_email(*, account_id: int) -> int:

@@ -1,23 +1,18 @@
 """What a call costs, from its usage and the model's list prices, times the group multiplier.
 
-The multiplier is applied here and nowhere else: once, to the call's total. Everything
-downstream (the charge, the key's quota and rolling caps, every report) reads the charged
-amount, so all of them agree.
+The multiplier is applied once, to the call's total (``catalogue.pricing.apply_multiplier``).
+Everything downstream (the charge, the key's quota and rolling caps, every report) reads the
+charged amount, so all of them agree.
 """
 
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
-from billing.money import credits_json
+from catalogue.pricing import apply_multiplier
 
 PER_MILLION = Decimal(1_000_000)
 # Images in a text request's input, when estimating a hold before the upstream counts them.
 TOKENS_PER_INPUT_IMAGE = 1_600
-
-
-def apply_multiplier(micros, multiplier) -> int:
-    """Round half up to a whole micro-credit."""
-    return int((Decimal(micros) * Decimal(multiplier)).to_integral_value(ROUND_HALF_UP))
 
 
 @dataclass(frozen=True)
@@ -64,29 +59,3 @@ def video_cost(model, multiplier, *, seconds: int) -> int:
     return apply_multiplier(
         seconds * model.video_price_per_second + model.video_submit_fee, multiplier
     )
-
-
-def price_card(model, multiplier) -> dict:
-    """A model's prices for callers of a group, in credits (JSON numbers)."""
-
-    def price(micros: int):
-        return credits_json(apply_multiplier(micros, multiplier))
-
-    if model.family == "text":
-        return {
-            "unit": "1M tokens",
-            "input": price(model.input_price),
-            "output": price(model.output_price),
-            "cache_read": price(model.cache_read_price),
-            "cache_write": price(model.cache_write_price),
-        }
-    if model.family == "image":
-        return {
-            "unit": "image",
-            "per_image": {tier: price(micros) for tier, micros in model.image_prices.items()},
-        }
-    return {
-        "unit": "second",
-        "per_second": price(model.video_price_per_second),
-        "submit_fee": price(model.video_submit_fee),
-    }

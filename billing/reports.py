@@ -16,7 +16,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from accounts.models import Account, ApiKey
 from billing.models import LedgerEntry, LedgerKind, UsageRecord, UsageRollup
-from generation.models import AIModel, Family
+from catalogue.models import AIModel, Family
 
 GROUP_BYS = ("day", "hour", "model", "api_key")
 DEFAULT_DAYS = 30

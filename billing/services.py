@@ -40,7 +40,7 @@ from billing.models import (
     UsageRollup,
     Wallet,
 )
-from billing.money import MAX_MICROS, format_credits
+from core.money import MAX_MICROS, format_credits
 
 logger = logging.getLogger(__name__)
 

@@ -34,7 +34,6 @@ from billing.forms import (
     credits_text,
 )
 from billing.models import LedgerKind
-from billing.money import format_credits
 from billing.reports import (
     FilterError,
     UsageFilter,
@@ -48,7 +47,8 @@ from billing.reports import (
 )
 from billing.selectors import wallet_of
 from billing.templatetags.money import credits_exact, exact_places
-from generation.models import AIModel
+from catalogue.models import AIModel
+from core.money import format_credits
 
 LEDGER_PAGE_SIZE = 25
 LOG_PAGE_SIZE = 50

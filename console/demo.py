@@ -17,10 +17,10 @@ from accounts.selectors import api_keys_for_account, groups_available
 from billing import metering, pricing
 from billing import services as billing
 from billing.models import UsageRecord
+from catalogue.demo import seed_catalogue
+from catalogue.models import Family
+from catalogue.selectors import models_in_group
 from console.datafiles import read_or_create
-from generation.demo_catalogue import seed_catalogue
-from generation.models import Family
-from generation.selectors import models_in_group
 
 DEMO_ACCOUNT_NAME = "Demo Labs"
 DEMO_MANAGEMENT_KEY = "Demo management key"

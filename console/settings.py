@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.mfa",
     "console",
+    "catalogue",
     "accounts",
     "billing",
     "generation",

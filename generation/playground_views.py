@@ -29,22 +29,22 @@ from ulid import ULID
 
 from accounts.decorators import account_view, account_view_async
 from accounts.keyauth import KeyAuthError, KeyPrincipal, client_ip, principal_for_console
-from accounts.models import ApiKey, KeyStatus, RoutingGroup
+from accounts.models import ApiKey, KeyStatus
 from accounts.permissions import USE_PLAYGROUND, can_manage_key
 from accounts.selectors import api_keys_for_account
 from billing import pricing
 from billing.errors import BillingError
 from billing.models import UsageRecord
+from catalogue.models import AIModel, Family, RoutingGroup
+from catalogue.selectors import models_in_group
 from core.errors import ApiError
 from generation import services
-from generation.catalogue import resolve_model
 from generation.dataplane.base import json_body
 from generation.dataplane.errors import Protocol, error_response
 from generation.dataplane.images import image_options, make_images
 from generation.dataplane.text import PLAYGROUND, serve_text
-from generation.models import AIModel, Family
 from generation.providers import media
-from generation.selectors import models_in_group
+from generation.routing import resolve_model
 from generation.task_pages import render_card
 
 PAGE = "generation/playground.html"

@@ -1,17 +1,13 @@
-"""Reads of the model catalogue and of tasks."""
+"""Reads of tasks."""
 
 import functools
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import QuerySet
 
 from billing.services import WalletState
-from generation.models import AIModel, Task
-
-
-def models_in_group(group_id: int) -> QuerySet[AIModel]:
-    return AIModel.objects.filter(groups__id=group_id, is_active=True).order_by("family", "slug")
+from catalogue.models import AIModel
+from generation.models import Task
 
 
 def task_for_account(*, account_id: int, task_id: str = "", out_task_id: str = ""):
@@ -50,7 +46,7 @@ _POLL_SQL = """
            t.created_at, t.started_at, t.completed_at,
            m.slug, w.balance, w.held, kt.credits
     FROM generation_task t
-    JOIN generation_aimodel m ON m.id = t.model_id
+    JOIN catalogue_aimodel m ON m.id = t.model_id
     LEFT JOIN billing_wallet w ON w.account_id = t.account_id
     LEFT JOIN billing_keytotal kt ON kt.api_key_id = %s
     WHERE t.account_id = %s AND t.{column} = %s

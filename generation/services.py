@@ -24,9 +24,10 @@ from django.utils import timezone
 from billing import metering, pricing
 from billing.metering import meter
 from billing.services import UsageFacts
+from catalogue.models import AIModel, Family, RefundPolicy
 from core.db import run_db
 from core.errors import ApiError
-from generation.models import AIModel, Family, RefundPolicy, Task, TaskStatus
+from generation.models import Task, TaskStatus
 from generation.providers import ChannelRoute, UpstreamError, media
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """The task object of SPEC §7, as the API, the SSE stream and callbacks show it."""
 
-from billing.money import credits_json
+from core.money import credits_json
 from generation.files import artifact_url
 from generation.models import Task, TaskStatus
 

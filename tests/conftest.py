@@ -71,9 +71,9 @@ def _fast_and_isolated(settings):
     cache["KEY_PREFIX"] = f"test-{uuid.uuid4().hex}"
     settings.CACHES = {"default": cache}
     # Row ids repeat between tests (rolled back), so nothing remembered by id may carry over.
-    from generation import catalogue
+    from generation import routing
 
-    catalogue.forget()
+    routing.forget()
     engine.meter.forget()
     keycache.cache.clear()
     keyauth._noted.clear()

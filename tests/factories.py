@@ -45,7 +45,7 @@ class MembershipFactory(factory.django.DjangoModelFactory):
 
 class RoutingGroupFactory(factory.django.DjangoModelFactory):
     class Meta:
-        model = "accounts.RoutingGroup"
+        model = "catalogue.RoutingGroup"
         django_get_or_create = ("slug",)
 
     slug = factory.Sequence(lambda n: f"group-{n}")
@@ -56,7 +56,7 @@ class RoutingGroupFactory(factory.django.DjangoModelFactory):
 
 class ChannelFactory(factory.django.DjangoModelFactory):
     class Meta:
-        model = "generation.Channel"
+        model = "catalogue.Channel"
         django_get_or_create = ("slug",)
 
     slug = "sandbox-openai"
@@ -66,7 +66,7 @@ class ChannelFactory(factory.django.DjangoModelFactory):
 
 class AIModelFactory(factory.django.DjangoModelFactory):
     class Meta:
-        model = "generation.AIModel"
+        model = "catalogue.AIModel"
         skip_postgeneration_save = True
 
     slug = factory.Sequence(lambda n: f"model-{n}")
@@ -109,7 +109,7 @@ PUBLIC_GROUPS = ("claude-default", "gemini-default", "default")
 def funded_keys(account, actor, *, credits: int = 50, groups=PUBLIC_GROUPS) -> dict[str, str]:
     """The demo catalogue, ``credits`` in the account's wallet, and a key's secret per routing
     group slug: what a test of the data plane starts from."""
-    from generation.demo_catalogue import seed_catalogue
+    from catalogue.demo import seed_catalogue
 
     catalogue = seed_catalogue()
     fund(account, credits)

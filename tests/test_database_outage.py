@@ -13,9 +13,9 @@ from billing import services as billing
 from billing.invariants import wallet_problems
 from billing.jobs import release_stale_holds
 from billing.models import Hold, UsageRecord
+from catalogue.demo import seed_catalogue
 from generation import services
 from generation.dataplane import tasks as task_views
-from generation.demo_catalogue import seed_catalogue
 from generation.models import Task
 from tests.conftest import read_body
 from tests.factories import fund, issue_key

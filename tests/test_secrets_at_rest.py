@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 
 from accounts import keys
-from generation.models import Channel
+from catalogue.models import Channel
 from tests.factories import AIModelFactory, RoutingGroupFactory, issue_key
 
 pytestmark = pytest.mark.django_db

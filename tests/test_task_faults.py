@@ -20,7 +20,7 @@ from accounts.models import Role
 from accounts.webhooks import webhook_secret_for_signing
 from billing.invariants import wallet_problems
 from billing.models import LedgerEntry, UsageRecord
-from generation.demo_catalogue import seed_catalogue
+from catalogue.demo import seed_catalogue
 from generation.models import CallbackDelivery, Task
 from tests.factories import MembershipFactory, UserFactory, fund, issue_key
 from tests.processes import ROOT, free_port, wait_until

@@ -1,7 +1,7 @@
 """The wallet and limit headers of a data-plane answer (SPEC §4, §11)."""
 
 from billing.metering.limits import LimitState
-from billing.money import credits_json
+from core.money import credits_json
 
 
 def limit_headers(available: int, limits: LimitState, reserved: int = 0,

@@ -129,7 +129,7 @@ def refusal(headroom: Headroom, now: int) -> Exception:
 
 
 def _credits(micros: int) -> str:
-    from billing.money import format_credits
+    from core.money import format_credits
 
     return format_credits(micros)
 

@@ -3,7 +3,7 @@ the cell every money column of a table uses."""
 
 from django import template
 
-from billing.money import format_credits
+from core.money import format_credits
 
 register = template.Library()
 

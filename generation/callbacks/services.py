@@ -24,13 +24,7 @@ from core.ids import new_public_id
 from generation.callbacks.signing import payload_body, webhook_headers
 from generation.callbacks.targets import CallbackURLError, callback_target
 from generation.callbacks.transport import SendResult, callback_send, short_error
-from generation.models import (
-    CallbackAttempt,
-    CallbackDelivery,
-    DeliveryStatus,
-    Task,
-    TaskStatus,
-)
+from generation.models import CallbackAttempt, CallbackDelivery, DeliveryStatus, Task, TaskStatus
 
 logger = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from django.utils import timezone
 
 from accounts.keyauth import KeyPrincipal
 from billing.limits import KeyUsage, key_usage
-from billing.money import credits_json
 from billing.reports import SUMS, FilterError, usage_filter_from, usage_report
 from billing.selectors import balance_read
 from core.db import run_db
 from core.errors import ApiError
+from core.money import credits_json
 from generation.dataplane.base import dataplane_view
 from generation.metering import books_headers
 

@@ -5,12 +5,11 @@ under /v1beta)."""
 from django.http import JsonResponse
 
 from accounts.keyauth import KeyPrincipal
-from accounts.models import RoutingGroup
-from billing.pricing import price_card
-from generation.catalogue import group_listing
+from catalogue.models import AIModel, Family, RoutingGroup
+from catalogue.pricing import price_card
 from generation.dataplane.base import dataplane_view
 from generation.dataplane.errors import Protocol
-from generation.models import AIModel, Family
+from generation.routing import group_listing
 
 
 async def _group_and_models(principal: KeyPrincipal) -> tuple[RoutingGroup, list[AIModel]]:

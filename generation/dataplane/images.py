@@ -15,14 +15,14 @@ from accounts.keyauth import KeyPrincipal
 from billing import pricing
 from billing.metering import meter
 from billing.services import UsageFacts
+from catalogue.models import Family
 from core.db import run_db
 from core.errors import ApiError
-from generation.catalogue import Target, resolve_model
 from generation.dataplane.base import dataplane_view, json_body
 from generation.dataplane.errors import Protocol
 from generation.files import artifact_save, artifact_url
-from generation.models import Family
 from generation.providers import UpstreamError, media
+from generation.routing import Target, resolve_model
 
 TIME_LIMIT_SECONDS = 30
 MAX_JSON_BYTES = 1024 * 1024

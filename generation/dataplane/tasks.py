@@ -14,11 +14,11 @@ from accounts.keyauth import KeyPrincipal
 from core.db import run_db
 from core.errors import ApiError
 from generation import metering, services
-from generation.catalogue import resolve_model
 from generation.dataplane.base import dataplane_view, json_body
 from generation.dataplane.errors import Protocol
 from generation.live import Listener
 from generation.models import Task
+from generation.routing import resolve_model
 from generation.selectors import task_for_account, task_poll
 from generation.task_objects import task_object
 

@@ -21,11 +21,10 @@ from accounts.keyauth import KeyPrincipal
 from billing import pricing
 from billing.metering import meter
 from billing.services import UsageFacts
+from catalogue.models import ChannelKind, Family
 from core.errors import ApiError
-from generation.catalogue import Target, resolve_model
 from generation.dataplane.base import dataplane_view, json_body, unavailable
 from generation.dataplane.errors import Protocol, json_response
-from generation.models import ChannelKind, Family
 from generation.protocols import anthropic, gemini, openai_chat, openai_responses
 from generation.protocols.base import (
     CallerCodec,
@@ -46,6 +45,7 @@ from generation.protocols.internal import (
     Usage,
 )
 from generation.providers import UpstreamError, open_stream, send_json
+from generation.routing import Target, resolve_model
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import httpx
 import orjson
 from httpx_sse import EventSource
 
+from catalogue.models import Channel
 from core.errors import ApiError
-from generation.models import Channel
 from generation.protocols.base import SSE, UpstreamCall
 from generation.providers.clients import async_client
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import httpx
 from django.conf import settings
 
-from generation.models import ChannelKind
+from catalogue.models import ChannelKind
 
 if TYPE_CHECKING:
     from generation.providers import ChannelRoute

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from generation.models import ChannelKind
+from catalogue.models import ChannelKind
 from generation.providers import (
     ChannelRoute,
     UpstreamError,

@@ -8,7 +8,7 @@ from django.utils import timezone
 from accounts import keys
 from accounts.models import AuditEvent, GroupGrant
 from accounts.selectors import groups_available
-from generation.models import Channel
+from catalogue.models import Channel
 from tests.factories import RoutingGroupFactory, issue_key
 
 pytestmark = pytest.mark.django_db

@@ -4,8 +4,8 @@ group's multiplier."""
 import pytest
 from django.urls import reverse
 
-from accounts.models import GroupGrant, Role, RoutingGroup
-from generation.models import AIModel, Channel
+from accounts.models import GroupGrant, Role
+from catalogue.models import AIModel, Channel, RoutingGroup
 
 pytestmark = pytest.mark.django_db
 

@@ -9,8 +9,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.keys import api_key_issue, key_digest, management_key_issue
-from accounts.models import ApiKey, AuditEvent, GroupGrant, ManagementKey, Role, RoutingGroup
-from generation.models import AIModel, Channel
+from accounts.models import ApiKey, AuditEvent, GroupGrant, ManagementKey, Role
+from catalogue.models import AIModel, Channel, RoutingGroup
 
 pytestmark = pytest.mark.django_db
 

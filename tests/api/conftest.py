@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import pytest
 
 from accounts.keys import management_key_issue
-from accounts.models import GroupGrant, RoutingGroup
+from accounts.models import GroupGrant
+from catalogue.models import RoutingGroup
 from tests.factories import AIModelFactory, RoutingGroupFactory
 
 

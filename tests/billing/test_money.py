@@ -4,8 +4,8 @@ from decimal import Decimal
 
 import pytest
 
-from billing.money import AmountError, credits_json, format_credits, to_micros
-from billing.pricing import apply_multiplier
+from catalogue.pricing import apply_multiplier
+from core.money import AmountError, credits_json, format_credits, to_micros
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ import pytest
 from playwright.sync_api import expect
 
 from accounts.keys import key_digest
-from accounts.models import ApiKey, Role, RoutingGroup
-from generation.models import AIModel, Channel
+from accounts.models import ApiKey, Role
+from catalogue.models import AIModel, Channel, RoutingGroup
 from tests.factories import PASSWORD, AccountFactory, MembershipFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

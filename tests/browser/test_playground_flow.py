@@ -18,8 +18,9 @@ from playwright.sync_api import expect
 
 from accounts.models import Role
 from billing.models import UsageRecord, Wallet
-from generation.demo_catalogue import seed_catalogue
-from generation.models import AIModel, Task
+from catalogue.demo import seed_catalogue
+from catalogue.models import AIModel
+from generation.models import Task
 from tests.factories import PASSWORD, AccountFactory, MembershipFactory, UserFactory, fund
 from tests.factories import issue_key as make_key
 from tests.processes import free_port

@@ -9,9 +9,9 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from accounts.models import Role, RoutingGroup
+from accounts.models import Role
 from billing import services
-from generation.models import AIModel, Channel
+from catalogue.models import AIModel, Channel, RoutingGroup
 from tests.factories import (
     PASSWORD,
     AccountFactory,

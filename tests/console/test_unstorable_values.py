@@ -65,7 +65,7 @@ NUL = "x\x00"
 @pytest.mark.skipif(not POSTGRESQL, reason="needs DATABASE_URL (PostgreSQL): SQLite stores NUL")
 @pytest.mark.django_db(transaction=True)  # autocommit, as in production: the error aborts no test
 def test_a_nul_in_a_console_filter_or_id_is_a_400_on_postgresql(world):
-    from generation.demo_catalogue import seed_catalogue
+    from catalogue.demo import seed_catalogue
 
     issue_key(world.account, seed_catalogue()["default"], actor=world.owner)
     client = console_client(world.owner)

@@ -16,10 +16,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from accounts.keys import management_key_issue
-from accounts.models import GroupGrant, RoutingGroup
+from accounts.models import GroupGrant
+from catalogue.demo import seed_catalogue
+from catalogue.models import AIModel, RoutingGroup
 from generation.callbacks import targets
-from generation.demo_catalogue import seed_catalogue
-from generation.models import AIModel, Task
+from generation.models import Task
 from generation.services import task_cancel, task_submit
 from tests.conftest import World
 from tests.factories import fund, issue_key

@@ -20,7 +20,7 @@ from schemathesis.generation.modes import GenerationMode
 
 from billing.models import LedgerKind
 from billing.reports import GROUP_BYS
-from generation.models import Family
+from catalogue.models import Family
 from tests.fuzz.conftest import FUZZ
 
 DOCUMENT = "/api/v1/openapi.json"

@@ -3,7 +3,7 @@
 import pytest
 from django.urls import reverse
 
-from generation.models import Channel
+from catalogue.models import Channel
 from tests.factories import AIModelFactory, RoutingGroupFactory, UserFactory, issue_key
 
 pytestmark = pytest.mark.django_db
@@ -20,16 +20,16 @@ def test_catalogue_pages_open_for_staff(staff_client, world):
     model = AIModelFactory(groups=[group])
     issue_key(world.account, group)
     for name in [
-        "admin:accounts_routinggroup_changelist",
-        "admin:generation_channel_changelist",
-        "admin:generation_aimodel_changelist",
+        "admin:catalogue_routinggroup_changelist",
+        "admin:catalogue_channel_changelist",
+        "admin:catalogue_aimodel_changelist",
         "admin:accounts_apikey_changelist",
         "admin:accounts_managementkey_changelist",
         "admin:accounts_account_changelist",
     ]:
         assert staff_client.get(reverse(name)).status_code == 200, name
     assert (
-        staff_client.get(reverse("admin:generation_aimodel_change", args=[model.pk])).status_code
+        staff_client.get(reverse("admin:catalogue_aimodel_change", args=[model.pk])).status_code
         == 200
     )
     assert (
@@ -43,18 +43,18 @@ def test_catalogue_pages_open_for_staff(staff_client, world):
 def test_channel_secret_is_encrypted_and_never_shown(staff_client):
     secret = "sk-proj-REALupstreamSECRET9876"
     response = staff_client.post(
-        reverse("admin:generation_channel_add"),
+        reverse("admin:catalogue_channel_add"),
         {"slug": "openai", "name": "OpenAI", "kind": "openai", "mode": "live",
          "base_url": "https://api.openai.com/v1", "secret": secret},
     )  # fmt: skip
     assert response.status_code == 302
     channel = Channel.objects.get(slug="openai")
     assert channel.get_secret() == secret and secret not in channel.secret_ciphertext
-    page = staff_client.get(reverse("admin:generation_channel_change", args=[channel.pk]))
+    page = staff_client.get(reverse("admin:catalogue_channel_change", args=[channel.pk]))
     assert secret not in page.text and "…9876" in page.text
     # Saving without a new secret keeps the stored one.
     staff_client.post(
-        reverse("admin:generation_channel_change", args=[channel.pk]),
+        reverse("admin:catalogue_channel_change", args=[channel.pk]),
         {"slug": "openai", "name": "OpenAI", "kind": "openai", "mode": "live",
          "base_url": "https://api.openai.com/v1", "secret": ""},
     )  # fmt: skip
@@ -72,5 +72,5 @@ def test_keys_are_read_only_in_the_admin(staff_client, world):
 
 def test_non_staff_cannot_open_the_admin(client, world):
     client.force_login(world.owner)
-    response = client.get(reverse("admin:generation_channel_changelist"))
+    response = client.get(reverse("admin:catalogue_channel_changelist"))
     assert response.status_code == 302 and "/admin/login/" in response.url

@@ -14,7 +14,7 @@ from accounts.keys import api_key_revoke, management_key_issue
 from billing import services
 from billing.limits import KEY_SPEND_BUCKET
 from billing.services import UsageFacts
-from generation.models import AIModel
+from catalogue.models import AIModel
 from tests.factories import AIModelFactory, RoutingGroupFactory, fund, issue_key
 
 pytestmark = pytest.mark.django_db

@@ -10,8 +10,8 @@ from PIL import Image
 from billing.invariants import wallet_problems
 from billing.models import Hold, UsageRecord, Wallet
 from billing.pricing import image_cost
-from generation.demo_catalogue import seed_catalogue
-from generation.models import AIModel
+from catalogue.demo import seed_catalogue
+from catalogue.models import AIModel
 from tests.conftest import read_body
 from tests.factories import fund, issue_key
 from tests.fuzz import asgi

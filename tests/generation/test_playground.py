@@ -12,11 +12,12 @@ from django.test import AsyncClient, Client
 from django.urls import reverse
 from PIL import Image
 
-from accounts.models import ApiKey, RoutingGroup
+from accounts.models import ApiKey
 from billing.invariants import wallet_problems
 from billing.models import Hold, UsageRecord, Wallet
-from generation.demo_catalogue import seed_catalogue
-from generation.models import AIModel, Task
+from catalogue.demo import seed_catalogue
+from catalogue.models import AIModel, RoutingGroup
+from generation.models import Task
 from tests.conftest import read_body
 from tests.factories import fund, issue_key
 

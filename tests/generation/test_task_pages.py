@@ -13,9 +13,10 @@ from django.utils import timezone
 
 from billing.invariants import wallet_problems
 from billing.models import Hold, Wallet
+from catalogue.demo import seed_catalogue
+from catalogue.models import AIModel
 from generation import services
-from generation.demo_catalogue import seed_catalogue
-from generation.models import AIModel, CallbackAttempt, CallbackDelivery, Task
+from generation.models import CallbackAttempt, CallbackDelivery, Task
 from tests.factories import fund, issue_key
 
 pytestmark = pytest.mark.django_db

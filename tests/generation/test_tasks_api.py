@@ -8,9 +8,10 @@ from django.utils import timezone
 
 from billing.invariants import wallet_problems
 from billing.models import Hold, UsageRecord, Wallet
+from catalogue.demo import seed_catalogue
+from catalogue.models import AIModel
 from generation import services
-from generation.demo_catalogue import seed_catalogue
-from generation.models import AIModel, Task
+from generation.models import Task
 from tests.conftest import read_body
 from tests.factories import fund, funded_keys, issue_key
 

@@ -14,10 +14,10 @@ from billing.invariants import wallet_problems
 from billing.metering import meter
 from billing.models import Hold, LedgerEntry, UsageRecord, Wallet
 from billing.pricing import TokenUsage, text_cost
-from generation import catalogue
+from catalogue.demo import seed_catalogue
+from catalogue.models import AIModel, Channel, ChannelMode
+from generation import routing
 from generation.dataplane import text
-from generation.demo_catalogue import seed_catalogue
-from generation.models import AIModel, Channel, ChannelMode
 from tests.factories import funded_keys, issue_key
 
 pytestmark = pytest.mark.django_db
@@ -26,9 +26,9 @@ M = 1_000_000
 
 @pytest.fixture(autouse=True)
 def _fresh_catalogue():
-    catalogue.forget()
+    routing.forget()
     yield
-    catalogue.forget()
+    routing.forget()
 
 
 @pytest.fixture
@@ -267,7 +267,7 @@ def test_max_tokens_and_context_window_are_checked(client, world, demo):
     too_many = chat(client, demo["default"], max_tokens=10**6)
     assert too_many.status_code == 400 and too_many.json()["error"]["param"] == "max_tokens"
     AIModel.objects.filter(slug="gpt-4.1").update(context_window=50)
-    catalogue.forget()
+    routing.forget()
     long = chat(client, demo["default"], messages=[{"role": "user", "content": "word " * 200}])
     assert long.status_code == 400
     assert long.json()["error"]["code"] == "context_length_exceeded"
@@ -439,7 +439,7 @@ def test_a_live_channel_sends_its_secret_and_keeps_it_secret(
     channel.base_url = f"{upstream.url}/v1"
     channel.set_secret(secret)
     channel.save()
-    catalogue.forget()
+    routing.forget()
     upstream.answers.append((401, {"error": {"message": f"Incorrect API key provided: {secret}"}}))
     response = chat(client, demo["default"])
     (seen,) = upstream.requests

@@ -22,9 +22,10 @@ from accounts import keys
 from accounts.models import Invitation, Membership
 from billing.models import Hold
 from billing.services import UsageFacts, hold_place, hold_settle
-from generation import catalogue
-from generation.demo_catalogue import seed_catalogue
-from generation.models import AIModel, CallbackDelivery, Channel, ChannelMode, Task
+from catalogue.demo import seed_catalogue
+from catalogue.models import AIModel, Channel, ChannelMode
+from generation import routing
+from generation.models import CallbackDelivery, Task
 from generation.services import task_submit
 from tests.factories import fund, issue_key
 
@@ -226,7 +227,7 @@ def test_callers_cannot_choose_the_upstream_or_its_model(world, client):
     channel.mode, channel.base_url = ChannelMode.LIVE, f"{upstream.url}/v1"
     channel.set_secret("sk-live-secret-for-the-test")
     channel.save()
-    catalogue.forget()
+    routing.forget()
     _, secret = issue_key(world.account, groups["default"])
     body = {
         "model": "gpt-4.1",

@@ -8,12 +8,11 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 
-from accounts.models import RoutingGroup
+from catalogue.models import AIModel, RoutingGroup
+from catalogue.selectors import models_in_group
 from core.db import run_db
 from core.errors import ApiError
-from generation.models import AIModel
 from generation.providers import ChannelRoute
-from generation.selectors import models_in_group
 
 CATALOGUE_TTL_SECONDS = 10.0
 

@@ -11,8 +11,15 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import transaction
 
-from accounts.models import RoutingGroup
-from generation.models import AIModel, Channel, ChannelKind, ChannelMode, Family, RefundPolicy
+from catalogue.models import (
+    AIModel,
+    Channel,
+    ChannelKind,
+    ChannelMode,
+    Family,
+    RefundPolicy,
+    RoutingGroup,
+)
 
 M = 1_000_000  # micro-credits per credit
 

@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin
 
-from generation.models import AIModel, Channel
+from catalogue.models import AIModel, Channel
 
 
 class ChannelForm(forms.ModelForm):
