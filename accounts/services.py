@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Account, AuditEvent, Invitation, Membership, Role, User
+from accounts.signals import account_created
 from core import crypto
 
 
@@ -60,12 +61,10 @@ def audit_record(
 
 def account_create(*, owner: User, name: str) -> Account:
     """A new account with ``owner`` as its first owner."""
-    from billing.services import wallet_open  # billing builds on accounts, not the reverse
-
     with transaction.atomic():
         account = Account.objects.create(name=name.strip() or "My account")
         Membership.objects.create(account=account, user=owner, role=Role.OWNER)
-        wallet_open(account=account)
+        account_created.send(sender=Account, account=account)
         audit_record(account=account, actor=owner, action="account.create", target=account.name)
     return account
 

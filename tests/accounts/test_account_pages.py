@@ -5,6 +5,7 @@ from django.urls import reverse
 
 from accounts.models import Account, Membership, Role
 from accounts.selectors import SESSION_ACCOUNT_KEY
+from billing.models import Wallet
 from tests.factories import MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -62,6 +63,7 @@ def test_user_without_accounts_is_asked_to_create_one(db, client_for):
     assert response.status_code == 302
     account = Account.objects.get(name="Solo Studio")
     assert account.memberships.get().role == Role.OWNER
+    assert Wallet.objects.get(account=account).balance == 0  # opened with the account
     assert client.get(reverse("console:dashboard")).status_code == 200
 
 
