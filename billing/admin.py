@@ -9,7 +9,7 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 
-from billing import errors, services
+from billing import errors, redemption, services
 from billing.models import (
     Hold,
     LedgerEntry,
@@ -179,7 +179,7 @@ class RedemptionBatchAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             return super().save_model(request, obj, form, change)
-        batch, codes = services.redemption_batch_create(
+        batch, codes = redemption.redemption_batch_create(
             name=form.cleaned_data["name"],
             amount=form.cleaned_data["amount_credits"],
             count=form.cleaned_data["count"],

@@ -5,7 +5,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 
-from billing import notifications, services
+from billing import holds, notifications, usage
 
 
 @shared_task
@@ -17,9 +17,9 @@ def low_balance_alert(account_id: int) -> int:
 def release_stale_holds() -> int:
     # A synchronous request never runs this long; its process must have died mid-request.
     older_than = timedelta(seconds=settings.BYTESPIKE_HOLD_STALE_SECONDS)
-    return services.holds_release_stale(older_than=older_than)
+    return holds.holds_release_stale(older_than=older_than)
 
 
 @shared_task
 def prune_key_spend() -> int:
-    return services.key_spend_prune()
+    return usage.key_spend_prune()

@@ -1,9 +1,10 @@
 """Wallets, the append-only ledger, holds, usage records and their rollups, redemption codes.
 
-All money is integer micro-credits (core/money.py). Invariants, kept by billing/services.py
-and checked by the tests: a wallet's balance is the sum of its ledger amounts, its held amount is
-the sum of its open holds (and of the ledger's held changes), available = balance - held >= 0,
-and the credits of usage records equal the charges in the ledger.
+All money is integer micro-credits (core/money.py). Invariants, kept by the modules that
+write the books (billing/services.py, holds.py, batches.py, usage.py, redemption.py) and checked
+by the tests: a wallet's balance is the sum of its ledger amounts, its held amount is the sum of
+its open holds (and of the ledger's held changes), available = balance - held >= 0, and the
+credits of usage records equal the charges in the ledger.
 """
 
 from django.conf import settings

@@ -24,7 +24,7 @@ from accounts import permissions
 from accounts.decorators import account_view
 from accounts.models import Account
 from accounts.selectors import api_keys_for_account, groups_available
-from billing import charts, errors, services
+from billing import charts, errors, redemption, services
 from billing.forms import (
     GROUP_BY_CHOICES,
     LedgerFilterForm,
@@ -183,7 +183,7 @@ def wallet_redeem(request):
     form = RedeemForm(request.POST)
     if form.is_valid():
         try:
-            entry = services.redeem_code(
+            entry = redemption.redeem_code(
                 account=request.account, code=form.cleaned_data["code"], actor=request.user
             )
         except errors.BillingError as error:

@@ -17,6 +17,7 @@ from accounts.selectors import api_keys_for_account, groups_available
 from billing import metering, pricing
 from billing import services as billing
 from billing.models import UsageRecord
+from billing.usage import UsageFacts
 from catalogue.demo import seed_catalogue
 from catalogue.models import Family
 from catalogue.selectors import models_in_group
@@ -167,7 +168,7 @@ def _bill_one(account, key, model, rng, at, reference) -> int:
             account_id=account.pk,
             reference=reference,
             charge=cost,
-            usage=billing.UsageFacts(
+            usage=UsageFacts(
                 model_id=model.pk,
                 family=model.family,
                 protocol="images"

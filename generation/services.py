@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from billing import metering, pricing
 from billing.metering import meter
-from billing.services import UsageFacts
+from billing.usage import UsageFacts
 from catalogue.models import AIModel, Family, RefundPolicy
 from core.db import run_db
 from core.errors import ApiError

@@ -9,7 +9,7 @@ from asgiref.sync import async_to_sync
 from django.db import OperationalError
 from django.test import AsyncClient
 
-from billing import services as billing
+from billing import batches
 from billing.invariants import wallet_problems
 from billing.jobs import release_stale_holds
 from billing.models import Hold, UsageRecord
@@ -55,7 +55,7 @@ def test_a_stream_whose_settlement_cannot_be_written_ends_with_an_error_and_is_f
     def database_gone(**kwargs):
         raise OperationalError("couldn't get a connection after 10.00 sec")
 
-    monkeypatch.setattr(billing, "hold_settle", database_gone)
+    monkeypatch.setattr(batches, "hold_settle", database_gone)
     path, body, ended_well, failed = STREAMS[protocol]
 
     async def call():

@@ -10,12 +10,14 @@ hold (tests/billing/test_one_door.py fails if something does).
 
 from datetime import datetime
 
-from billing import services
+from billing import holds
+from billing.holds import Settlement
 from billing.metering.engine import Call, Meter, meter
 from billing.metering.headers import limit_headers
 from billing.metering.limits import KeyLimits, LimitState
 from billing.models import HoldKind
-from billing.services import Settlement, UsageFacts, WalletState
+from billing.services import WalletState
+from billing.usage import UsageFacts
 from core.db import run_db
 
 __all__ = [
@@ -29,7 +31,7 @@ def task_hold(*, account_id: int, reference: str, amount: int, api_key_id: int |
               key_limits=None) -> WalletState:  # fmt: skip
     """Hold a task's estimate, in the submit's transaction (``key_limits``: checked there too,
     for when the counters could not be reached)."""
-    return services.hold_place(
+    return holds.hold_place(
         account_id=account_id, reference=reference, amount=amount, api_key_id=api_key_id,
         counts_in_flight=False, key_limits=key_limits, kind=HoldKind.TASK,
     )  # fmt: skip
@@ -37,20 +39,20 @@ def task_hold(*, account_id: int, reference: str, amount: int, api_key_id: int |
 
 def task_settle(*, reference: str, charge: int, usage: UsageFacts) -> Settlement:
     """Charge a task that ended (completed, or cancelled while running) what it cost."""
-    return services.hold_settle(reference=reference, charge=charge, usage=usage)
+    return holds.hold_settle(reference=reference, charge=charge, usage=usage)
 
 
 def task_release(*, reference: str) -> bool:
     """A task that failed, or was cancelled before it ran: free."""
-    return services.hold_release(reference=reference)
+    return holds.hold_release(reference=reference)
 
 
 def record_usage(*, account_id: int, reference: str, charge: int, usage: UsageFacts,
                  at: datetime | None = None) -> Settlement:  # fmt: skip
     """Hold and settle at once: a call made elsewhere (the demo's history). Raises a
     ``BillingError`` if the wallet cannot cover it."""
-    services.hold_place(
+    holds.hold_place(
         account_id=account_id, reference=reference, amount=charge, api_key_id=usage.api_key_id,
         counts_in_flight=False,
     )  # fmt: skip
-    return services.hold_settle(reference=reference, charge=charge, usage=usage, at=at)
+    return holds.hold_settle(reference=reference, charge=charge, usage=usage, at=at)

@@ -36,7 +36,9 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from ulid import ULID
 
-from billing import services
+from billing import batches, holds
+from billing.batches import Release
+from billing.holds import Settlement
 from billing.metering.counters import (
     MemoryCounters,
     RedisCounters,
@@ -48,7 +50,8 @@ from billing.metering.counters import (
 from billing.metering.leases import Lease, LeaseBook
 from billing.metering.limits import KeyLimits, LimitState
 from billing.models import HoldKind
-from billing.services import Charge, Release, Settlement, UsageFacts, WalletState
+from billing.services import WalletState
+from billing.usage import Charge, UsageFacts
 from core.db import run_db
 
 logger = logging.getLogger(__name__)
@@ -211,7 +214,7 @@ class Meter:
             call.lease = await self.leases.take(principal.account_id, credits)
             if call.lease is None:
                 call.wallet = await run_db(
-                    services.hold_place, account_id=principal.account_id, reference=reference,
+                    holds.hold_place, account_id=principal.account_id, reference=reference,
                     amount=credits, api_key_id=principal.key_id, counts_in_flight=False,
                 )  # fmt: skip
                 self._track(reference)
@@ -224,7 +227,7 @@ class Meter:
         if principal.key_id is not None:
             self._unheard.add(principal.key_id)
         wallet = await run_db(
-            services.hold_place, account_id=principal.account_id, reference=reference,
+            holds.hold_place, account_id=principal.account_id, reference=reference,
             amount=credits, api_key_id=principal.key_id, counts_in_flight=True,
             key_limits=principal,
         )  # fmt: skip
@@ -473,7 +476,7 @@ def _commit(items: list) -> dict:
     batch = f"batch_{ULID()}"
     charges = [i for i in items if isinstance(i, Charge)]
     releases = [i for i in items if isinstance(i, Release)]
-    return services.usage_batch_commit(batch=batch, charges=charges, releases=releases)
+    return batches.usage_batch_commit(batch=batch, charges=charges, releases=releases)
 
 
 def _load_seed(key_id: int) -> Seed:

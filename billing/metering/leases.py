@@ -4,7 +4,7 @@ An account is busy in a process when it makes at least ``BYTESPIKE_LEASE_CALLS_P
 calls a second there. The process then holds a lease on its wallet (a hold of kind ``lease``),
 sized to cover ``LEASE_SECONDS`` of its recent spend and at least ``LEASE_CALLS`` calls like the
 one asking, and admits calls against it without writing anything. Settlement batches charge the
-lease (``services.usage_batch_commit``); it grows again, under a lock, when a call does not fit.
+lease (``batches.usage_batch_commit``); it grows again, under a lock, when a call does not fit.
 An idle lease goes back to the wallet after ``LEASE_IDLE_SECONDS``; a dead process's lease is
 released by the stale-hold sweep, as its requests' holds are.
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from billing import services
+from billing import holds
 
 logger = logging.getLogger(__name__)
 
@@ -126,10 +126,10 @@ class LeaseBook:
             asked = time.monotonic()
             try:
                 grant = await self.run_db(
-                    services.lease_grow, account_id=account_id, reference=lease.reference,
+                    holds.lease_grow, account_id=account_id, reference=lease.reference,
                     amount=want - max(lease.free, 0), step=f"grow{lease.steps}",
                 )  # fmt: skip
-            except services.LeaseClosedError:
+            except holds.LeaseClosedError:
                 # Released as stale while this process lived (its renewals failed): start over.
                 self.leases[account_id] = self._new(account_id)
                 return None
@@ -197,7 +197,7 @@ class LeaseBook:
             del self.leases[account_id]
             lease.steps += 1
             await self.run_db(
-                services.lease_shrink, reference=lease.reference, amount=lease.amount,
+                holds.lease_shrink, reference=lease.reference, amount=lease.amount,
                 step=f"return{lease.steps}",
             )  # fmt: skip
             returned += 1

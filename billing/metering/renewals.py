@@ -12,7 +12,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import connections
 
-from billing import services
+from billing import holds
 from billing.metering.engine import meter
 
 logger = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ def renew() -> int:
     """Renew this process's holds; how many. Leases stay spendable in memory only while their
     renewals land (billing/metering/leases.py)."""
     asked = time.monotonic()
-    renewed = services.holds_renew(references=meter.live_references())
+    renewed = holds.holds_renew(references=meter.live_references())
     meter.leases.renewed(renewed, at=asked)
     return len(renewed)
 
@@ -34,7 +34,7 @@ def renew() -> int:
 def sweep() -> int:
     """Release holds nobody renewed for ``BYTESPIKE_HOLD_STALE_SECONDS``; how many."""
     stale = timedelta(seconds=settings.BYTESPIKE_HOLD_STALE_SECONDS)
-    return services.holds_release_stale(older_than=stale)
+    return holds.holds_release_stale(older_than=stale)
 
 
 def _every_quarter(job, name: str) -> threading.Thread:

@@ -14,7 +14,7 @@ from PIL import Image, UnidentifiedImageError
 from accounts.keyauth import KeyPrincipal
 from billing import pricing
 from billing.metering import meter
-from billing.services import UsageFacts
+from billing.usage import UsageFacts
 from catalogue.models import Family
 from core.db import run_db
 from core.errors import ApiError

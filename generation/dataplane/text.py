@@ -20,7 +20,7 @@ from ulid import ULID
 from accounts.keyauth import KeyPrincipal
 from billing import pricing
 from billing.metering import meter
-from billing.services import UsageFacts
+from billing.usage import UsageFacts
 from catalogue.models import ChannelKind, Family
 from core.errors import ApiError
 from generation.dataplane.base import dataplane_view, json_body, unavailable

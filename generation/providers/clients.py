@@ -9,7 +9,7 @@ same credentials, limits and timeouts whether it is async or sync:
   a worker forked from a parent that already had clients must not share the parent's sockets.
 
 A channel in sandbox mode gets a client whose transport is the built-in sandbox: sandbox.py for
-text, sandbox_media.py for images and videos.
+text, sandbox_media.py for images and videos (drawn by sandbox_render.py).
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 from datetime import datetime, timedelta
 
-from billing import services
+from billing import holds, services
 from billing.models import Wallet
+from billing.usage import UsageFacts
 from tests.api.conftest import ApiClient, assert_error
 from tests.factories import fund, issue_key
 
@@ -13,7 +14,7 @@ PATH = "/api/v1/account"
 
 def test_shows_the_account_and_its_wallet_in_credits(world, api):
     fund(world.account, 10)
-    services.hold_place(account_id=world.account.pk, reference="req_open", amount=2_500_000)
+    holds.hold_place(account_id=world.account.pk, reference="req_open", amount=2_500_000)
     services.wallet_set_low_balance_threshold(
         account=world.account, amount=1_500_000, actor=world.owner
     )
@@ -43,11 +44,11 @@ def test_shows_the_account_and_its_wallet_in_credits(world, api):
 def test_wallet_follows_settles_and_releases(world, api, group):
     key, _ = issue_key(world.account, group)
     fund(world.account, 10)
-    services.hold_place(account_id=world.account.pk, reference="req_1", amount=3 * M)
-    services.hold_settle(
+    holds.hold_place(account_id=world.account.pk, reference="req_1", amount=3 * M)
+    holds.hold_settle(
         reference="req_1",
         charge=1_250_000,
-        usage=services.UsageFacts(
+        usage=UsageFacts(
             model_id=group.models.get().pk, family="text", protocol="openai", api_key_id=key.pk
         ),
     )

@@ -8,9 +8,9 @@ import pytest
 from django.utils import timezone
 from ulid import ULID
 
-from billing import services
+from billing import holds, services
 from billing.models import LedgerEntry
-from billing.services import UsageFacts
+from billing.usage import UsageFacts
 from tests.api.conftest import ApiClient, assert_error
 from tests.factories import fund, issue_key
 
@@ -25,14 +25,14 @@ def ledger(world, group):
     key, _ = issue_key(world.account, group)
     model = group.models.get()
     fund(world.account, 10, reference="pay_1")
-    services.hold_place(account_id=world.account.pk, reference="req_ok", amount=3 * M)
-    services.hold_settle(
+    holds.hold_place(account_id=world.account.pk, reference="req_ok", amount=3 * M)
+    holds.hold_settle(
         reference="req_ok",
         charge=1_250_000,
         usage=UsageFacts(model_id=model.pk, family="text", protocol="openai", api_key_id=key.pk),
     )
-    services.hold_place(account_id=world.account.pk, reference="req_failed", amount=2 * M)
-    services.hold_release(reference="req_failed")
+    holds.hold_place(account_id=world.account.pk, reference="req_failed", amount=2 * M)
+    holds.hold_release(reference="req_failed")
     fund(world.outsider_account, 7, reference="pay_theirs")
     # Spread the entries a minute apart, oldest first, so their order is unambiguous.
     now = timezone.now()
@@ -208,8 +208,8 @@ def test_reference_is_the_request_id_of_a_charge(world, api, group):
     key, _ = issue_key(world.account, group)
     fund(world.account, 1)
     reference = f"req_{uuid.uuid4().hex}"
-    services.hold_place(account_id=world.account.pk, reference=reference, amount=M)
-    services.hold_settle(
+    holds.hold_place(account_id=world.account.pk, reference=reference, amount=M)
+    holds.hold_settle(
         reference=reference,
         charge=1,
         usage=UsageFacts(

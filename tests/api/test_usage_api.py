@@ -12,8 +12,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from billing import services
-from billing.services import UsageFacts
+from billing import holds
+from billing.usage import UsageFacts
 from tests.api.conftest import ApiClient, assert_error
 from tests.factories import AIModelFactory, fund, issue_key
 
@@ -26,9 +26,7 @@ ENDPOINTS = ["/api/v1/usage", "/api/v1/usage/records"]
 def bill(account, key, model, *, charge: int, at: datetime, **usage) -> str:
     """One billed call through hold_place + hold_settle, as the data plane makes it."""
     reference = f"req_{uuid.uuid4().hex}"
-    services.hold_place(
-        account_id=account.pk, reference=reference, amount=charge, api_key_id=key.pk
-    )
+    holds.hold_place(account_id=account.pk, reference=reference, amount=charge, api_key_id=key.pk)
     facts = UsageFacts(
         model_id=model.pk,
         family=model.family,
@@ -37,7 +35,7 @@ def bill(account, key, model, *, charge: int, at: datetime, **usage) -> str:
         group_id=key.group_id,
         **usage,
     )
-    services.hold_settle(reference=reference, charge=charge, usage=facts, at=at)
+    holds.hold_settle(reference=reference, charge=charge, usage=facts, at=at)
     return reference
 
 

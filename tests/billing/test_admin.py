@@ -6,7 +6,7 @@ import io
 import pytest
 from django.urls import reverse
 
-from billing import errors, services
+from billing import errors, redemption, services
 from billing.models import LedgerEntry, RedemptionCode, Wallet
 from tests.factories import UserFactory, fund
 
@@ -60,12 +60,12 @@ def test_a_batch_answers_with_its_codes_once_and_they_redeem(staff, world):
     assert len(rows) == 3 and {row["credits"] for row in rows} == {"10.00"}
     stored = " ".join(RedemptionCode.objects.values_list("digest", flat=True))
     assert all(row["code"] not in stored for row in rows)
-    services.redeem_code(account=world.account, code=rows[0]["code"].lower(), actor=world.owner)
+    redemption.redeem_code(account=world.account, code=rows[0]["code"].lower(), actor=world.owner)
     assert Wallet.objects.get(account=world.account).balance == 10 * M
     with pytest.raises(errors.RedemptionError, match="already been used"):
-        services.redeem_code(account=world.account, code=rows[0]["code"], actor=world.owner)
+        redemption.redeem_code(account=world.account, code=rows[0]["code"], actor=world.owner)
     with pytest.raises(errors.RedemptionError, match="not valid"):
-        services.redeem_code(account=world.account, code="BYTS-NOPE", actor=world.owner)
+        redemption.redeem_code(account=world.account, code="BYTS-NOPE", actor=world.owner)
 
 
 def test_expired_codes_do_not_redeem(world):
@@ -73,9 +73,9 @@ def test_expired_codes_do_not_redeem(world):
 
     from django.utils import timezone
 
-    _, (code,) = services.redemption_batch_create(
+    _, (code,) = redemption.redemption_batch_create(
         name="old", amount=M, count=1, expires_at=timezone.now() - timedelta(days=1),
         actor=world.owner,
     )  # fmt: skip
     with pytest.raises(errors.RedemptionError, match="expired"):
-        services.redeem_code(account=world.account, code=code, actor=world.owner)
+        redemption.redeem_code(account=world.account, code=code, actor=world.owner)

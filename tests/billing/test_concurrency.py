@@ -3,10 +3,11 @@
 import pytest
 from django.utils import timezone
 
-from billing import errors, services
+from billing import errors, holds, redemption, services
+from billing.batches import usage_batch_commit
 from billing.invariants import wallet_problems
 from billing.models import Hold, LedgerEntry, UsageRecord, Wallet
-from billing.services import Charge, UsageFacts
+from billing.usage import Charge, UsageFacts
 from tests.factories import AIModelFactory, UserFactory, fund
 from tests.races import race
 
@@ -18,7 +19,7 @@ def test_fifty_concurrent_holds_against_a_wallet_that_covers_ten(world):
     fund(world.account, 10)
     Wallet.objects.filter(account=world.account).update(concurrency_limit=100)
     results = race(
-        lambda i: services.hold_place(account_id=world.account.pk, reference=f"req_{i}", amount=M),
+        lambda i: holds.hold_place(account_id=world.account.pk, reference=f"req_{i}", amount=M),
         50,
     )
     placed = [r for r in results if isinstance(r, services.WalletState)]
@@ -33,11 +34,11 @@ def test_fifty_concurrent_holds_against_a_wallet_that_covers_ten(world):
 
 def test_twenty_concurrent_redemptions_of_one_code_give_one_top_up(world):
     staff = UserFactory(is_staff=True)
-    _, (code,) = services.redemption_batch_create(
+    _, (code,) = redemption.redemption_batch_create(
         name="promo", amount=5 * M, count=1, expires_at=None, actor=staff
     )
     results = race(
-        lambda i: services.redeem_code(account=world.account, code=code, actor=world.owner), 20
+        lambda i: redemption.redeem_code(account=world.account, code=code, actor=world.owner), 20
     )
     entries = [r for r in results if isinstance(r, LedgerEntry)]
     assert len(entries) == 1
@@ -56,20 +57,18 @@ def test_concurrent_settles_and_releases_of_one_hold_charge_once(world):
     usage = UsageFacts(model_id=model.pk, family="text", protocol="openai")
     for round_ in range(10):
         reference = f"req_race_{round_}"
-        services.hold_place(account_id=world.account.pk, reference=reference, amount=2 * M)
+        holds.hold_place(account_id=world.account.pk, reference=reference, amount=2 * M)
         results = race(
             lambda i, ref=reference: (
-                services.hold_settle(reference=ref, charge=M, usage=usage)
+                holds.hold_settle(reference=ref, charge=M, usage=usage)
                 if i % 2
-                else services.hold_release(reference=ref)
+                else holds.hold_release(reference=ref)
             ),
             6,
         )
         assert not [r for r in results if isinstance(r, Exception)], results
         hold = Hold.objects.get(reference=reference)
-        settled = [
-            r for r in results if isinstance(r, services.Settlement) and not r.already_closed
-        ]
+        settled = [r for r in results if isinstance(r, holds.Settlement) and not r.already_closed]
         released = [r for r in results if r is True]
         assert (len(settled), hold.status) == (1, "settled")
         assert len(released) <= 1
@@ -100,14 +99,14 @@ def test_batches_over_the_same_accounts_in_opposite_orders_do_not_deadlock(world
         batches = []
         for i, (mine, leased) in enumerate([accounts, accounts[::-1]]):
             call, lease = f"req_{round_}_{i}", f"lease_{round_}_{i}"
-            services.hold_place(account_id=mine.pk, reference=call, amount=M)
-            services.lease_grow(account_id=leased.pk, reference=lease, amount=M, step="grow1")
+            holds.hold_place(account_id=mine.pk, reference=call, amount=M)
+            holds.lease_grow(account_id=leased.pk, reference=lease, amount=M, step="grow1")
             batches.append([
                 Charge(call, mine.pk, M, usage, timezone.now()),
                 Charge(f"req_{round_}_{i}_leased", leased.pk, M, usage, timezone.now(), lease),
             ])  # fmt: skip
         results = race(
-            lambda i, batches=batches, round_=round_: services.usage_batch_commit(
+            lambda i, batches=batches, round_=round_: usage_batch_commit(
                 batch=f"batch_{round_}_{i}", charges=batches[i], releases=[]
             ),
             2,

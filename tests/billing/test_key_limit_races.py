@@ -13,7 +13,7 @@ from asgiref.sync import async_to_sync
 
 from accounts.keyauth import KeyPrincipal
 from accounts.models import ApiKey
-from billing import services
+from billing import holds
 from billing.errors import BillingError
 from billing.invariants import wallet_problems
 from billing.metering import Call, meter
@@ -65,7 +65,7 @@ def test_database_admissions_racing_stop_exactly_at_a_keys_limit(world, limit, s
     key = principal(world, **{limit: 3 * M})
 
     def admit(i):
-        return services.hold_place(
+        return holds.hold_place(
             account_id=world.account.pk, reference=f"req_race_{i}", amount=M,
             api_key_id=key.key_id, key_limits=key,
         )  # fmt: skip

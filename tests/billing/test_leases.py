@@ -4,9 +4,10 @@ asking the database, and when it must ask."""
 import asyncio
 import time
 
-from billing import services
+from billing import holds
+from billing.holds import LeaseGrant
 from billing.metering.leases import LeaseBook
-from billing.services import LeaseGrant, WalletState
+from billing.services import WalletState
 
 
 class Database:
@@ -16,7 +17,7 @@ class Database:
         self.grown = 0
 
     async def run(self, function, **kwargs):
-        assert function is services.lease_grow, function
+        assert function is holds.lease_grow, function
         self.grown += 1
         return LeaseGrant(kwargs["amount"], WalletState(10**9, kwargs["amount"]), 0)
 

@@ -11,9 +11,10 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invaria
 
 from accounts.models import Account
 from billing import errors, services
+from billing.holds import hold_place, hold_release, hold_settle
 from billing.invariants import wallet_problems
-from billing.models import Wallet
-from billing.services import UsageFacts
+from billing.models import Hold, Wallet
+from billing.usage import UsageFacts
 from tests.factories import AIModelFactory, UserFactory
 
 amounts = st.integers(min_value=1, max_value=50_000_000)
@@ -43,7 +44,7 @@ class Books(RuleBasedStateMachine):
         reference = self._ref()
         available = self.balance - sum(self.open_holds.values())
         try:
-            services.hold_place(
+            hold_place(
                 account_id=self.account.pk,
                 reference=reference,
                 amount=amount,
@@ -62,26 +63,26 @@ class Books(RuleBasedStateMachine):
     def settle(self, reference, charge):
         usage = UsageFacts(model_id=self.model.pk, family="text", protocol="openai")
         if reference not in self.open_holds:
-            with pytest.raises(services.Hold.DoesNotExist):
-                services.hold_settle(reference=reference, charge=charge, usage=usage)
+            with pytest.raises(Hold.DoesNotExist):
+                hold_settle(reference=reference, charge=charge, usage=usage)
             return
         amount = self.open_holds.pop(reference)
         covered = self.balance - sum(self.open_holds.values())
-        result = services.hold_settle(reference=reference, charge=charge, usage=usage)
+        result = hold_settle(reference=reference, charge=charge, usage=usage)
         assert result.charged == min(charge, covered)
         assert result.shortfall == charge - result.charged
         self.balance -= result.charged
         # Settling again changes nothing.
-        again = services.hold_settle(reference=reference, charge=charge, usage=usage)
+        again = hold_settle(reference=reference, charge=charge, usage=usage)
         assert again.already_closed and again.charged == result.charged
         assert amount >= 0
 
     @rule(reference=consumes(holds))
     def release(self, reference):
-        released = services.hold_release(reference=reference)
+        released = hold_release(reference=reference)
         assert released == (reference in self.open_holds)
         self.open_holds.pop(reference, None)
-        assert services.hold_release(reference=reference) is False
+        assert hold_release(reference=reference) is False
 
     @rule(amount=amounts)
     def refund(self, amount):

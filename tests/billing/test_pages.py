@@ -12,9 +12,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Role
-from billing import services
+from billing import holds, redemption, services
 from billing.models import LedgerEntry, LedgerKind, Wallet
-from billing.services import UsageFacts
+from billing.usage import UsageFacts
 from tests.factories import AIModelFactory, RoutingGroupFactory, fund, issue_key
 
 pytestmark = pytest.mark.django_db
@@ -51,12 +51,12 @@ _counter = iter(range(10**9))
 def bill(key, model, charge: int, *, at=None, **usage) -> str:
     """A billed call through the real path: hold, then settle (optionally at a past time)."""
     reference = f"req_test_{next(_counter)}"
-    services.hold_place(
+    holds.hold_place(
         account_id=key.account_id, reference=reference, amount=charge, api_key_id=key.pk
     )
     usage.setdefault("input_tokens", 100)
     usage.setdefault("output_tokens", 20)
-    services.hold_settle(
+    holds.hold_settle(
         reference=reference,
         charge=charge,
         usage=UsageFacts(
@@ -152,7 +152,7 @@ def test_dashboard_chart_escapes_key_names(world, client_for, group, model):
 @pytest.mark.parametrize("role", ROLES)
 def test_every_member_reads_the_wallet_but_only_owners_get_the_forms(world, client_for, role):
     fund(world.account, 40)
-    services.hold_place(account_id=world.account.pk, reference="req_open", amount=3 * M)
+    holds.hold_place(account_id=world.account.pk, reference="req_open", amount=3 * M)
     response = client_for(world.member(role)).get(reverse("billing:wallet"))
     assert response.status_code == 200
     html = response.text
@@ -267,7 +267,7 @@ def test_ledger_pages_by_25_and_keeps_the_filter_in_the_paging_links(world, clie
 
 @pytest.fixture
 def codes(world):
-    _, codes = services.redemption_batch_create(
+    _, codes = redemption.redemption_batch_create(
         name="Launch promo", amount=25 * M, count=2, expires_at=None, actor=world.owner
     )
     return codes
@@ -317,7 +317,7 @@ def test_unknown_or_empty_codes_are_refused_inline(world, client_for, code, mess
 
 
 def test_an_expired_code_is_refused(world, client_for):
-    _, codes = services.redemption_batch_create(
+    _, codes = redemption.redemption_batch_create(
         name="Old promo",
         amount=5 * M,
         count=1,

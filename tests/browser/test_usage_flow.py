@@ -10,7 +10,8 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from accounts.models import Role
-from billing import services
+from billing import holds
+from billing.usage import UsageFacts
 from catalogue.models import AIModel, Channel, RoutingGroup
 from tests.factories import (
     PASSWORD,
@@ -44,13 +45,13 @@ def catalogue() -> tuple[RoutingGroup, AIModel]:
 
 def bill(key, model, reference: str, charge: int, *, days_ago: int = 0, tokens=(0, 0)):
     """A billed call through the real path: a hold, then its settlement at a past time."""
-    services.hold_place(
+    holds.hold_place(
         account_id=key.account_id, reference=reference, amount=charge, api_key_id=key.pk
     )
-    services.hold_settle(
+    holds.hold_settle(
         reference=reference,
         charge=charge,
-        usage=services.UsageFacts(
+        usage=UsageFacts(
             model_id=model.pk,
             family="text",
             protocol="openai",

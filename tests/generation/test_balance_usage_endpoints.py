@@ -11,9 +11,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.keys import api_key_revoke, management_key_issue
-from billing import services
+from billing import holds
 from billing.limits import KEY_SPEND_BUCKET
-from billing.services import UsageFacts
+from billing.usage import UsageFacts
 from catalogue.models import AIModel
 from tests.factories import AIModelFactory, RoutingGroupFactory, fund, issue_key
 
@@ -32,14 +32,14 @@ def group(db):
 def bill(key, slug: str, *, charge: int, at: datetime, **usage) -> str:
     """One billed call through hold_place + hold_settle, as the data plane makes it."""
     reference = f"req_{uuid.uuid4().hex}"
-    services.hold_place(
+    holds.hold_place(
         account_id=key.account_id, reference=reference, amount=charge, api_key_id=key.pk
     )
     found = AIModel.objects.get(slug=slug)
     facts = UsageFacts(
         model_id=found.pk, family=found.family, protocol="openai", api_key_id=key.pk, **usage
     )
-    services.hold_settle(reference=reference, charge=charge, usage=facts, at=at)
+    holds.hold_settle(reference=reference, charge=charge, usage=facts, at=at)
     return reference
 
 
@@ -70,7 +70,7 @@ def test_balance_shows_the_wallet_with_holds_and_the_keys_limits(client, world, 
     bill(key, "text-small", charge=1_250_000, at=recent)
     bill(key, "text-small", charge=500_000, at=older)
     # A call in flight: its hold counts against the wallet and the key's limits.
-    services.hold_place(
+    holds.hold_place(
         account_id=world.account.pk, reference="req_open", amount=2 * M, api_key_id=key.pk
     )
 

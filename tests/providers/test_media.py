@@ -27,7 +27,7 @@ from generation.providers.media import (
     video_status,
     video_submit,
 )
-from generation.providers.sandbox_media import render_video
+from generation.providers.sandbox_render import render_video
 
 BASE = "https://api.openai.test/v1"
 SECRET = "sk-live-Very5ecretValue0123456789"

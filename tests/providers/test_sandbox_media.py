@@ -11,6 +11,7 @@ from PIL import Image, ImageChops
 
 from generation.providers import ChannelRoute, UpstreamError
 from generation.providers import sandbox_media as sandbox
+from generation.providers import sandbox_render as render
 from generation.providers.media import (
     ImageRequest,
     VideoRequest,
@@ -226,7 +227,7 @@ def test_a_video_job_progresses_with_time_and_downloads_a_real_mp4(clock, settin
     with av.open(io.BytesIO(file.data)) as container:
         stream = container.streams.video[0]
         assert stream.codec_context.name == "h264" and stream.format.name == "yuv420p"
-        assert sum(1 for _ in container.decode(stream)) == 4 * sandbox.VIDEO_FPS
+        assert sum(1 for _ in container.decode(stream)) == 4 * render.VIDEO_FPS
     assert file.data[:64].find(b"moov") != -1  # faststart: the index comes first
 
 
@@ -260,8 +261,8 @@ def test_portrait_video_is_scaled_down_with_its_real_dimensions(clock):
 def test_videos_are_deterministic(clock):
     request = VideoRequest(prompt="[sandbox:seconds=0] same", seconds=1, size="256x144", seed=5)
     first = video_download(ROUTE, video_submit(ROUTE, "sora-2", request).id).data
-    sandbox.render_video.cache_clear()
-    sandbox._video_scene.cache_clear()
+    render.render_video.cache_clear()
+    render._video_scene.cache_clear()
     clock.advance(60)  # a later job of the same request
     second = video_download(ROUTE, video_submit(ROUTE, "sora-2", request).id).data
     assert first == second

@@ -20,8 +20,9 @@ from django.urls import reverse
 
 from accounts import keys
 from accounts.models import Invitation, Membership
+from billing.holds import hold_place, hold_settle
 from billing.models import Hold
-from billing.services import UsageFacts, hold_place, hold_settle
+from billing.usage import UsageFacts
 from catalogue.demo import seed_catalogue
 from catalogue.models import AIModel, Channel, ChannelMode
 from generation import routing

@@ -1,0 +1,129 @@
+"""Usage: what each billed call did (``UsageFacts``), written down as its usage row, added to
+the hourly rollups the reports read and to its key's spend (five-minute buckets and the running
+total) that key limits are checked against. Called as holds are settled (billing/holds.py) and
+batches committed (billing/batches.py).
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+
+from billing import sql
+from billing.models import KeySpend, KeyTotal, UsageRecord, UsageRollup
+
+
+@dataclass(frozen=True)
+class UsageFacts:
+    """What a billed call did, for its usage record and the rollups."""
+
+    model_id: int
+    family: str
+    protocol: str
+    api_key_id: int | None = None
+    group_id: int | None = None
+    stream: bool = False
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    images: int = 0
+    seconds: int = 0
+    latency_ms: int | None = None
+    ttft_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class Charge:
+    """One answered call to write down: its usage, and what it costs. ``lease`` names the lease
+    it was admitted against; without one, it settles its own hold (``reference``)."""
+
+    reference: str
+    account_id: int
+    charge: int
+    usage: UsageFacts
+    at: datetime
+    lease: str = ""
+
+
+_ROLLUP_FIELDS = (
+    "calls",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "images",
+    "seconds",
+    "credits",
+)
+
+
+def record_usage(account_id, reference, usage: UsageFacts, charged, shortfall, at: datetime):
+    call = Charge(reference, account_id, charged, usage, at)
+    record_usage_batch("", [(call, charged, shortfall)])
+
+
+def record_usage_batch(batch: str, records: list[tuple[Charge, int, int]]) -> None:
+    """Usage rows for (call, charged, shortfall), in one INSERT, and the rollups and key spend
+    they add to, summed per row they touch (one upsert each)."""
+    if not records:
+        return
+    rows = []
+    rollups: dict[tuple, list[int]] = {}
+    spend: dict[tuple, int] = {}
+    totals: dict[int, int] = {}
+    for call, charged, shortfall in records:
+        usage, at = call.usage, call.at
+        rows.append({
+            "request_id": call.reference, "batch": batch, "account_id": call.account_id,
+            "api_key_id": usage.api_key_id, "group_id": usage.group_id,
+            "model_id": usage.model_id, "family": usage.family, "protocol": usage.protocol,
+            "stream": usage.stream, "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens, "cache_read_tokens": usage.cache_read_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+            "reasoning_tokens": usage.reasoning_tokens, "images": usage.images,
+            "seconds": usage.seconds, "credits": charged, "shortfall": shortfall,
+            "latency_ms": usage.latency_ms, "ttft_ms": usage.ttft_ms, "created_at": at,
+        })  # fmt: skip
+        hour = at.replace(minute=0, second=0, microsecond=0)
+        sums = rollups.setdefault(
+            (call.account_id, usage.api_key_id, usage.model_id, hour, usage.family), [0] * 8
+        )
+        amounts = (1, usage.input_tokens, usage.output_tokens, usage.cache_read_tokens,
+                   usage.cache_write_tokens, usage.images, usage.seconds, charged)  # fmt: skip
+        for n, amount in enumerate(amounts):
+            sums[n] += amount
+        if usage.api_key_id is not None and charged:
+            bucket = at - timedelta(
+                minutes=at.minute % 5, seconds=at.second, microseconds=at.microsecond
+            )
+            spend[(usage.api_key_id, bucket)] = spend.get((usage.api_key_id, bucket), 0) + charged
+            totals[usage.api_key_id] = totals.get(usage.api_key_id, 0) + charged
+    sql.insert_rows(UsageRecord, rows)
+    rollup_rows = [
+        {"account_id": a, "api_key_id": k, "model_id": m, "hour": h, "family": f,
+         **dict(zip(_ROLLUP_FIELDS, sums, strict=True))}
+        for (a, k, m, h, f), sums in rollups.items()
+    ]  # fmt: skip
+    sql.upsert_add(
+        UsageRollup, ("account_id", "api_key_id", "model_id", "hour"), rollup_rows,
+        amounts=_ROLLUP_FIELDS,
+    )  # fmt: skip
+    sql.upsert_add(
+        KeySpend,
+        ("api_key_id", "bucket"),
+        [{"api_key_id": k, "bucket": b, "credits": c} for (k, b), c in spend.items()],
+        amounts=("credits",),
+    )
+    sql.upsert_add(
+        KeyTotal,
+        ("api_key_id",),
+        [{"api_key_id": k, "credits": c} for k, c in totals.items()],
+        amounts=("credits",),
+    )
+
+
+def key_spend_prune(*, older_than: timedelta = timedelta(days=8)) -> int:
+    deleted, _ = KeySpend.objects.filter(bucket__lt=timezone.now() - older_than).delete()
+    return deleted
