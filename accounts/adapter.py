@@ -21,7 +21,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.utils.crypto import salted_hmac
 
-from accounts.keyauth import client_ip
+from core.http import client_ip
 
 KNOWN_BROWSER_COOKIE = "known_browser"
 KNOWN_BROWSER_SALT = "accounts.known-browser"

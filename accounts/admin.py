@@ -1,16 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from accounts.models import (
-    Account,
-    ApiKey,
-    AuditEvent,
-    GroupGrant,
-    Invitation,
-    ManagementKey,
-    Membership,
-    User,
-)
+from accounts.models import Account, AuditEvent, GroupGrant, Invitation, Membership, User
 from catalogue.models import RoutingGroup
 
 
@@ -85,32 +76,3 @@ class RoutingGroupAdmin(admin.ModelAdmin):
     search_fields = ["slug", "name"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [GroupGrantInline]
-
-
-class ReadOnlyKeyAdmin(admin.ModelAdmin):
-    """Staff can look keys up for support; only their owners manage them, in the console."""
-
-    list_display = ["name", "masked", "account", "status", "created_at", "last_used_at"]
-    list_filter = ["status"]
-    search_fields = ["name", "public_id", "prefix", "account__name"]
-    exclude = ["digest"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-@admin.register(ApiKey)
-class ApiKeyAdmin(ReadOnlyKeyAdmin):
-    list_display = [*ReadOnlyKeyAdmin.list_display, "group"]
-    list_filter = ["status", "group"]
-
-
-@admin.register(ManagementKey)
-class ManagementKeyAdmin(ReadOnlyKeyAdmin):
-    pass

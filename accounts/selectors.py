@@ -1,11 +1,10 @@
 """Scoped reads of accounts, memberships and invitations."""
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import Http404
 
-from accounts.models import Account, ApiKey, AuditEvent, Invitation, ManagementKey, Membership, User
+from accounts.models import Account, AuditEvent, Invitation, Membership, User
 from accounts.services import token_digest
-from catalogue.models import RoutingGroup
 
 SESSION_ACCOUNT_KEY = "bytespike_account"
 
@@ -72,46 +71,3 @@ def invitation_get_by_token(token: str) -> Invitation:
 def audit_events_for_account(account: Account) -> QuerySet[AuditEvent]:
     """Newest first; slice it for a summary, page it for the log."""
     return AuditEvent.objects.filter(account=account).select_related("actor")
-
-
-# --- Routing groups and keys -----------------------------------------------------------------
-
-
-def groups_available(account: Account) -> QuerySet[RoutingGroup]:
-    """Public groups plus the exclusive ones granted to the account."""
-    return RoutingGroup.objects.filter(Q(exclusive=False) | Q(grants__account=account)).distinct()
-
-
-def group_is_available(*, account: Account, group: RoutingGroup) -> bool:
-    return not group.exclusive or group.grants.filter(account=account).exists()
-
-
-def group_get_available(*, account: Account, group_id) -> RoutingGroup | None:
-    try:
-        return groups_available(account).get(pk=int(group_id))
-    except (RoutingGroup.DoesNotExist, TypeError, ValueError):
-        return None
-
-
-def api_keys_for_account(account: Account) -> QuerySet[ApiKey]:
-    return ApiKey.objects.filter(account=account, deleted_at__isnull=True).select_related(
-        "group", "created_by", "created_via_key"
-    )
-
-
-def api_key_get_for_account(*, account: Account, public_id: str) -> ApiKey:
-    key = api_keys_for_account(account).filter(public_id=public_id).first()
-    if key is None:
-        raise Http404("No such key.")
-    return key
-
-
-def management_keys_for_account(account: Account) -> QuerySet[ManagementKey]:
-    return ManagementKey.objects.filter(account=account).select_related("created_by")
-
-
-def management_key_get_for_account(*, account: Account, public_id: str) -> ManagementKey:
-    key = management_keys_for_account(account).filter(public_id=public_id).first()
-    if key is None:
-        raise Http404("No such key.")
-    return key

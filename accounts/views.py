@@ -1,18 +1,22 @@
-"""Console pages for the team, invitations, account settings and the account switcher."""
+"""Console pages for the team, invitations, account settings, the audit log and the account
+switcher."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts import onboarding, permissions, selectors, services
 from accounts.decorators import account_view
 from accounts.forms import AccountNameForm, InvitationForm, RoleForm
 from accounts.models import Role
+
+AUDIT_PAGE_SIZE = 50
 
 
 def _base_url(request) -> str:
@@ -248,4 +252,59 @@ def invitation_accept(request, token):
             and request.user.email.lower() == invitation.email.lower(),
         },
         status=400 if error else 200,
+    )
+
+
+# --- Audit log ---------------------------------------------------------------------------------
+
+ACTION_LABELS = {
+    "webhook_secret.create": "Created the webhook signing secret",
+    "webhook_secret.rotate": "Rotated the webhook signing secret",
+    "callback.redeliver": "Redelivered a task callback",
+    "account.create": "Created the account",
+    "account.rename": "Renamed the account",
+    "invitation.create": "Invited a teammate",
+    "invitation.resend": "Resent an invitation",
+    "invitation.revoke": "Withdrew an invitation",
+    "member.join": "Joined",
+    "member.leave": "Left",
+    "member.role_change": "Changed a role",
+    "member.remove": "Removed a member",
+    "api_key.create": "Created an API key",
+    "api_key.update": "Changed an API key",
+    "api_key.pause": "Paused an API key",
+    "api_key.resume": "Resumed an API key",
+    "api_key.roll": "Rolled an API key",
+    "api_key.revoke": "Revoked an API key",
+    "api_key.delete": "Deleted an API key",
+    "management_key.create": "Created a management key",
+    "management_key.revoke": "Revoked a management key",
+}
+
+
+@require_GET
+@account_view(permissions.VIEW_AUDIT)
+def audit_log(request):
+    page = Paginator(selectors.audit_events_for_account(request.account), AUDIT_PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    for event in page:
+        event.label = ACTION_LABELS.get(event.action, event.action)
+        event.detail_items = [
+            (
+                name.replace("_", " "),
+                ", ".join(map(str, value)) if isinstance(value, list) else value,
+            )
+            for name, value in sorted(event.details.items())
+            if not isinstance(value, dict) and value not in ("", None, [])
+        ]
+    template = "accounts/audit.html#audit-events" if request.htmx else "accounts/audit.html"
+    return render(
+        request,
+        template,
+        {
+            "page": page,
+            "previous_url": f"?page={page.previous_page_number()}" if page.has_previous() else "",
+            "next_url": f"?page={page.next_page_number()}" if page.has_next() else "",
+        },
     )

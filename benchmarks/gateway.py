@@ -94,7 +94,7 @@ import json
 from accounts.services import account_create
 from catalogue.models import RoutingGroup
 from accounts.models import User
-from accounts import keys
+from keys import services as keys
 from billing.services import wallet_top_up
 from billing.models import Wallet
 from catalogue.models import Channel, AIModel

@@ -119,7 +119,7 @@ SETUP = """
 import json
 from django.conf import settings
 from django.test import Client
-from accounts import keys
+from keys import services as keys
 from accounts.models import User
 from accounts.services import account_create
 from allauth.account.models import EmailAddress

@@ -71,7 +71,7 @@ SETUP = """
 import json
 from accounts.services import account_create
 from accounts.models import User
-from accounts import keys
+from keys import services as keys
 from allauth.account.models import EmailAddress
 from billing.services import wallet_top_up
 from catalogue.demo import seed_catalogue

@@ -40,7 +40,7 @@ import json
 from accounts.services import account_create
 from catalogue.models import RoutingGroup
 from accounts.models import User
-from accounts import keys
+from keys import services as keys
 from allauth.account.models import EmailAddress
 from catalogue.models import Channel, AIModel
 user = User.objects.create_user("bench@example.com", "bench-password-1")

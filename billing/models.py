@@ -11,8 +11,9 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from accounts.models import Account, ApiKey
+from accounts.models import Account
 from catalogue.models import RoutingGroup
+from keys.models import ApiKey
 
 
 class Wallet(models.Model):

@@ -14,9 +14,10 @@ from django.http import Http404
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from accounts.models import Account, ApiKey
+from accounts.models import Account
 from billing.models import LedgerEntry, LedgerKind, UsageRecord, UsageRollup
 from catalogue.models import AIModel, Family
+from keys.models import ApiKey
 
 GROUP_BYS = ("day", "hour", "model", "api_key")
 DEFAULT_DAYS = 30

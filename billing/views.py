@@ -23,7 +23,6 @@ from django_htmx.http import push_url, trigger_client_event
 from accounts import permissions
 from accounts.decorators import account_view
 from accounts.models import Account
-from accounts.selectors import api_keys_for_account, groups_available
 from billing import charts, errors, redemption, services
 from billing.forms import (
     GROUP_BY_CHOICES,
@@ -49,6 +48,7 @@ from billing.selectors import wallet_of
 from billing.templatetags.money import credits_exact, exact_places
 from catalogue.models import AIModel
 from core.money import format_credits
+from keys.selectors import api_keys_for_account, groups_available
 
 LEDGER_PAGE_SIZE = 25
 LOG_PAGE_SIZE = 50

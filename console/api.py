@@ -26,12 +26,12 @@ from ninja import NinjaAPI, Schema
 from ninja.errors import HttpError, ValidationError
 from ninja.security import APIKeyHeader
 
-from accounts.keyauth import authenticate_management
-from accounts.keys import KeyRuleError
-from accounts.models import ManagementKey
 from billing.reports import FilterError
 from core.errors import ApiError
 from generation.dataplane.errors import Protocol, error_body
+from keys.auth import authenticate_management
+from keys.models import ManagementKey
+from keys.services import KeyRuleError
 
 # The code a caller sees for an error that has no more specific one.
 STATUS_CODES = {
@@ -287,5 +287,5 @@ def _server_error(request, exc: Exception):
 
 # --- Routers ---------------------------------------------------------------------------------
 
-api.add_router("", "accounts.api.router")
+api.add_router("", "keys.api.router")
 api.add_router("", "billing.api.router")

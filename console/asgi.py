@@ -10,7 +10,7 @@ The client address Django sees (``REMOTE_ADDR``) is the socket's, never a header
 started with ``--no-proxy-headers`` (as ``manage.py serve`` does), replaces the scope's client with
 an X-Forwarded-For entry for callers on 127.0.0.1 and ::1, which would let anyone on the machine
 pick the address that key IP lists and login limits see. A proxy in front is configured with
-``BYTESPIKE_CLIENT_IP_HEADER`` instead (``accounts.keyauth.client_ip``).
+``BYTESPIKE_CLIENT_IP_HEADER`` instead (``core.http.client_ip``).
 """
 
 import asyncio

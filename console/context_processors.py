@@ -8,8 +8,8 @@ from billing.models import Wallet
 
 NAV = [
     ("console:dashboard", "Dashboard", "home"),
-    ("accounts:keys", "API keys", "key"),
-    ("accounts:groups", "Models & pricing", "layers"),
+    ("keys:keys", "API keys", "key"),
+    ("keys:groups", "Models & pricing", "layers"),
     ("billing:usage", "Usage", "chart"),
     ("billing:wallet", "Wallet", "wallet"),
     ("generation:playground", "Playground", "spark"),
@@ -20,7 +20,7 @@ NAV = [
 
 # Pages under a section keep its nav entry highlighted (URL-name prefixes).
 NAV_ALSO = {
-    "accounts:keys": ("accounts:key-", "accounts:management-key"),
+    "keys:keys": ("keys:key-", "keys:management-key"),
     "accounts:settings": ("accounts:audit", "generation:webhook", "generation:delivery"),
     "billing:wallet": ("billing:redeem", "billing:threshold"),
     "generation:playground": ("generation:playground-",),

@@ -10,10 +10,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import keys
 from accounts import services as account_services
-from accounts.models import Account, ApiKey, KeyStatus, ManagementKey, Membership, Role, User
-from accounts.selectors import api_keys_for_account, groups_available
+from accounts.models import Account, Membership, Role, User
 from billing import metering, pricing
 from billing import services as billing
 from billing.models import UsageRecord
@@ -22,6 +20,9 @@ from catalogue.demo import seed_catalogue
 from catalogue.models import Family
 from catalogue.selectors import models_in_group
 from console.datafiles import read_or_create
+from keys import services as keys
+from keys.models import ApiKey, KeyStatus, ManagementKey
+from keys.selectors import api_keys_for_account, groups_available
 
 DEMO_ACCOUNT_NAME = "Demo Labs"
 DEMO_MANAGEMENT_KEY = "Demo management key"

@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "console",
     "catalogue",
     "accounts",
+    "keys",
     "billing",
     "generation",
 ]

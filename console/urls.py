@@ -24,6 +24,7 @@ urlpatterns = [
     path("files/<str:token>", serve_file, name="file"),
     path("auth/", include("allauth.urls")),
     path("", include("accounts.urls")),
+    path("", include("keys.urls")),
     path("", include("generation.urls")),
     path("", include("billing.urls")),
     path("", include(console_patterns)),

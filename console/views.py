@@ -4,7 +4,6 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from accounts.decorators import account_view
-from accounts.selectors import api_keys_for_account
 from billing import charts
 from billing.models import LedgerKind, UsageRecord
 from billing.reports import (
@@ -16,6 +15,7 @@ from billing.reports import (
 )
 from billing.selectors import wallet_of
 from generation.task_pages import tasks_recent_for_account
+from keys.selectors import api_keys_for_account
 
 RECENT = 6
 RECENT_TASKS = 5

@@ -2,10 +2,10 @@
 by ``billing.metering.meter`` itself: a refusal is billing's own error, which carries its
 Retry-After and X-RateLimit-* headers.)"""
 
-from accounts.keyauth import KeyPrincipal
 from billing.metering import LimitState, limit_headers, run_db
 from billing.models import KeyTotal
 from billing.services import WalletState, wallet_state
+from keys.auth import KeyPrincipal
 
 
 def current_headers_now(principal: KeyPrincipal) -> dict:

@@ -36,7 +36,7 @@ class Task(models.Model):
     public_id = models.CharField(max_length=40, unique=True, default=new_task_id, editable=False)
     account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="tasks")
     api_key = models.ForeignKey(
-        "accounts.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="tasks"
+        "keys.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="tasks"
     )
     model = models.ForeignKey(AIModel, on_delete=models.PROTECT, related_name="tasks")
     out_task_id = models.CharField(max_length=128, blank=True)

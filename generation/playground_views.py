@@ -2,7 +2,7 @@
 uses (the text gateway, sync images, async tasks), billed to that key.
 
 The browser never holds a key's secret. The user picks one of the keys they may use
-(``accounts.keyauth.principal_for_console``: developers their own keys, admins and owners any;
+(``keys.auth.principal_for_console``: developers their own keys, admins and owners any;
 active, not expired) and these views call the data plane on its behalf: ``serve_text`` with the
 ``playground`` caller (its usage rows say so), ``make_images``, and ``services.task_submit``.
 A key the user may not use (a teammate's, for a developer; a revoked or expired one; another
@@ -28,16 +28,14 @@ from PIL import Image, UnidentifiedImageError
 from ulid import ULID
 
 from accounts.decorators import account_view, account_view_async
-from accounts.keyauth import KeyAuthError, KeyPrincipal, client_ip, principal_for_console
-from accounts.models import ApiKey, KeyStatus
 from accounts.permissions import USE_PLAYGROUND, can_manage_key
-from accounts.selectors import api_keys_for_account
 from billing import pricing
 from billing.errors import BillingError
 from billing.models import UsageRecord
 from catalogue.models import AIModel, Family, RoutingGroup
 from catalogue.selectors import models_in_group
 from core.errors import ApiError
+from core.http import client_ip
 from generation import services
 from generation.dataplane.base import json_body
 from generation.dataplane.errors import Protocol, error_response
@@ -46,6 +44,9 @@ from generation.dataplane.text import PLAYGROUND, serve_text
 from generation.providers import media
 from generation.routing import resolve_model
 from generation.task_pages import render_card
+from keys.auth import KeyAuthError, KeyPrincipal, principal_for_console
+from keys.models import ApiKey, KeyStatus
+from keys.selectors import api_keys_for_account
 
 PAGE = "generation/playground.html"
 MAX_CHAT_BYTES = 4 * 1024 * 1024

@@ -29,12 +29,12 @@ from django_htmx.http import HTMX_STOP_POLLING, push_url, trigger_client_event
 from accounts.decorators import account_view
 from accounts.models import Account
 from accounts.permissions import USE_PLAYGROUND, can_manage_task
-from accounts.selectors import api_keys_for_account
 from catalogue.models import AIModel
 from generation import services
 from generation.files import artifact_path
 from generation.models import CallbackAttempt, CallbackDelivery, Task, TaskStatus
 from generation.task_objects import task_object
+from keys.selectors import api_keys_for_account
 
 PAGE_SIZE = 25
 CARD = "generation/task_card.html"

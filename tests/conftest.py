@@ -9,12 +9,13 @@ from django.conf import settings as django_settings
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 
-from accounts import keyauth, keycache
 from accounts.models import Account, Membership, Role, User
 from billing.metering import engine, renewals
 from console.celery import app as celery_app
 from core import db as core_db
 from generation.providers.clients import close_clients
+from keys import auth as keyauth
+from keys import cache as keycache
 from tests.factories import AccountFactory, MembershipFactory, UserFactory
 
 # In-process tests never talk to the real broker: a task is run by calling it (or by an

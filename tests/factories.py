@@ -87,7 +87,7 @@ class AIModelFactory(factory.django.DjangoModelFactory):
 
 def issue_key(account, group, **options):
     """A fresh inference key through the real service; returns (ApiKey, secret)."""
-    from accounts.keys import api_key_issue
+    from keys.services import api_key_issue
 
     return api_key_issue(account=account, group=group, name=options.pop("name", "test"), **options)
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from django.conf import settings
 
-from accounts import keys
+from keys import services as keys
 from tests.factories import AIModelFactory, RoutingGroupFactory, issue_key
 from tests.processes import ROOT, embedded_env, free_port, wait_until
 

@@ -6,8 +6,8 @@ import logging
 import pytest
 from django.db import connection
 
-from accounts import keys
 from catalogue.models import Channel
+from keys import services as keys
 from tests.factories import AIModelFactory, RoutingGroupFactory, issue_key
 
 pytestmark = pytest.mark.django_db

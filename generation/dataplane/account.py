@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from django.http import JsonResponse
 from django.utils import timezone
 
-from accounts.keyauth import KeyPrincipal
 from billing.limits import KeyUsage, key_usage
 from billing.reports import SUMS, FilterError, usage_filter_from, usage_report
 from billing.selectors import balance_read
@@ -21,6 +20,7 @@ from core.errors import ApiError
 from core.money import credits_json
 from generation.dataplane.base import dataplane_view
 from generation.metering import books_headers
+from keys.auth import KeyPrincipal
 
 
 def key_limits_json(principal: KeyPrincipal, usage: KeyUsage) -> dict:

@@ -18,10 +18,10 @@ from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 from ulid import ULID
 
-from accounts.keyauth import KeyAuthError, authenticate_inference
 from core.errors import ApiError
 from generation.dataplane.errors import Protocol, error_response
 from generation.metering import current_headers
+from keys.auth import KeyAuthError, authenticate_inference
 
 logger = logging.getLogger(__name__)
 

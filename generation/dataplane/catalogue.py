@@ -4,12 +4,12 @@ under /v1beta)."""
 
 from django.http import JsonResponse
 
-from accounts.keyauth import KeyPrincipal
 from catalogue.models import AIModel, Family, RoutingGroup
 from catalogue.pricing import price_card
 from generation.dataplane.base import dataplane_view
 from generation.dataplane.errors import Protocol
 from generation.routing import group_listing
+from keys.auth import KeyPrincipal
 
 
 async def _group_and_models(principal: KeyPrincipal) -> tuple[RoutingGroup, list[AIModel]]:

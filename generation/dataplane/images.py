@@ -11,7 +11,6 @@ from asgiref.sync import sync_to_async
 from django.http import JsonResponse
 from PIL import Image, UnidentifiedImageError
 
-from accounts.keyauth import KeyPrincipal
 from billing import pricing
 from billing.metering import meter
 from billing.usage import UsageFacts
@@ -23,6 +22,7 @@ from generation.dataplane.errors import Protocol
 from generation.files import artifact_save, artifact_url
 from generation.providers import UpstreamError, media
 from generation.routing import Target, resolve_model
+from keys.auth import KeyPrincipal
 
 TIME_LIMIT_SECONDS = 30
 MAX_JSON_BYTES = 1024 * 1024

@@ -10,7 +10,6 @@ from django.conf import settings
 from django.db import DatabaseError, connections
 from django.http import JsonResponse, StreamingHttpResponse
 
-from accounts.keyauth import KeyPrincipal
 from core.db import run_db
 from core.errors import ApiError
 from generation import metering, services
@@ -21,6 +20,7 @@ from generation.models import Task
 from generation.routing import resolve_model
 from generation.selectors import task_for_account, task_poll
 from generation.task_objects import task_object
+from keys.auth import KeyPrincipal
 
 logger = logging.getLogger(__name__)
 

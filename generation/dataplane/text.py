@@ -17,7 +17,6 @@ from django.db import DatabaseError
 from django.http import StreamingHttpResponse
 from ulid import ULID
 
-from accounts.keyauth import KeyPrincipal
 from billing import pricing
 from billing.metering import meter
 from billing.usage import UsageFacts
@@ -46,6 +45,7 @@ from generation.protocols.internal import (
 )
 from generation.providers import UpstreamError, open_stream, send_json
 from generation.routing import Target, resolve_model
+from keys.auth import KeyPrincipal
 
 logger = logging.getLogger(__name__)
 

@@ -115,8 +115,8 @@ def test_the_last_owner_cannot_leave(world, client_for):
 
 CONSOLE_PAGES = [
     "console:dashboard",
-    "accounts:keys",
-    "accounts:groups",
+    "keys:keys",
+    "keys:groups",
     "billing:usage",
     "billing:wallet",
     "generation:playground",

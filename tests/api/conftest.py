@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from accounts.keys import management_key_issue
 from accounts.models import GroupGrant
 from catalogue.models import RoutingGroup
+from keys.services import management_key_issue
 from tests.factories import AIModelFactory, RoutingGroupFactory
 
 

@@ -4,8 +4,8 @@ unknown URL, wrong method, unparsable body, server error) answers in the OpenAI-
 import pytest
 from django.test import Client
 
-from accounts.keys import management_key_revoke
-from accounts.models import ApiKey
+from keys.models import ApiKey
+from keys.services import management_key_revoke
 from tests.api.conftest import ENDPOINTS, ApiClient, assert_error
 from tests.factories import issue_key
 
@@ -158,7 +158,7 @@ def test_unexpected_error_gets_500_in_the_envelope(monkeypatch, management_key, 
     def broken(account):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("accounts.api.groups_available", broken)
+    monkeypatch.setattr("keys.api.groups_available", broken)
     api = ApiClient(Client(raise_request_exception=False), management_key[1])
     error = assert_error(api.get("/api/v1/groups/available"), 500, "api_error")
     assert error["type"] == "api_error"

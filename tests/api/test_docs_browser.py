@@ -4,7 +4,7 @@ Content Security Policy, and "Try it out" with a management key calls the API.""
 import pytest
 from playwright.sync_api import expect
 
-from accounts.keys import management_key_issue
+from keys.services import management_key_issue
 from tests.browser.conftest import browser, page, shot  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

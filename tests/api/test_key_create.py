@@ -6,8 +6,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from accounts.keys import key_digest
-from accounts.models import LIMIT_FIELDS, ApiKey, AuditEvent
+from accounts.models import AuditEvent
+from keys.models import LIMIT_FIELDS, ApiKey
+from keys.services import key_digest
 from tests.api.conftest import assert_error, grant
 from tests.factories import RoutingGroupFactory
 

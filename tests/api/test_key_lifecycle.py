@@ -3,8 +3,9 @@ each takes effect on the data plane at once and is audited with the management k
 
 import pytest
 
-from accounts.keys import api_key_revoke
-from accounts.models import ApiKey, AuditEvent, KeyStatus
+from accounts.models import AuditEvent
+from keys.models import ApiKey, KeyStatus
+from keys.services import api_key_revoke
 from tests.api.conftest import assert_error
 from tests.factories import issue_key
 

@@ -3,7 +3,7 @@ max_concurrent. Absent or null is no limit; 0 is refused with a hint to pause th
 
 import pytest
 
-from accounts.models import ApiKey
+from keys.models import ApiKey
 from tests.api.conftest import assert_error
 from tests.factories import issue_key
 

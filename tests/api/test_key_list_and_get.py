@@ -6,8 +6,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from accounts.keys import api_key_delete, api_key_revoke
-from accounts.models import ApiKey
+from keys.models import ApiKey
+from keys.services import api_key_delete, api_key_revoke
 from tests.api.conftest import assert_error
 from tests.factories import issue_key
 

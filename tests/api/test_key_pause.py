@@ -3,8 +3,9 @@ data plane refuses a paused key at once, a resumed key works again, a revoked ke
 
 import pytest
 
-from accounts.keys import api_key_revoke
-from accounts.models import ApiKey, AuditEvent, KeyStatus
+from accounts.models import AuditEvent
+from keys.models import ApiKey, KeyStatus
+from keys.services import api_key_revoke
 from tests.api.conftest import assert_error
 from tests.factories import issue_key
 

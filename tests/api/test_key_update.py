@@ -6,8 +6,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from accounts.keys import api_key_delete
-from accounts.models import ApiKey, AuditEvent
+from accounts.models import AuditEvent
+from keys.models import ApiKey
+from keys.services import api_key_delete
 from tests.api.conftest import assert_error
 from tests.factories import RoutingGroupFactory, issue_key
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from accounts.models import LIMIT_FIELDS
+from keys.models import LIMIT_FIELDS
 
 
 @pytest.fixture

@@ -11,14 +11,14 @@ import asyncio
 import pytest
 from asgiref.sync import async_to_sync
 
-from accounts.keyauth import KeyPrincipal
-from accounts.models import ApiKey
 from billing import holds
 from billing.errors import BillingError
 from billing.invariants import wallet_problems
 from billing.metering import Call, meter
 from billing.models import Hold
 from billing.services import WalletState
+from keys.auth import KeyPrincipal
+from keys.models import ApiKey
 from tests.factories import RoutingGroupFactory, fund, issue_key
 from tests.races import race
 

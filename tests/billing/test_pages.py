@@ -420,7 +420,7 @@ def make_low(world):
 
 @pytest.mark.parametrize(
     "url_name",
-    ["console:dashboard", "accounts:keys", "billing:usage", "billing:wallet", "accounts:team"],
+    ["console:dashboard", "keys:keys", "billing:usage", "billing:wallet", "accounts:team"],
 )
 def test_banner_shows_on_console_pages_while_the_wallet_is_low(world, client_for, url_name):
     make_low(world)
@@ -447,11 +447,11 @@ def test_banner_costs_one_query_and_none_outside_the_console(world, client_for, 
     client = client_for(world.owner)
     wallet_table = Wallet._meta.db_table
     with CaptureQueriesContext(connection) as queries:
-        assert BANNER in client.get(reverse("accounts:keys")).text
+        assert BANNER in client.get(reverse("keys:keys")).text
     assert sum(wallet_table in q["sql"] for q in queries.captured_queries) == 1
     # A fragment for htmx draws no layout, so it asks nothing about the wallet.
     with CaptureQueriesContext(connection) as queries:
-        response = client.get(reverse("accounts:key-create"), **HTMX)
+        response = client.get(reverse("keys:key-create"), **HTMX)
     assert response.status_code == 200 and BANNER not in response.text
     assert not any(wallet_table in q["sql"] for q in queries.captured_queries)
     client.logout()
@@ -487,7 +487,7 @@ def test_keys_list_shows_spend_30_days_and_quota_used(world, client_for, group, 
     bill(capped, model, 1_200_000)
     bill(capped, model, 3 * M, at=timezone.now() - timedelta(days=45))  # lifetime only
     bill(free, model, 500_000)
-    html = client_for(world.viewer).get(reverse("accounts:keys")).text
+    html = client_for(world.viewer).get(reverse("keys:keys")).text
     assert "Spend 30 d" in html and "Quota used" in html
     capped_row = text_of(section(html, f"key-row-{capped.public_id}").split("</tr>")[0])
     assert "1.20 4.20 of 25.00" in capped_row
@@ -503,13 +503,13 @@ def test_keys_list_spend_costs_the_same_queries_whatever_the_number_of_keys(
         fund(world.account, 1)
         bill(key, model, 100_000)
     client = client_for(world.owner)
-    client.get(reverse("accounts:keys"))
+    client.get(reverse("keys:keys"))
     with CaptureQueriesContext(connection) as few:
-        client.get(reverse("accounts:keys"))
+        client.get(reverse("keys:keys"))
     for n in range(6, 12):
         issue_key(world.account, group, name=f"Key {n}")
     with CaptureQueriesContext(connection) as many:
-        client.get(reverse("accounts:keys"))
+        client.get(reverse("keys:keys"))
     assert len(many.captured_queries) == len(few.captured_queries)
 
 
@@ -520,7 +520,7 @@ def test_key_detail_shows_its_usage_and_links_to_the_report(world, client_for, g
     bill(key, model, 2 * M)
     bill(key, model, M, at=timezone.now() - timedelta(days=2))
     bill(other, model, 7 * M)
-    html = client_for(world.viewer).get(reverse("accounts:key-detail", args=[key.public_id])).text
+    html = client_for(world.viewer).get(reverse("keys:key-detail", args=[key.public_id])).text
     usage = section(html, "key-usage")
     assert 'id="key-spend-30d">3.00' in usage and 'id="key-spend-total">3.00' in usage
     assert "3.00 of 10.00" in text_of(usage)
@@ -533,7 +533,7 @@ def test_revoking_on_the_key_page_keeps_its_usage_card(world, client_for, group,
     key, _ = issue_key(world.account, group, name="Checkout")
     bill(key, model, 2 * M)
     response = client_for(world.owner).post(
-        reverse("accounts:key-revoke", args=[key.public_id]), HTTP_HX_TARGET="key-detail", **HTMX
+        reverse("keys:key-revoke", args=[key.public_id]), HTTP_HX_TARGET="key-detail", **HTMX
     )
     assert response.status_code == 200 and "Key revoked." in response.text
     assert 'id="key-spend-30d">2.00' in response.text
@@ -541,5 +541,5 @@ def test_revoking_on_the_key_page_keeps_its_usage_card(world, client_for, group,
 
 def test_key_detail_usage_is_scoped_to_the_account(world, client_for, group):
     key, _ = issue_key(world.account, group, name="Acme key")
-    url = reverse("accounts:key-detail", args=[key.public_id])
+    url = reverse("keys:key-detail", args=[key.public_id])
     assert client_for(world.outsider).get(url).status_code == 404

@@ -6,9 +6,10 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from accounts.keys import key_digest
-from accounts.models import ApiKey, Role
+from accounts.models import Role
 from catalogue.models import AIModel, Channel, RoutingGroup
+from keys.models import ApiKey
+from keys.services import key_digest
 from tests.factories import PASSWORD, AccountFactory, MembershipFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

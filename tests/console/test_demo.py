@@ -7,10 +7,10 @@ import sys
 import pytest
 from django.db.models import Count, Min
 
-from accounts.models import ApiKey, KeyStatus, ManagementKey
 from billing.invariants import wallet_problems
 from billing.models import LedgerEntry, UsageRecord, Wallet
 from console.demo import seed_demo
+from keys.models import ApiKey, KeyStatus, ManagementKey
 from tests.processes import ROOT, embedded_env
 
 

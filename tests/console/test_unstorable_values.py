@@ -12,7 +12,7 @@ from django.db import DataError, OperationalError
 from django.test import Client
 from django.urls import reverse
 
-from accounts.keys import management_key_issue
+from keys.services import management_key_issue
 from tests.factories import issue_key
 
 POSTGRESQL = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
@@ -53,7 +53,7 @@ def test_the_management_api_answers_a_refused_value_as_400_in_its_envelope(world
     def refuse(account):
         raise DataError(NUL_REFUSED)
 
-    monkeypatch.setattr("accounts.api.groups_available", refuse)
+    monkeypatch.setattr("keys.api.groups_available", refuse)
     response = Client().get("/api/v1/groups/available", headers={"x-api-key": secret})
     assert response.status_code == 400 and "Retry-After" not in response
     assert response.json()["error"]["code"] == "invalid_param"
@@ -76,7 +76,7 @@ def test_a_nul_in_a_console_filter_or_id_is_a_400_on_postgresql(world):
         (reverse("generation:tasks"), {"model": NUL}),
         (reverse("generation:tasks"), {"key": NUL}),
         (reverse("generation:task-detail", args=[f"task_{NUL}"]), None),
-        (reverse("accounts:key-detail", args=[f"key_{NUL}"]), None),
+        (reverse("keys:key-detail", args=[f"key_{NUL}"]), None),
     ]
     for url, params in pages:
         response = client.get(url, params)

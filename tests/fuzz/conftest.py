@@ -15,13 +15,13 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-from accounts.keys import management_key_issue
 from accounts.models import GroupGrant
 from catalogue.demo import seed_catalogue
 from catalogue.models import AIModel, RoutingGroup
 from generation.callbacks import targets
 from generation.models import Task
 from generation.services import task_cancel, task_submit
+from keys.services import management_key_issue
 from tests.conftest import World
 from tests.factories import fund, issue_key
 

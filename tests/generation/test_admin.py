@@ -23,8 +23,8 @@ def test_catalogue_pages_open_for_staff(staff_client, world):
         "admin:catalogue_routinggroup_changelist",
         "admin:catalogue_channel_changelist",
         "admin:catalogue_aimodel_changelist",
-        "admin:accounts_apikey_changelist",
-        "admin:accounts_managementkey_changelist",
+        "admin:keys_apikey_changelist",
+        "admin:keys_managementkey_changelist",
         "admin:accounts_account_changelist",
     ]:
         assert staff_client.get(reverse(name)).status_code == 200, name
@@ -64,10 +64,10 @@ def test_channel_secret_is_encrypted_and_never_shown(staff_client):
 
 def test_keys_are_read_only_in_the_admin(staff_client, world):
     key, secret = issue_key(world.account, RoutingGroupFactory(slug="default"))
-    page = staff_client.get(reverse("admin:accounts_apikey_change", args=[key.pk]))
+    page = staff_client.get(reverse("admin:keys_apikey_change", args=[key.pk]))
     assert page.status_code == 200
     assert key.digest not in page.text and secret not in page.text
-    assert staff_client.get(reverse("admin:accounts_apikey_add")).status_code == 403
+    assert staff_client.get(reverse("admin:keys_apikey_add")).status_code == 403
 
 
 def test_non_staff_cannot_open_the_admin(client, world):

@@ -10,11 +10,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from accounts.keys import api_key_revoke, management_key_issue
 from billing import holds
 from billing.limits import KEY_SPEND_BUCKET
 from billing.usage import UsageFacts
 from catalogue.models import AIModel
+from keys.services import api_key_revoke, management_key_issue
 from tests.factories import AIModelFactory, RoutingGroupFactory, fund, issue_key
 
 pytestmark = pytest.mark.django_db

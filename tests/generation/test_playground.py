@@ -12,12 +12,12 @@ from django.test import AsyncClient, Client
 from django.urls import reverse
 from PIL import Image
 
-from accounts.models import ApiKey
 from billing.invariants import wallet_problems
 from billing.models import Hold, UsageRecord, Wallet
 from catalogue.demo import seed_catalogue
 from catalogue.models import AIModel, RoutingGroup
 from generation.models import Task
+from keys.models import ApiKey
 from tests.conftest import read_body
 from tests.factories import fund, issue_key
 
@@ -136,7 +136,7 @@ def test_revoked_and_expired_keys_are_not_offered(world, keys, client_for):
 
     from django.utils import timezone
 
-    from accounts.models import ApiKey
+    from keys.models import ApiKey
 
     ApiKey.objects.filter(pk=keys.gemini.pk).update(status="revoked")
     ApiKey.objects.filter(pk=keys.openai.pk).update(expires_at=timezone.now() - timedelta(days=1))
@@ -565,7 +565,7 @@ def test_an_outsider_cannot_use_the_accounts_keys(world, keys, client_for):
 
 
 def test_a_revoked_key_cannot_be_used(world, keys, client_for):
-    from accounts.models import ApiKey
+    from keys.models import ApiKey
 
     ApiKey.objects.filter(pk=keys.gemini.pk).update(status="revoked")
     client = client_for(world.owner)
@@ -577,7 +577,7 @@ def test_a_revoked_key_cannot_be_used(world, keys, client_for):
     "lists", [{"ip_allowlist": ["10.0.0.0/8"]}, {"ip_denylist": ["127.0.0.1/32"]}]
 )
 def test_a_keys_ip_lists_apply_to_playground_calls(world, keys, client_for, enqueued, lists):
-    from accounts.models import ApiKey
+    from keys.models import ApiKey
 
     ApiKey.objects.filter(pk=keys.gemini.pk).update(**lists)
     client = client_for(world.owner)  # calling from 127.0.0.1

@@ -1,9 +1,9 @@
 """Attacks seen on peer gateways, one test each: each fails if its protection is removed.
 
 Others live beside the feature they attack (see docs/security.md for the full map): key cache
-keyed on part of a key (tests/accounts/test_keyauth.py), a member raising their own role
+keyed on part of a key (tests/keys/test_auth.py), a member raising their own role
 (tests/accounts/test_team.py), concurrent code redemption (tests/billing/test_concurrency.py),
-callback SSRF (tests/callbacks/), stored XSS (tests/accounts/test_key_pages.py,
+callback SSRF (tests/callbacks/), stored XSS (tests/keys/test_pages.py,
 tests/generation/test_task_pages.py, tests/callbacks/test_pages.py), secrets at rest and in logs
 (tests/test_secrets_at_rest.py, tests/generation/test_text_gateway.py).
 """
@@ -18,7 +18,6 @@ from django.db import OperationalError
 from django.test import Client
 from django.urls import reverse
 
-from accounts import keys
 from accounts.models import Invitation, Membership
 from billing.holds import hold_place, hold_settle
 from billing.models import Hold
@@ -28,6 +27,7 @@ from catalogue.models import AIModel, Channel, ChannelMode
 from generation import routing
 from generation.models import CallbackDelivery, Task
 from generation.services import task_submit
+from keys import services as keys
 from tests.factories import fund, issue_key
 
 pytestmark = pytest.mark.django_db
@@ -84,7 +84,7 @@ def test_another_accounts_objects_are_404_in_the_console(world, two_accounts, cl
     key = two_accounts["theirs"].public_id
     task = two_accounts["their_task"].public_id
     gets = [
-        reverse("accounts:key-detail", args=[key]),
+        reverse("keys:key-detail", args=[key]),
         reverse("generation:task-detail", args=[task]),
         reverse("generation:task-card", args=[task]),
         reverse("generation:task-row", args=[task]),
@@ -93,11 +93,11 @@ def test_another_accounts_objects_are_404_in_the_console(world, two_accounts, cl
         reverse("billing:usage-export") + f"?api_key_id={key}",
     ]
     posts = [
-        reverse("accounts:key-update", args=[key]),
-        reverse("accounts:key-roll", args=[key]),
-        reverse("accounts:key-revoke", args=[key]),
-        reverse("accounts:key-delete", args=[key]),
-        reverse("accounts:management-key-revoke", args=[two_accounts["their_mkey"].public_id]),
+        reverse("keys:key-update", args=[key]),
+        reverse("keys:key-roll", args=[key]),
+        reverse("keys:key-revoke", args=[key]),
+        reverse("keys:key-delete", args=[key]),
+        reverse("keys:management-key-revoke", args=[two_accounts["their_mkey"].public_id]),
         reverse("accounts:member-role", args=[two_accounts["their_member"].public_id]),
         reverse("accounts:member-remove", args=[two_accounts["their_member"].public_id]),
         reverse("accounts:invitation-resend", args=[two_accounts["invitation"].public_id]),
@@ -275,13 +275,13 @@ def test_every_console_form_refuses_a_post_without_the_csrf_token(world, two_acc
         reverse("accounts:leave"),
         reverse("accounts:switch"),
         reverse("accounts:welcome"),
-        reverse("accounts:key-create"),
-        reverse("accounts:key-update", args=[key.public_id]),
-        reverse("accounts:key-roll", args=[key.public_id]),
-        reverse("accounts:key-revoke", args=[key.public_id]),
-        reverse("accounts:key-delete", args=[key.public_id]),
-        reverse("accounts:management-key-create"),
-        reverse("accounts:management-key-revoke", args=[mkey.public_id]),
+        reverse("keys:key-create"),
+        reverse("keys:key-update", args=[key.public_id]),
+        reverse("keys:key-roll", args=[key.public_id]),
+        reverse("keys:key-revoke", args=[key.public_id]),
+        reverse("keys:key-delete", args=[key.public_id]),
+        reverse("keys:management-key-create"),
+        reverse("keys:management-key-revoke", args=[mkey.public_id]),
         reverse("billing:redeem"),
         reverse("billing:threshold"),
         reverse("generation:playground-chat"),
@@ -334,7 +334,7 @@ def test_a_database_outage_is_a_503_on_every_surface(world, two_accounts, client
     def down(*args, **kwargs):
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr("accounts.keyauth._lookup", down)
+    monkeypatch.setattr("keys.auth._lookup", down)
     response = client.get("/v1/models", headers={"x-api-key": two_accounts["mine"]})
     assert response.status_code == 503 and response["Retry-After"] == "5"
     assert response.json()["error"]["code"] == "service_unavailable"

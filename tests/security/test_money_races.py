@@ -83,7 +83,8 @@ class Installation:
         script = (
             "import json\n"
             "from django.db.models import Sum\n"
-            "from accounts.models import Account, ApiKey\n"
+            "from accounts.models import Account\n"
+            "from keys.models import ApiKey\n"
             "from billing.models import Hold, UsageRecord\n"
             "from billing.invariants import wallet_problems\n"
             "account = Account.objects.get()\n"

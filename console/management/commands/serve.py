@@ -28,7 +28,7 @@ STOP_GRACE_SECONDS = 15
 # --no-proxy-headers: uvicorn would otherwise take the client address from X-Forwarded-For for
 # any caller on 127.0.0.1 (its default --forwarded-allow-ips), and anyone on this machine could
 # pick the address key IP lists and the login limits see. A proxy in front is configured with
-# BYTESPIKE_CLIENT_IP_HEADER instead (accounts.keyauth.client_ip).
+# BYTESPIKE_CLIENT_IP_HEADER instead (core.http.client_ip).
 UVICORN_FLAGS = ["--lifespan", "on", "--timeout-graceful-shutdown", "10", "--no-proxy-headers"]
 # The filesystem broker has no fan-out, so skip the cluster chatter that needs it.
 WORKER_FLAGS = ["--without-mingle", "--without-gossip"]

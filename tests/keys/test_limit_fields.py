@@ -4,7 +4,8 @@ per minute and calls at once. Empty is no limit; 0 is refused with a pointer to 
 import pytest
 from django.urls import reverse
 
-from accounts.models import LIMIT_FIELDS, ApiKey, AuditEvent
+from accounts.models import AuditEvent
+from keys.models import LIMIT_FIELDS, ApiKey
 from tests.factories import AIModelFactory, RoutingGroupFactory, issue_key
 
 pytestmark = pytest.mark.django_db
@@ -23,7 +24,7 @@ def group(db):
 
 def create(client, group, **data):
     payload = {"name": "Backend", "group": group.pk, **data}
-    return client.post(reverse("accounts:key-create"), payload, **HTMX)
+    return client.post(reverse("keys:key-create"), payload, **HTMX)
 
 
 def edit(client, key, **data):
@@ -36,7 +37,7 @@ def edit(client, key, **data):
         **{field: "" for field in LIMIT_FIELDS},
         **data,
     }
-    return client.post(reverse("accounts:key-update", args=[key.public_id]), form, **HTMX)
+    return client.post(reverse("keys:key-update", args=[key.public_id]), form, **HTMX)
 
 
 # --- The form --------------------------------------------------------------------------------
@@ -46,8 +47,8 @@ def test_create_and_edit_forms_label_and_explain_the_new_limits(world, client_fo
     key, _ = issue_key(world.account, group, actor=world.owner)
     client = client_for(world.owner)
     pages = [
-        client.get(reverse("accounts:key-create"), **HTMX).text,
-        client.get(reverse("accounts:key-detail", args=[key.public_id])).text,
+        client.get(reverse("keys:key-create"), **HTMX).text,
+        client.get(reverse("keys:key-detail", args=[key.public_id])).text,
     ]
     for text in pages:
         assert "Request rate" in text
@@ -133,7 +134,7 @@ def test_edit_sets_and_clears_request_limits(world, client_for, group):
 def test_the_edit_form_shows_the_current_limits_and_blank_for_none(world, client_for, group):
     key, _ = issue_key(world.account, group, actor=world.owner, rate_limit_1d=2_500_000, rpm=30)
 
-    text = client_for(world.owner).get(reverse("accounts:key-detail", args=[key.public_id])).text
+    text = client_for(world.owner).get(reverse("keys:key-detail", args=[key.public_id])).text
 
     form = text.split('id="key-limits"')[1]
     assert 'name="rate_limit_1d" value="2.5"' in form
@@ -163,13 +164,13 @@ def test_the_key_page_and_list_show_request_limits(world, client_for, group):
     free, _ = issue_key(world.account, group, name="Free", actor=world.owner)
     client = client_for(world.viewer)
 
-    page = client.get(reverse("accounts:key-detail", args=[limited.public_id])).text
+    page = client.get(reverse("keys:key-detail", args=[limited.public_id])).text
     facts = page.split('id="key-facts"')[1].split("</section>")[0]
     assert "<dt>Requests per minute</dt><dd>60</dd>" in facts
     assert "<dt>Tokens per minute</dt><dd>100,000</dd>" in facts
     assert "<dt>Calls at once</dt><dd>Unlimited</dd>" in facts
 
-    listing = client.get(reverse("accounts:keys")).text
+    listing = client.get(reverse("keys:keys")).text
     assert "Rate limits" in listing
     limited_row = listing.split(f'id="key-row-{limited.public_id}"')[1].split("</tr>")[0]
     assert "60 <span" in limited_row and "rpm" in limited_row and "100,000" in limited_row

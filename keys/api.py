@@ -22,7 +22,19 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
-from accounts.keys import (
+from catalogue.models import RoutingGroup
+from catalogue.pricing import price_card
+from catalogue.selectors import models_in_group
+from core.api import DEFAULT_PAGE_SIZE, MAX_PAGE, MAX_PAGE_SIZE, CreditsOut
+from core.money import AmountError, credits_json, to_micros
+from keys.models import ApiKey
+from keys.selectors import (
+    api_key_get_for_account,
+    api_keys_for_account,
+    group_get_available,
+    groups_available,
+)
+from keys.services import (
     MAX_CIDRS,
     MAX_NAME,
     KeyRuleError,
@@ -32,18 +44,6 @@ from accounts.keys import (
     api_key_roll,
     api_key_update,
 )
-from accounts.models import ApiKey
-from accounts.selectors import (
-    api_key_get_for_account,
-    api_keys_for_account,
-    group_get_available,
-    groups_available,
-)
-from catalogue.models import RoutingGroup
-from catalogue.pricing import price_card
-from catalogue.selectors import models_in_group
-from core.api import DEFAULT_PAGE_SIZE, MAX_PAGE, MAX_PAGE_SIZE, CreditsOut
-from core.money import AmountError, credits_json, to_micros
 
 router = Router()
 

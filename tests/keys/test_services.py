@@ -5,10 +5,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from accounts import keys
 from accounts.models import AuditEvent, GroupGrant
-from accounts.selectors import groups_available
 from catalogue.models import Channel
+from keys import services as keys
+from keys.selectors import groups_available
 from tests.factories import RoutingGroupFactory, issue_key
 
 pytestmark = pytest.mark.django_db

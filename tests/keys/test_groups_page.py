@@ -74,7 +74,7 @@ def test_every_member_sees_public_groups_with_prices_after_the_multiplier(
     world, client_for, catalogue, role
 ):
     public, _ = catalogue
-    response = client_for(world.member(role)).get(reverse("accounts:groups"))
+    response = client_for(world.member(role)).get(reverse("keys:groups"))
     assert response.status_code == 200
     text = response.text
     section = text.split('id="group-default"')[1]
@@ -98,11 +98,11 @@ def test_every_member_sees_public_groups_with_prices_after_the_multiplier(
 def test_exclusive_groups_appear_only_when_granted(world, client_for, catalogue):
     _, exclusive = catalogue
     client = client_for(world.owner)
-    text = client.get(reverse("accounts:groups")).text
+    text = client.get(reverse("keys:groups")).text
     assert "Enterprise" not in text and "Secret Lab" not in text
 
     GroupGrant.objects.create(account=world.account, group=exclusive)
-    text = client.get(reverse("accounts:groups")).text
+    text = client.get(reverse("keys:groups")).text
     section = text.split('id="group-enterprise"')[1]
     assert "Exclusive" in section and "\N{MULTIPLICATION SIGN}0.85" in section
     assert '<td class="num">2.55</td>' in section  # 3 credits times 0.85
@@ -113,24 +113,24 @@ def test_exclusive_groups_appear_only_when_granted(world, client_for, catalogue)
 def test_a_grant_to_another_account_shows_nothing_here(world, client_for, catalogue):
     _, exclusive = catalogue
     GroupGrant.objects.create(account=world.outsider_account, group=exclusive)
-    assert "Enterprise" not in client_for(world.owner).get(reverse("accounts:groups")).text
-    assert "Enterprise" in client_for(world.outsider).get(reverse("accounts:groups")).text
+    assert "Enterprise" not in client_for(world.owner).get(reverse("keys:groups")).text
+    assert "Enterprise" in client_for(world.outsider).get(reverse("keys:groups")).text
 
 
 def test_no_groups_yet(world, client_for):
-    text = client_for(world.viewer).get(reverse("accounts:groups")).text
+    text = client_for(world.viewer).get(reverse("keys:groups")).text
     assert "No routing groups yet" in text
 
 
 def test_group_names_and_descriptions_are_escaped(world, client_for):
     make_group("hostile", name="<b>Bold</b>", description="<img src=x onerror=alert(1)>")
-    text = client_for(world.owner).get(reverse("accounts:groups")).text
+    text = client_for(world.owner).get(reverse("keys:groups")).text
     assert "<b>Bold</b>" not in text and "&lt;b&gt;Bold&lt;/b&gt;" in text
     assert "<img src=x" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
 
 
 def test_models_and_pricing_is_in_the_navigation(world, client_for):
-    text = client_for(world.developer).get(reverse("accounts:groups")).text
+    text = client_for(world.developer).get(reverse("keys:groups")).text
     nav = text.split('aria-label="Sections"')[1].split("</nav>")[0]
     assert nav.index("API keys") < nav.index("Models &amp; pricing") < nav.index("Usage")
     assert 'href="/groups/" class="nav-item is-active" aria-current="page"' in nav

@@ -4,8 +4,8 @@ old 0 into NULL went when migrations were regenerated from scratch, issue 13.)""
 import pytest
 from django.db import IntegrityError, transaction
 
-from accounts.keys import management_key_issue
-from accounts.models import LIMIT_FIELDS, ApiKey, KeyStatus, ManagementKey
+from keys.models import LIMIT_FIELDS, ApiKey, KeyStatus, ManagementKey
+from keys.services import management_key_issue
 from tests.factories import AccountFactory, RoutingGroupFactory, issue_key
 
 

@@ -7,10 +7,11 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
-from accounts import keycache, keys
-from accounts.keyauth import KeyPrincipal, principal_for_console
-from accounts.keys import key_digest
-from accounts.models import ApiKey, KeyStatus
+from keys import cache as keycache
+from keys import services as keys
+from keys.auth import KeyPrincipal, principal_for_console
+from keys.models import ApiKey, KeyStatus
+from keys.services import key_digest
 from tests.factories import AIModelFactory, RoutingGroupFactory, issue_key
 
 pytestmark = pytest.mark.django_db
@@ -135,7 +136,7 @@ def test_expiry_is_checked_on_every_request_even_when_cached(client, world, grou
     _, secret = issue_key(world.account, group, expires_at=timezone.now() + timedelta(minutes=5))
     assert models(client, **{"x-api-key": secret}).status_code == 200
     later = timezone.now() + timedelta(minutes=6)
-    monkeypatch.setattr("accounts.keyauth.timezone.now", lambda: later)
+    monkeypatch.setattr("keys.auth.timezone.now", lambda: later)
     response = models(client, **{"x-api-key": secret})
     assert response.status_code == 401 and "expired" in response.json()["error"]["message"]
 

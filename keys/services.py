@@ -17,12 +17,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import keycache
-from accounts.models import LIMIT_FIELDS, Account, ApiKey, KeyStatus, ManagementKey, User
-from accounts.selectors import group_is_available
+from accounts.models import Account, User
 from accounts.services import audit_record
 from catalogue.models import RoutingGroup
 from core.ratelimit import allow
+from keys import cache as keycache
+from keys.models import LIMIT_FIELDS, ApiKey, KeyStatus, ManagementKey
+from keys.selectors import group_is_available
 
 INFERENCE_PREFIX = "sk-byts-"
 MANAGEMENT_PREFIX = "sk-byts-admin-"

@@ -1,4 +1,4 @@
-"""Console pages for API keys, management keys, groups and pricing, and the audit log.
+"""Console pages for API keys, management keys, and the routing groups with their prices.
 
 A key's secret is rendered exactly once: in the response to the request that issued or rolled
 it. Those responses are marked ``no-store``; no page, row, message or log shows it again.
@@ -10,25 +10,24 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.humanize.templatetags.humanize import intcomma
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
-from accounts import keys, permissions, selectors
+from accounts import permissions
 from accounts.decorators import account_view
-from accounts.key_forms import ApiKeyCreateForm, ApiKeyEditForm, ManagementKeyCreateForm
-from accounts.models import ApiKey, KeyStatus
 from billing import charts
 from billing.reports import key_spend, key_totals, usage_filter_from, usage_report
 from catalogue.models import Family, RoutingGroup
 from catalogue.pricing import apply_multiplier
 from catalogue.selectors import models_in_group
 from core.money import format_credits
-
-AUDIT_PAGE_SIZE = 50
+from keys import selectors
+from keys import services as keys
+from keys.forms import ApiKeyCreateForm, ApiKeyEditForm, ManagementKeyCreateForm
+from keys.models import ApiKey, KeyStatus
 
 # Where a service's complaint about a field is shown on the console's forms.
 CREATE_FIELDS = {"group_id": "group", "expires_at": "expires_in_days"}
@@ -234,16 +233,16 @@ def keys_list(request):
     context = _list_context(request)
     if context["can_create"]:
         context.update(_create_context(request))
-    return render(request, "accounts/keys/list.html", context)
+    return render(request, "keys/list.html", context)
 
 
 @require_http_methods(["GET", "POST"])
 @account_view(permissions.MANAGE_OWN_KEYS)
 def key_create(request):
     """The create form (a dialog on the list page, a page of its own without JavaScript)."""
-    full_page = "accounts/keys/create.html"
+    full_page = "keys/create.html"
     if request.method == "GET":
-        template = "accounts/keys/list.html#key-create" if request.htmx else full_page
+        template = "keys/list.html#key-create" if request.htmx else full_page
         return render(request, template, _create_context(request))
     groups = selectors.groups_available(request.account)
     form = ApiKeyCreateForm(request.POST, groups=groups)
@@ -260,9 +259,9 @@ def key_create(request):
                 "secret": secret,
                 "key_count": selectors.api_keys_for_account(request.account).count(),
             }
-            template = "accounts/keys/list.html#key-created" if request.htmx else full_page
+            template = "keys/list.html#key-created" if request.htmx else full_page
             return _no_store(render(request, template, context))
-    template = "accounts/keys/list.html#key-create" if request.htmx else full_page
+    template = "keys/list.html#key-create" if request.htmx else full_page
     return render(request, template, _create_context(request, form), status=422)
 
 
@@ -285,7 +284,7 @@ def _detail_context(request, key: ApiKey, **extra) -> dict:
 
 
 def _render_detail(request, key: ApiKey, partial: str | None = None, status=200, **extra):
-    template = "accounts/keys/detail.html"
+    template = "keys/detail.html"
     if partial and request.htmx:
         template = f"{template}#{partial}"
     return render(request, template, _detail_context(request, key, **extra), status=status)
@@ -328,7 +327,7 @@ def key_update(request, public_id):
             key = _present_key(key, request.membership)
             if not request.htmx:
                 messages.success(request, "Key settings saved.")
-                return redirect("accounts:key-detail", public_id=key.public_id)
+                return redirect("keys:key-detail", public_id=key.public_id)
             return _render_detail(request, key, "key-saved", limits_notice="Saved.")
     return _render_detail(request, key, "key-limits", status=422, form=form)
 
@@ -346,7 +345,7 @@ def _key_status_change(request, key: ApiKey, status: str):
     except keys.KeyRuleError as error:  # revoked meanwhile, or a status the buttons never send
         if not request.htmx:
             messages.error(request, str(error))
-            return redirect("accounts:key-detail", public_id=key.public_id)
+            return redirect("keys:key-detail", public_id=key.public_id)
         key.refresh_from_db()
         _attach_spend(request.account, [key])
         key = _present_key(key, request.membership)
@@ -362,7 +361,7 @@ def _key_status_change(request, key: ApiKey, status: str):
     done = f"{'Paused' if key.is_paused else 'Resumed'} {key.name}."
     if not request.htmx:
         messages.success(request, done)
-        return redirect("accounts:key-detail", public_id=key.public_id)
+        return redirect("keys:key-detail", public_id=key.public_id)
     _attach_spend(request.account, [key])
     response = _render_detail(
         request, key, "key-detail", notice=STATUS_NOTICES[key.status], **_key_usage(request, key)
@@ -389,7 +388,7 @@ def key_revoke(request, public_id):
     key = _present_key(keys.api_key_revoke(key=key, actor=request.user), request.membership)
     if request.htmx and request.htmx.target == f"key-row-{key.public_id}":
         _attach_spend(request.account, [key])
-        response = render(request, "accounts/keys/list.html#key-row", {"key": key})
+        response = render(request, "keys/list.html#key-row", {"key": key})
         return _announce(response, f"Revoked {key.name}.")
     if request.htmx:
         _attach_spend(request.account, [key])
@@ -398,7 +397,7 @@ def key_revoke(request, public_id):
         )
         return _announce(response, f"Revoked {key.name}.")
     messages.success(request, f"Revoked {key.name}.")
-    return redirect("accounts:key-detail", public_id=key.public_id)
+    return redirect("keys:key-detail", public_id=key.public_id)
 
 
 @require_POST
@@ -407,7 +406,7 @@ def key_delete(request, public_id):
     key = _key_for_change(request, public_id)
     keys.api_key_delete(key=key, actor=request.user)
     messages.success(request, f"Deleted {key.name}. Its usage stays in reports.")
-    url = reverse("accounts:keys")
+    url = reverse("keys:keys")
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
@@ -426,14 +425,14 @@ def _management_context(request, **extra) -> dict:
 @require_GET
 @account_view(permissions.MANAGE_MANAGEMENT_KEYS)
 def management_keys(request):
-    return render(request, "accounts/keys/management.html", _management_context(request))
+    return render(request, "keys/management.html", _management_context(request))
 
 
 @require_http_methods(["GET", "POST"])
 @account_view(permissions.MANAGE_MANAGEMENT_KEYS)
 def management_key_create(request):
     """The create form: a dialog's content for htmx, else the list page with the form in it."""
-    page = "accounts/keys/management.html"
+    page = "keys/management.html"
     inline_form = not request.htmx
     if request.method == "GET":
         template = page if inline_form else f"{page}#mkey-create"
@@ -464,10 +463,10 @@ def management_key_revoke(request, public_id):
     keys.management_key_revoke(key=key, actor=request.user)
     key.refresh_from_db()
     if request.htmx:
-        response = render(request, "accounts/keys/management.html#mkey-row", {"mkey": key})
+        response = render(request, "keys/management.html#mkey-row", {"mkey": key})
         return _announce(response, f"Revoked {key.name}.")
     messages.success(request, f"Revoked {key.name}.")
-    return redirect("accounts:management-keys")
+    return redirect("keys:management-keys")
 
 
 # --- Groups and pricing ------------------------------------------------------------------------
@@ -478,64 +477,9 @@ def management_key_revoke(request, public_id):
 def groups(request):
     return render(
         request,
-        "accounts/groups.html",
+        "keys/groups.html",
         {
             "groups": _groups(request.account),
             "can_create": request.membership.can(permissions.MANAGE_OWN_KEYS),
-        },
-    )
-
-
-# --- Audit log ---------------------------------------------------------------------------------
-
-ACTION_LABELS = {
-    "webhook_secret.create": "Created the webhook signing secret",
-    "webhook_secret.rotate": "Rotated the webhook signing secret",
-    "callback.redeliver": "Redelivered a task callback",
-    "account.create": "Created the account",
-    "account.rename": "Renamed the account",
-    "invitation.create": "Invited a teammate",
-    "invitation.resend": "Resent an invitation",
-    "invitation.revoke": "Withdrew an invitation",
-    "member.join": "Joined",
-    "member.leave": "Left",
-    "member.role_change": "Changed a role",
-    "member.remove": "Removed a member",
-    "api_key.create": "Created an API key",
-    "api_key.update": "Changed an API key",
-    "api_key.pause": "Paused an API key",
-    "api_key.resume": "Resumed an API key",
-    "api_key.roll": "Rolled an API key",
-    "api_key.revoke": "Revoked an API key",
-    "api_key.delete": "Deleted an API key",
-    "management_key.create": "Created a management key",
-    "management_key.revoke": "Revoked a management key",
-}
-
-
-@require_GET
-@account_view(permissions.VIEW_AUDIT)
-def audit_log(request):
-    page = Paginator(selectors.audit_events_for_account(request.account), AUDIT_PAGE_SIZE).get_page(
-        request.GET.get("page")
-    )
-    for event in page:
-        event.label = ACTION_LABELS.get(event.action, event.action)
-        event.detail_items = [
-            (
-                name.replace("_", " "),
-                ", ".join(map(str, value)) if isinstance(value, list) else value,
-            )
-            for name, value in sorted(event.details.items())
-            if not isinstance(value, dict) and value not in ("", None, [])
-        ]
-    template = "accounts/audit.html#audit-events" if request.htmx else "accounts/audit.html"
-    return render(
-        request,
-        template,
-        {
-            "page": page,
-            "previous_url": f"?page={page.previous_page_number()}" if page.has_previous() else "",
-            "next_url": f"?page={page.next_page_number()}" if page.has_next() else "",
         },
     )

@@ -8,9 +8,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.keys import api_key_issue, key_digest, management_key_issue
-from accounts.models import ApiKey, AuditEvent, GroupGrant, ManagementKey, Role
+from accounts.models import AuditEvent, GroupGrant, Role
 from catalogue.models import AIModel, Channel, RoutingGroup
+from keys.models import ApiKey, ManagementKey
+from keys.services import api_key_issue, key_digest, management_key_issue
 
 pytestmark = pytest.mark.django_db
 
@@ -63,11 +64,11 @@ def issue(world, group, *, by=None, name="Production", **options):
 
 def create(client, chosen_group, headers=HTMX, **data):
     payload = {"name": "Backend", "group": chosen_group.pk, **data}
-    return client.post(reverse("accounts:key-create"), payload, **headers)
+    return client.post(reverse("keys:key-create"), payload, **headers)
 
 
 def key_url(name, key):
-    return reverse(f"accounts:{name}", args=[key.public_id])
+    return reverse(f"keys:{name}", args=[key.public_id])
 
 
 # --- The list --------------------------------------------------------------------------------
@@ -76,7 +77,7 @@ def key_url(name, key):
 @pytest.mark.parametrize("role", list(Role))
 def test_every_member_reads_the_keys_list(world, client_for, group, role):
     key, _ = issue(world, group, name="Shared key", quota=12_500_000)
-    response = client_for(world.member(role)).get(reverse("accounts:keys"))
+    response = client_for(world.member(role)).get(reverse("keys:keys"))
     assert response.status_code == 200
     text = response.text
     assert "Shared key" in text and key_url("key-detail", key) in text
@@ -94,34 +95,34 @@ def test_list_shows_unlimited_quota_api_creator_and_last_use(world, client_for, 
     via, _ = management_key_issue(account=world.account, actor=world.owner, name="CI")
     key, _ = api_key_issue(account=world.account, group=group, name="From CI", via_key=via)
     ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now() - timedelta(hours=2))
-    text = client_for(world.admin).get(reverse("accounts:keys")).text
+    text = client_for(world.admin).get(reverse("keys:keys")).text
     row = text.split(f'id="key-row-{key.public_id}"')[1].split("</tr>")[0]
     assert ">API<" in row and "Unlimited" in row and "2\xa0hours ago" in row
 
 
 def test_the_list_is_empty_for_another_account(world, client_for, group):
     issue(world, group, name="Acme secret project")
-    text = client_for(world.outsider).get(reverse("accounts:keys")).text
+    text = client_for(world.outsider).get(reverse("keys:keys")).text
     assert "Acme secret project" not in text and "No API keys yet" in text
 
 
 def test_deleted_keys_are_not_listed(world, client_for, group):
     key, _ = issue(world, group, name="Gone")
     ApiKey.objects.filter(pk=key.pk).update(deleted_at=timezone.now())
-    assert "Gone" not in client_for(world.owner).get(reverse("accounts:keys")).text
+    assert "Gone" not in client_for(world.owner).get(reverse("keys:keys")).text
 
 
 def test_developer_can_revoke_only_their_own_keys_from_the_list(world, client_for, group):
     own, _ = issue(world, group, by=world.developer, name="Mine")
     theirs, _ = issue(world, group, by=world.admin, name="Theirs")
-    text = client_for(world.developer).get(reverse("accounts:keys")).text
+    text = client_for(world.developer).get(reverse("keys:keys")).text
     assert key_url("key-revoke", own) in text
     assert key_url("key-revoke", theirs) not in text
     assert "Theirs" in text
 
 
 def test_key_pages_need_login(db, client, group):
-    for url in (reverse("accounts:keys"), reverse("accounts:groups"), reverse("accounts:audit")):
+    for url in (reverse("keys:keys"), reverse("keys:groups"), reverse("accounts:audit")):
         response = client.get(url)
         assert response.status_code == 302 and response.url.startswith(reverse("account_login"))
 
@@ -152,7 +153,7 @@ def test_create_shows_the_secret_once_and_adds_the_row(world, client_for, group)
     assert not any(secret in str(e.details) + e.target for e in AuditEvent.objects.all())
     assert key.created_by == world.developer
     # No later page shows it.
-    for url in (reverse("accounts:keys"), key_url("key-detail", key), reverse("accounts:audit")):
+    for url in (reverse("keys:keys"), key_url("key-detail", key), reverse("accounts:audit")):
         later = client_for(world.owner).get(url)
         assert secret not in later.text and key.masked in later.text
 
@@ -212,7 +213,7 @@ def test_invalid_create_answers_422_with_the_error_and_creates_nothing(
 def test_an_exclusive_group_needs_a_grant(world, client_for, group):
     exclusive = make_group("enterprise", exclusive=True, name="Enterprise")
     client = client_for(world.owner)
-    page = client.get(reverse("accounts:keys")).text
+    page = client.get(reverse("keys:keys")).text
     assert "Enterprise" not in page
     response = create(client, exclusive)
     assert response.status_code == 422
@@ -220,7 +221,7 @@ def test_an_exclusive_group_needs_a_grant(world, client_for, group):
     assert not ApiKey.objects.exists()
 
     GroupGrant.objects.create(account=world.account, group=exclusive)
-    assert "Enterprise" in client.get(reverse("accounts:keys")).text
+    assert "Enterprise" in client.get(reverse("keys:keys")).text
     assert create(client, exclusive).status_code == 200
     assert ApiKey.objects.get().group == exclusive
 
@@ -235,7 +236,7 @@ def test_the_form_keeps_input_and_opens_the_limits_on_error(world, client_for, g
 
 def test_create_without_javascript_renders_whole_pages(world, client_for, group):
     client = client_for(world.owner)
-    page = client.get(reverse("accounts:key-create") + f"?group={group.pk}")
+    page = client.get(reverse("keys:key-create") + f"?group={group.pk}")
     assert page.status_code == 200 and "<html" in page.text
     assert "checked" in page.text.split(f'value="{group.pk}"')[1].split(">")[0]
     invalid = create(client, group, headers={}, name="")
@@ -247,7 +248,7 @@ def test_create_without_javascript_renders_whole_pages(world, client_for, group)
 
 
 def test_the_blank_form_fragment_resets_the_dialog(world, client_for, group):
-    response = client_for(world.owner).get(reverse("accounts:key-create"), **HTMX)
+    response = client_for(world.owner).get(reverse("keys:key-create"), **HTMX)
     assert response.status_code == 200
     assert response.text.lstrip().startswith('<div id="key-create"')
     assert "Claude Sonnet" in response.text  # the picker lists the group's models
@@ -255,7 +256,7 @@ def test_the_blank_form_fragment_resets_the_dialog(world, client_for, group):
 
 def test_viewer_cannot_open_or_post_the_create_form(world, client_for, group):
     client = client_for(world.viewer)
-    assert client.get(reverse("accounts:key-create")).status_code == 403
+    assert client.get(reverse("keys:key-create")).status_code == 403
     assert create(client, group).status_code == 403
     assert not ApiKey.objects.exists()
 
@@ -462,10 +463,10 @@ def test_delete_redirects_to_the_list_with_a_message(world, client_for, group):
     client = client_for(world.owner)
     response = client.post(key_url("key-delete", key), **HTMX)
     assert response.status_code == 200
-    assert response.headers["HX-Redirect"] == reverse("accounts:keys")
+    assert response.headers["HX-Redirect"] == reverse("keys:keys")
     key.refresh_from_db()
     assert key.deleted_at is not None and key.status == "revoked"
-    page = client.get(reverse("accounts:keys")).text
+    page = client.get(reverse("keys:keys")).text
     assert "Deleted Old key." in page and key.public_id not in page
     assert client.get(key_url("key-detail", key)).status_code == 404
 
@@ -489,13 +490,13 @@ def test_developer_manages_own_keys_but_not_a_teammates(world, client_for, group
 
 def post_urls(key, mkey):
     return [
-        reverse("accounts:key-create"),
+        reverse("keys:key-create"),
         key_url("key-update", key),
         key_url("key-roll", key),
         key_url("key-revoke", key),
         key_url("key-delete", key),
-        reverse("accounts:management-key-create"),
-        reverse("accounts:management-key-revoke", args=[mkey.public_id]),
+        reverse("keys:management-key-create"),
+        reverse("keys:management-key-revoke", args=[mkey.public_id]),
     ]
 
 
@@ -533,10 +534,10 @@ def test_names_render_as_text_everywhere(world, client_for, group):
     management_key_issue(account=world.account, actor=world.owner, name=XSS)
     client = client_for(world.owner)
     pages = [
-        client.get(reverse("accounts:keys")),
+        client.get(reverse("keys:keys")),
         client.get(key_url("key-detail", key)),
-        client.get(reverse("accounts:management-keys")),
-        client.get(reverse("accounts:groups")),
+        client.get(reverse("keys:management-keys")),
+        client.get(reverse("keys:groups")),
         client.get(reverse("accounts:audit")),
         create(client, hostile, name=XSS),
         create(client, hostile, name=XSS, quota="-1"),
@@ -558,19 +559,19 @@ def test_names_render_as_text_everywhere(world, client_for, group):
 def test_management_keys_are_for_owners_and_admins(world, client_for, role, status):
     mkey, secret = management_key_issue(account=world.account, actor=world.owner, name="Deploys")
     client = client_for(world.member(role))
-    response = client.get(reverse("accounts:management-keys"))
+    response = client.get(reverse("keys:management-keys"))
     assert response.status_code == status
     if status == 200:
         assert "Deploys" in response.text and mkey.masked in response.text
         assert "owner@acme.test" in response.text and secret not in response.text
-    assert client.get(reverse("accounts:management-key-create")).status_code == status
+    assert client.get(reverse("keys:management-key-create")).status_code == status
 
 
 def test_outsider_sees_only_their_own_management_keys(world, client_for):
     mkey, _ = management_key_issue(account=world.account, actor=world.owner, name="Acme CI")
     client = client_for(world.outsider)
-    assert "Acme CI" not in client.get(reverse("accounts:management-keys")).text
-    url = reverse("accounts:management-key-revoke", args=[mkey.public_id])
+    assert "Acme CI" not in client.get(reverse("keys:management-keys")).text
+    url = reverse("keys:management-key-revoke", args=[mkey.public_id])
     assert client.post(url, **HTMX).status_code == 404
     mkey.refresh_from_db()
     assert mkey.is_active
@@ -578,7 +579,7 @@ def test_outsider_sees_only_their_own_management_keys(world, client_for):
 
 def test_management_key_secret_is_shown_once(world, client_for):
     client = client_for(world.admin)
-    response = client.post(reverse("accounts:management-key-create"), {"name": "CI"}, **HTMX)
+    response = client.post(reverse("keys:management-key-create"), {"name": "CI"}, **HTMX)
     assert response.status_code == 200
     assert "no-store" in response.headers["Cache-Control"]
     secret = response.text.split('id="new-management-secret"')[1].split('value="')[1].split('"')[0]
@@ -586,12 +587,12 @@ def test_management_key_secret_is_shown_once(world, client_for):
     assert 'hx-swap-oob="afterbegin:#mkey-rows"' in response.text
     mkey = ManagementKey.objects.get(account=world.account)
     assert mkey.digest == key_digest(secret) and mkey.created_by == world.admin
-    assert secret not in client.get(reverse("accounts:management-keys")).text
+    assert secret not in client.get(reverse("keys:management-keys")).text
 
 
 def test_management_key_needs_a_name(world, client_for):
     response = client_for(world.owner).post(
-        reverse("accounts:management-key-create"), {"name": " "}, **HTMX
+        reverse("keys:management-key-create"), {"name": " "}, **HTMX
     )
     assert response.status_code == 422 and "This field is required" in response.text
     assert not ManagementKey.objects.exists()
@@ -599,17 +600,17 @@ def test_management_key_needs_a_name(world, client_for):
 
 def test_management_key_without_javascript(world, client_for):
     client = client_for(world.owner)
-    page = client.get(reverse("accounts:management-key-create"))
+    page = client.get(reverse("keys:management-key-create"))
     assert page.status_code == 200 and 'id="mkey-create-dialog"' not in page.text
     assert 'id="mkey-create"' in page.text
-    done = client.post(reverse("accounts:management-key-create"), {"name": "CI"})
+    done = client.post(reverse("keys:management-key-create"), {"name": "CI"})
     assert done.status_code == 200 and 'id="new-management-secret"' in done.text
 
 
 def test_revoke_a_management_key_in_place(world, client_for):
     mkey, _ = management_key_issue(account=world.account, actor=world.owner, name="CI")
     response = client_for(world.admin).post(
-        reverse("accounts:management-key-revoke", args=[mkey.public_id]), **HTMX
+        reverse("keys:management-key-revoke", args=[mkey.public_id]), **HTMX
     )
     assert response.status_code == 200
     assert response.text.lstrip().startswith(f'<tr id="mkey-row-{mkey.public_id}"')

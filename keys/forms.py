@@ -1,7 +1,7 @@
 """Forms of the API key pages: create a key, edit its limits, create a management key.
 
 Amounts are typed in credits and cleaned into micro-credits with ``core.money``; address
-lists are cleaned with the same rules the management API uses (``accounts.keys``). Every limit
+lists are cleaned with the same rules the management API uses (``keys.services``). Every limit
 is optional: empty is no limit (None), and 0 is refused, since pausing is how a key is stopped.
 """
 
@@ -10,9 +10,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from django import forms
 from django.utils import timezone
 
-from accounts.keys import COUNT_LIMITS, MAX_NAME, KeyRuleError, clean_cidrs
-from accounts.models import ApiKey
 from core.money import AmountError, to_credits, to_micros
+from keys.models import ApiKey
+from keys.services import COUNT_LIMITS, MAX_NAME, KeyRuleError, clean_cidrs
 
 CREDIT_FIELDS = ("quota", "rate_limit_5h", "rate_limit_1d", "rate_limit_7d")
 COUNT_FIELDS = ("rpm", "tpm", "max_concurrent")

@@ -12,19 +12,19 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.conf import settings
 from django.utils import timezone
 
-from accounts import keycache
-from accounts.keys import (
+from core.db import run_db
+from core.errors import ApiError
+from core.http import client_ip
+from keys import cache as keycache
+from keys.models import ApiKey, KeyStatus, ManagementKey
+from keys.services import (
     INFERENCE_KEY_RE,
     MANAGEMENT_KEY_RE,
     MANAGEMENT_PREFIX,
     key_digest,
 )
-from accounts.models import ApiKey, KeyStatus, ManagementKey
-from core.db import run_db
-from core.errors import ApiError
 
 logger = logging.getLogger(__name__)
 
@@ -109,21 +109,6 @@ def presented_key(request) -> str | None:
     if value := request.GET.get("key"):
         return value.strip()
     return None
-
-
-def client_ip(request) -> str:
-    """The caller's address: the socket peer, or the configured proxy header's entry.
-
-    The one function for it: key IP lists (API and playground) and the login limits
-    (``accounts.adapter``) all read it. Empty when the address is unknown (see console/asgi.py).
-    """
-    header = settings.BYTESPIKE_CLIENT_IP_HEADER
-    if header:
-        entries = [e.strip() for e in request.headers.get(header, "").split(",") if e.strip()]
-        hops = settings.BYTESPIKE_TRUSTED_PROXIES
-        if len(entries) >= hops:
-            return entries[-hops]
-    return request.META.get("REMOTE_ADDR", "")
 
 
 def ip_permitted(address: str, allowlist, denylist) -> bool:

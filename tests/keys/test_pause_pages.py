@@ -5,8 +5,9 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from accounts.keys import api_key_revoke, api_key_update
-from accounts.models import AuditEvent, KeyStatus
+from accounts.models import AuditEvent
+from keys.models import KeyStatus
+from keys.services import api_key_revoke, api_key_update
 from tests.factories import AIModelFactory, RoutingGroupFactory, issue_key
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +23,7 @@ def group(db):
 
 
 def url(name: str, key) -> str:
-    return reverse(f"accounts:{name}", args=[key.public_id])
+    return reverse(f"keys:{name}", args=[key.public_id])
 
 
 def set_status(client, key, status: str, headers=HTMX):
@@ -105,7 +106,7 @@ def test_the_list_shows_a_paused_key_and_still_offers_revoke(world, client_for, 
     key, _ = issue_key(world.account, group, actor=world.owner)
     api_key_update(key=key, actor=world.owner, status=KeyStatus.PAUSED)
 
-    text = client_for(world.owner).get(reverse("accounts:keys")).text
+    text = client_for(world.owner).get(reverse("keys:keys")).text
 
     row = text.split(f'id="key-row-{key.public_id}"')[1].split("</tr>")[0]
     assert 'class="is-inactive"' in text and 'data-status="paused"' in row
