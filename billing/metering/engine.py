@@ -509,20 +509,21 @@ def _concurrency_limit(account_id: int) -> int:
 
 
 def _ended_tasks(reserved: dict[str, int], submitted_before: int) -> dict[str, int]:
-    """Of the tasks reserved (id -> when), those that ended, with what they cost."""
-    from generation.models import Task, TaskStatus
+    """Of the tasks reserved (id -> when), those that ended, with what they cost: read from the
+    task's hold (its reference is the task's id, placed in the transaction that saves the task),
+    which is settled or released, with what it charged, when the task ends."""
+    from billing.models import Hold, HoldStatus
 
-    ended = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
-    found = Task.objects.filter(public_id__in=list(reserved)).values_list(
-        "public_id", "status", "credits_used"
+    found = Hold.objects.filter(reference__in=list(reserved)).values_list(
+        "reference", "status", "charged"
     )
-    known = {public_id: (status, credits) for public_id, status, credits in found}
+    known = {reference: (status, charged) for reference, status, charged in found}
     # A reservation whose task never appeared (its submit failed, its process died) ends too,
     # free; one still being submitted is left alone.
     return {
         task_id: (known[task_id][1] if task_id in known else 0)
         for task_id, second in reserved.items()
-        if (known[task_id][0] in ended if task_id in known else second < submitted_before)
+        if (known[task_id][0] != HoldStatus.OPEN if task_id in known else second < submitted_before)
     }
 
 
