@@ -23,7 +23,7 @@ from django_htmx.http import push_url, trigger_client_event
 from accounts import permissions
 from accounts.decorators import account_view
 from accounts.models import Account
-from billing import charts, errors, redemption, services
+from billing import errors, redemption, services
 from billing.forms import (
     GROUP_BY_CHOICES,
     LedgerFilterForm,
@@ -45,9 +45,9 @@ from billing.reports import (
     usage_report,
 )
 from billing.selectors import wallet_of
-from billing.templatetags.money import credits_exact, exact_places
 from catalogue.models import AIModel
-from core.money import format_credits
+from core import charts
+from core.money import format_credits, format_credits_exact
 from keys.selectors import api_keys_for_account, groups_available
 
 LEDGER_PAGE_SIZE = 25
@@ -96,7 +96,7 @@ def _page_number(value, pages: int) -> int:
 
 def plain_credits(micros: int) -> str:
     """Credits for machines (CSV): every decimal the amount has, no thousands separators."""
-    return format_credits(micros, places=exact_places(micros)).replace(",", "")
+    return format_credits_exact(micros).replace(",", "")
 
 
 # --- Wallet ------------------------------------------------------------------------------------
@@ -288,7 +288,7 @@ def _bucket_cells(flt: UsageFilter, bucket: dict) -> tuple[list[str], dict]:
 
 def _cells(row: dict) -> list[str]:
     return [
-        credits_exact(row[name]) if name == "credits" else intcomma(row[name])
+        format_credits_exact(row[name]) if name == "credits" else intcomma(row[name])
         for name, _ in USAGE_COLUMNS
     ]
 

@@ -4,7 +4,6 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from accounts.decorators import account_view
-from billing import charts
 from billing.models import LedgerKind, UsageRecord
 from billing.reports import (
     daily_spend_by_key,
@@ -14,6 +13,7 @@ from billing.reports import (
     usage_records,
 )
 from billing.selectors import wallet_of
+from core import charts
 from generation.task_pages import tasks_recent_for_account
 from keys.selectors import api_keys_for_account
 

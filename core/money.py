@@ -56,3 +56,16 @@ def format_credits(micros: int, *, places: int = 2) -> str:
     if 0 < abs(credits) < Decimal("0.01"):
         places = 6
     return f"{credits:,.{places}f}"
+
+
+def exact_places(micros: int) -> int:
+    """As many decimals as the amount has: two at least, six at most (1.25, 0.000345)."""
+    places = 2
+    while places < 6 and micros % 10 ** (6 - places):
+        places += 1
+    return places
+
+
+def format_credits_exact(micros: int) -> str:
+    """1,234.5678: every decimal the amount has, so sums shown in tables add up exactly."""
+    return format_credits(micros, places=exact_places(micros))

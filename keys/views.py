@@ -18,12 +18,12 @@ from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
 from accounts import permissions
 from accounts.decorators import account_view
-from billing import charts
 from billing.reports import key_spend, key_totals, usage_filter_from, usage_report
 from catalogue.models import Family, RoutingGroup
 from catalogue.pricing import apply_multiplier
 from catalogue.selectors import models_in_group
-from core.money import format_credits
+from core import charts
+from core.money import format_credits, format_credits_exact
 from keys import selectors
 from keys import services as keys
 from keys.forms import ApiKeyCreateForm, ApiKeyEditForm, ManagementKeyCreateForm
@@ -104,14 +104,6 @@ def _key_usage(request, key: ApiKey) -> dict:
     }
 
 
-def price_label(micros: int) -> str:
-    """A price with as many decimals as it has (two at least, six at most): 0.034, 3.75."""
-    places = 2
-    while places < 6 and micros % 10 ** (6 - places):
-        places += 1
-    return format_credits(micros, places=places)
-
-
 def multiplier_label(multiplier: Decimal) -> str:
     text = f"{Decimal(multiplier).normalize():f}"
     return f"\N{MULTIPLICATION SIGN}{text}"
@@ -150,7 +142,7 @@ def _group_entry(group: RoutingGroup) -> dict:
     multiplier = group.rate_multiplier
 
     def price(micros: int) -> str:
-        return price_label(apply_multiplier(micros, multiplier))
+        return format_credits_exact(apply_multiplier(micros, multiplier))
 
     text, image, video = [], [], []
     for model in models:

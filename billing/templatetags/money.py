@@ -1,21 +1,13 @@
-"""Template filters that show micro-credits as credits (formatting lives in billing.money), and
+"""Template filters that show micro-credits as credits (formatting lives in core.money), and
 the cell every money column of a table uses."""
 
 from django import template
 
-from core.money import format_credits
+from core.money import exact_places, format_credits, format_credits_exact
 
 register = template.Library()
 
 MINUS = "\N{MINUS SIGN}"
-
-
-def exact_places(micros: int) -> int:
-    """As many decimals as the amount has: two at least, six at most (1.25, 0.000345)."""
-    places = 2
-    while places < 6 and micros % 10 ** (6 - places):
-        places += 1
-    return places
 
 
 @register.filter
@@ -27,8 +19,7 @@ def credits(micros) -> str:
 @register.filter
 def credits_exact(micros) -> str:
     """1,234.5678: every decimal the amount has, so sums shown in tables add up exactly."""
-    micros = int(micros or 0)
-    return format_credits(micros, places=exact_places(micros))
+    return format_credits_exact(int(micros or 0))
 
 
 @register.filter

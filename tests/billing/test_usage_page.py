@@ -11,8 +11,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Role
-from billing import charts, services
+from billing import services
 from billing.reports import usage_filter_from, usage_report
+from core import charts
 from tests.billing.test_pages import ESCAPED, HTMX, XSS, bill, section, text_of
 from tests.factories import AIModelFactory, RoutingGroupFactory, fund, issue_key
 

@@ -1,7 +1,7 @@
 """Server-rendered SVG charts: the dashboard's daily spend by key, the usage page's buckets and a
 key's daily spend.
 
-The geometry is computed here and drawn by ``templates/billing/chart.html``: no chart library,
+The geometry is computed here and drawn by ``templates/partials/chart.html``: no chart library,
 no script and no inline styles (the CSP forbids them). Positions and sizes are SVG presentation
 attributes; colours are CSS classes (``series-0`` … ``series-7``) that the legends share.
 Amounts are micro-credits; days and hours are UTC, like the reports.
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from math import ceil, floor, log10
 
-from billing.templatetags.money import credits, credits_exact
+from core.money import format_credits, format_credits_exact
 
 SERIES_COLOURS = 8
 # Keys beyond the first seven are drawn together, in the eighth colour.
@@ -110,7 +110,10 @@ def _value_axis(peak: int, top: float, bottom: float) -> tuple[float, list[Tick]
     step = nice_step(peak)
     steps = max(1, ceil(peak / step))
     scale = (bottom - top) / (step * steps)
-    ticks = [Tick(_r(bottom - step * i * scale), credits_exact(step * i)) for i in range(steps + 1)]
+    ticks = [
+        Tick(_r(bottom - step * i * scale), format_credits_exact(step * i))
+        for i in range(steps + 1)
+    ]
     return scale, ticks
 
 
@@ -190,7 +193,7 @@ def stacked_days(
         keys = f", split by {len(series)} key{'s' if len(series) != 1 else ''}" if series else ""
         chart.description = (
             f"Daily spend from {day_label(days[0])} to {day_label(days[-1])} (UTC), "
-            f"{credits_exact(sum(totals))} credits in all{keys}."
+            f"{format_credits_exact(sum(totals))} credits in all{keys}."
         )
     if not days or peak == 0:
         chart.empty = True
@@ -214,7 +217,7 @@ def stacked_days(
                     _r(width),
                     _r(bar),
                     entry["css"],
-                    f"{day_label(day)}: {entry['name']}, {credits_exact(value)} credits",
+                    f"{day_label(day)}: {entry['name']}, {format_credits_exact(value)} credits",
                 )
             )
     chart.x_ticks = _day_ticks(days, chart.left, slot)
@@ -251,7 +254,7 @@ def time_columns(
     total = sum(bucket["credits"] for bucket in buckets)
     unit = "hour" if hourly else "day"
     chart.description = (
-        f"Spend per {unit} (UTC), {credits_exact(total)} credits in all. "
+        f"Spend per {unit} (UTC), {format_credits_exact(total)} credits in all. "
         "The table below lists every bucket."
     )
     peak = max((bucket["credits"] for bucket in buckets), default=0)
@@ -276,7 +279,8 @@ def time_columns(
                 _r(width),
                 _r(bar),
                 "series-0",
-                f"{when}: {credits_exact(bucket['credits'])} credits, {bucket['calls']} calls",
+                f"{when}: {format_credits_exact(bucket['credits'])} credits, "
+                f"{bucket['calls']} calls",
             )
         )
     if hourly and slots <= 72:
@@ -325,7 +329,7 @@ def ranked_rows(items: list[tuple[str, int]], *, id: str, title: str) -> Chart:
     total = sum(value for _, value in items)
     chart.description = (
         f"Spend of {len(items)} bucket{'s' if len(items) != 1 else ''}, biggest first, "
-        f"{credits_exact(total)} credits in all. The table below lists every bucket."
+        f"{format_credits_exact(total)} credits in all. The table below lists every bucket."
     )
     peak = max((value for _, value in shown), default=0)
     if peak <= 0:
@@ -342,7 +346,7 @@ def ranked_rows(items: list[tuple[str, int]], *, id: str, title: str) -> Chart:
                 _r(bar),
                 18,
                 f"series-{min(index, SERIES_COLOURS - 1)}",
-                f"{label}: {credits_exact(value)} credits",
+                f"{label}: {format_credits_exact(value)} credits",
             )
         )
         chart.rows.append(
@@ -351,7 +355,7 @@ def ranked_rows(items: list[tuple[str, int]], *, id: str, title: str) -> Chart:
                 _shorten(label),
                 label,
                 _r(chart.left + bar + 8),
-                credits(value),
+                format_credits(value),
             )
         )
     return chart
