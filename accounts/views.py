@@ -1,6 +1,8 @@
 """Console pages for the team, invitations, account settings, the audit log and the account
 switcher."""
 
+from dataclasses import dataclass
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -14,7 +16,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from accounts import onboarding, permissions, selectors, services
 from accounts.decorators import account_view
 from accounts.forms import AccountNameForm, InvitationForm, RoleForm
-from accounts.models import Role
+from accounts.models import AuditEvent, Role
 
 AUDIT_PAGE_SIZE = 50
 
@@ -282,28 +284,43 @@ ACTION_LABELS = {
 }
 
 
-@require_GET
-@account_view(permissions.VIEW_AUDIT)
-def audit_log(request):
-    page = Paginator(selectors.audit_events_for_account(request.account), AUDIT_PAGE_SIZE).get_page(
-        request.GET.get("page")
-    )
-    for event in page:
-        event.label = ACTION_LABELS.get(event.action, event.action)
-        event.detail_items = [
+@dataclass(frozen=True)
+class AuditRow:
+    """An audit event as the audit log shows it: what happened in words, and its plain details."""
+
+    event: AuditEvent
+    label: str
+    detail_items: tuple[tuple[str, object], ...]  # (name, value), nested details left out
+
+
+def _audit_row(event: AuditEvent) -> AuditRow:
+    return AuditRow(
+        event,
+        label=ACTION_LABELS.get(event.action, event.action),
+        detail_items=tuple(
             (
                 name.replace("_", " "),
                 ", ".join(map(str, value)) if isinstance(value, list) else value,
             )
             for name, value in sorted(event.details.items())
             if not isinstance(value, dict) and value not in ("", None, [])
-        ]
+        ),
+    )
+
+
+@require_GET
+@account_view(permissions.VIEW_AUDIT)
+def audit_log(request):
+    page = Paginator(selectors.audit_events_for_account(request.account), AUDIT_PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
     template = "accounts/audit.html#audit-events" if request.htmx else "accounts/audit.html"
     return render(
         request,
         template,
         {
             "page": page,
+            "rows": [_audit_row(event) for event in page],
             "previous_url": f"?page={page.previous_page_number()}" if page.has_previous() else "",
             "next_url": f"?page={page.next_page_number()}" if page.has_next() else "",
         },

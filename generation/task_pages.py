@@ -13,7 +13,7 @@ member sees every key: the task is the account's spend, and reading it is no pow
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlencode
 
 from django.core.exceptions import PermissionDenied
@@ -58,8 +58,8 @@ def task_get_for_account(*, account: Account, public_id: str) -> Task:
     return task
 
 
-def tasks_recent_for_account(account: Account, limit: int = 5) -> list[Task]:
-    return [present(task) for task in tasks_for_account(account)[:limit]]
+def tasks_recent_for_account(account: Account, limit: int = 5) -> list["TaskView"]:
+    return [present_task(task) for task in tasks_for_account(account)[:limit]]
 
 
 # --- Presentation ----------------------------------------------------------------------------
@@ -89,40 +89,67 @@ def seconds_text(seconds: float | None) -> str:
     return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
-def present(task: Task, *, outputs: bool = False) -> Task:
-    """Add what templates show: the prompt, elapsed time, credits, and (``outputs``) the files."""
+@dataclass(frozen=True)
+class TaskView:
+    """A task as its row, its card and its page show it: prompt, times, credits, key, files."""
+
+    task: Task
+    prompt: str
+    elapsed_text: str
+    estimated_text: str
+    credits: int  # what it cost once it ended; until then the estimate held
+    key_name: str
+    announcement: str  # what screen readers are told when the task changes
+    outputs: tuple[Output, ...] = ()  # on the card only, once the task completed
+    can_cancel: bool = False  # on the card only: whether the viewer may cancel the task
+
+
+def present_task(task: Task) -> TaskView:
+    """The task as a row shows it: without its files, or what the viewer may do with it."""
     params = task.params if isinstance(task.params, dict) else {}
-    task.prompt = params.get("prompt", "")
     end = task.completed_at if task.is_terminal and task.completed_at else timezone.now()
-    task.elapsed_seconds = max((end - task.created_at).total_seconds(), 0)
-    task.elapsed_text = seconds_text(task.elapsed_seconds)
-    task.estimated_text = seconds_text(task.estimated_seconds) if task.estimated_seconds else ""
-    task.credits = task.credits_used if task.is_terminal else task.estimated_credits
-    task.key_name = task.api_key.name if task.api_key_id and task.api_key else ""
-    task.announcement = f"{task.model.display_name} task {task.get_status_display().lower()}."
-    task.outputs = []
-    if outputs and task.status == TaskStatus.COMPLETED:
-        task.outputs = [
-            Output(
-                kind=artifact.kind,
-                url=artifact_path(artifact),
-                mime_type=artifact.mime_type,
-                width=artifact.width,
-                height=artifact.height,
-                duration_seconds=artifact.duration_seconds,
-            )
-            for artifact in task.artifacts.all()
-        ]
-    return task
+    return TaskView(
+        task=task,
+        prompt=params.get("prompt", ""),
+        elapsed_text=seconds_text(max((end - task.created_at).total_seconds(), 0)),
+        estimated_text=seconds_text(task.estimated_seconds) if task.estimated_seconds else "",
+        credits=task.credits_used if task.is_terminal else task.estimated_credits,
+        key_name=task.api_key.name if task.api_key_id and task.api_key else "",
+        announcement=f"{task.model.display_name} task {task.get_status_display().lower()}.",
+    )
+
+
+def _outputs(task: Task) -> tuple[Output, ...]:
+    if task.status != TaskStatus.COMPLETED:
+        return ()
+    return tuple(
+        Output(
+            kind=artifact.kind,
+            url=artifact_path(artifact),
+            mime_type=artifact.mime_type,
+            width=artifact.width,
+            height=artifact.height,
+            duration_seconds=artifact.duration_seconds,
+        )
+        for artifact in task.artifacts.all()
+    )
+
+
+def present_task_card(task: Task, membership) -> TaskView:
+    """The task as its card shows it: with its files, and whether ``membership`` may cancel it."""
+    return replace(
+        present_task(task),
+        outputs=_outputs(task),
+        can_cancel=can_manage_task(membership, task),
+    )
 
 
 def render_card(request, task: Task, *, status: int | None = None):
     """The card; 286 once the task is terminal, so a polling card stops."""
-    present(task, outputs=True)
-    task.can_cancel = can_manage_task(request.membership, task)
+    shown = present_task_card(task, request.membership)
     if status is None:
         status = HTMX_STOP_POLLING if task.is_terminal else 200
-    return render(request, CARD, {"task": task}, status=status)
+    return render(request, CARD, {"task_view": shown}, status=status)
 
 
 # --- The card --------------------------------------------------------------------------------
@@ -183,14 +210,13 @@ def _list_context(request) -> dict:
     if "key" in filters:
         tasks = tasks.filter(api_key__public_id=filters["key"])
     page = Paginator(tasks, PAGE_SIZE).get_page(request.GET.get("page"))
-    for task in page:
-        present(task)
 
     def page_url(number: int) -> str:
         return _url({**filters, "page": number} if number > 1 else filters)
 
     return {
         "page": page,
+        "rows": [present_task(task) for task in page],
         "filters": filters,
         "url": page_url(page.number),
         "statuses": TaskStatus.choices,
@@ -216,9 +242,9 @@ def tasks(request):
 @account_view()
 def task_row(request, task_id: str):
     """One row of the list, polled while the task is not terminal."""
-    task = present(task_get_for_account(account=request.account, public_id=task_id))
+    task = task_get_for_account(account=request.account, public_id=task_id)
     status = HTMX_STOP_POLLING if task.is_terminal else 200
-    return render(request, f"{LIST}#task-row", {"task": task}, status=status)
+    return render(request, f"{LIST}#task-row", {"row": present_task(task)}, status=status)
 
 
 # --- The detail page -------------------------------------------------------------------------
@@ -232,12 +258,25 @@ class Moment:
     tone: str = ""
 
 
-def _timeline(task: Task, deliveries: list[CallbackDelivery]) -> list[Moment]:
+@dataclass(frozen=True)
+class TaskDelivery:
+    """A callback delivery of the task with its attempts, for the timeline and the table."""
+
+    delivery: CallbackDelivery
+    attempts_oldest_first: tuple[CallbackAttempt, ...]
+
+    @property
+    def last_attempt(self) -> CallbackAttempt | None:
+        return self.attempts_oldest_first[-1] if self.attempts_oldest_first else None
+
+
+def _timeline(shown: TaskView, deliveries: list[TaskDelivery]) -> list[Moment]:
+    task = shown.task
     moments = [
         Moment(
             task.created_at,
             "Submitted",
-            f"with the key {task.key_name}" if task.key_name else "",
+            f"with the key {shown.key_name}" if shown.key_name else "",
         )
     ]
     if task.started_at:
@@ -262,25 +301,21 @@ def _timeline(task: Task, deliveries: list[CallbackDelivery]) -> list[Moment]:
 @require_GET
 @account_view()
 def task_detail(request, task_id: str):
-    task = present(task_get_for_account(account=request.account, public_id=task_id), outputs=True)
-    task.can_cancel = can_manage_task(request.membership, task)
-    deliveries = list(
-        task.deliveries.prefetch_related(
+    task = task_get_for_account(account=request.account, public_id=task_id)
+    shown = present_task_card(task, request.membership)
+    deliveries = [
+        TaskDelivery(delivery, tuple(delivery.attempt_log.all()))
+        for delivery in task.deliveries.prefetch_related(
             Prefetch("attempt_log", queryset=CallbackAttempt.objects.order_by("attempted_at", "id"))
         )
-    )
-    for delivery in deliveries:
-        delivery.attempts_oldest_first = list(delivery.attempt_log.all())
-        delivery.last_attempt = (
-            delivery.attempts_oldest_first[-1] if delivery.attempts_oldest_first else None
-        )
+    ]
     context = {
-        "task": task,
+        "task_view": shown,
         "params": json.dumps(task.params, indent=2, ensure_ascii=False, sort_keys=True),
         "task_json": json.dumps(
             task_object(task, request.build_absolute_uri("/")), indent=2, ensure_ascii=False
         ),
-        "timeline": _timeline(task, deliveries),
+        "timeline": _timeline(shown, deliveries),
         "deliveries": deliveries,
     }
     return render(request, DETAIL, context)

@@ -7,6 +7,7 @@ What a receiver answered is shown as text: templates escape it like any other va
 """
 
 import json
+from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
@@ -41,9 +42,16 @@ def _url_with(status: str, page: int | None = None) -> str:
     return f"?{urlencode(query)}" if query else ""
 
 
-def _present(delivery: CallbackDelivery) -> CallbackDelivery:
-    delivery.url_host = urlsplit(delivery.url).hostname or delivery.url
-    return delivery
+@dataclass(frozen=True)
+class DeliveryRow:
+    """A callback delivery as the deliveries table shows it, with the host it was sent to."""
+
+    delivery: CallbackDelivery
+    url_host: str
+
+
+def _delivery_row(delivery: CallbackDelivery) -> DeliveryRow:
+    return DeliveryRow(delivery, url_host=urlsplit(delivery.url).hostname or delivery.url)
 
 
 def _deliveries_context(request) -> dict:
@@ -51,14 +59,13 @@ def _deliveries_context(request) -> dict:
     page = Paginator(
         deliveries_for_account(request.account, status=status or None), PAGE_SIZE
     ).get_page(request.GET.get("page"))
-    for delivery in page:
-        _present(delivery)
 
     def page_url(number: int) -> str:
         return reverse("generation:webhooks") + _url_with(status, number)
 
     return {
         "page": page,
+        "rows": [_delivery_row(delivery) for delivery in page],
         "status": status,
         "status_choices": [
             {"label": label, "query": _url_with(value), "active": value == status}
@@ -111,7 +118,7 @@ def webhook_secret_rotate_view(request):
 
 def _detail_context(request, delivery: CallbackDelivery, **extra) -> dict:
     context = {
-        "delivery": _present(delivery),
+        "delivery": delivery,
         "attempts": list(delivery.attempt_log.all()),
         "payload": json.dumps(delivery.payload, indent=2, ensure_ascii=False),
     }

@@ -4,6 +4,7 @@ A key's secret is rendered exactly once: in the response to the request that iss
 it. Those responses are marked ``no-store``; no page, row, message or log shows it again.
 """
 
+from dataclasses import dataclass
 from decimal import Decimal
 from urllib.parse import urlencode
 
@@ -19,7 +20,7 @@ from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 from accounts import permissions
 from accounts.decorators import account_view
 from billing.reports import key_spend, key_totals, usage_filter_from, usage_report
-from catalogue.models import Family, RoutingGroup
+from catalogue.models import AIModel, Family, RoutingGroup
 from catalogue.pricing import apply_multiplier
 from catalogue.selectors import models_in_group
 from core import charts
@@ -48,40 +49,74 @@ def _count_or(number: int | None, none: str) -> str:
     return none if number is None else intcomma(number)
 
 
-def _present_key(key: ApiKey, membership) -> ApiKey:
-    """Attach what the templates show about a key and what the viewer may do with it."""
-    key.can_manage = permissions.can_manage_key(membership, key)
-    key.quota_label = _credits_or(key.quota, UNLIMITED)
-    key.rate_limits = [
-        ("5 hours", _credits_or(key.rate_limit_5h, UNLIMITED)),
-        ("1 day", _credits_or(key.rate_limit_1d, UNLIMITED)),
-        ("7 days", _credits_or(key.rate_limit_7d, UNLIMITED)),
-    ]
-    key.request_limits = [
-        ("Requests per minute", "rpm", _count_or(key.rpm, UNLIMITED)),
-        ("Tokens per minute", "tpm", _count_or(key.tpm, UNLIMITED)),
-        ("Calls at once", "at once", _count_or(key.max_concurrent, UNLIMITED)),
-    ]
-    key.has_request_limits = any(
-        value is not None for value in (key.rpm, key.tpm, key.max_concurrent)
-    )
+@dataclass(frozen=True)
+class KeyView:
+    """An API key as the console shows it: labels, limits, spend, and what the viewer may do."""
+
+    key: ApiKey
+    can_manage: bool
+    creator_label: str
+    quota_label: str
+    rate_limits: tuple[tuple[str, str], ...]  # (window, credits or "Unlimited")
+    request_limits: tuple[tuple[str, str, str], ...]  # (name, unit, count or "Unlimited")
+    has_request_limits: bool
+    spend_30d: int | None = None  # None where the page shows no spend
+    spend_total: int | None = None
+
+
+def _creator_label(key: ApiKey) -> str:
     if key.created_via_key_id:
-        key.creator_label = "API"
-    elif key.created_by:
-        key.creator_label = key.created_by.email
-    else:
-        key.creator_label = "—"
-    return key
+        return "API"
+    if key.created_by:
+        return key.created_by.email
+    return "—"
 
 
-def _attach_spend(account, api_keys: list[ApiKey]) -> list[ApiKey]:
-    """Each key's spend over 30 days and lifetime (against its quota): two queries in all."""
+def present_key(
+    key: ApiKey, membership, *, spend_30d: int | None = None, spend_total: int | None = None
+) -> KeyView:
+    """The key as ``membership``'s member sees it; its spend only where the page shows it."""
+    return KeyView(
+        key=key,
+        can_manage=permissions.can_manage_key(membership, key),
+        creator_label=_creator_label(key),
+        quota_label=_credits_or(key.quota, UNLIMITED),
+        rate_limits=(
+            ("5 hours", _credits_or(key.rate_limit_5h, UNLIMITED)),
+            ("1 day", _credits_or(key.rate_limit_1d, UNLIMITED)),
+            ("7 days", _credits_or(key.rate_limit_7d, UNLIMITED)),
+        ),
+        request_limits=(
+            ("Requests per minute", "rpm", _count_or(key.rpm, UNLIMITED)),
+            ("Tokens per minute", "tpm", _count_or(key.tpm, UNLIMITED)),
+            ("Calls at once", "at once", _count_or(key.max_concurrent, UNLIMITED)),
+        ),
+        has_request_limits=any(
+            value is not None for value in (key.rpm, key.tpm, key.max_concurrent)
+        ),
+        spend_30d=spend_30d,
+        spend_total=spend_total,
+    )
+
+
+def present_keys_with_spend(account, api_keys: list[ApiKey], membership) -> list[KeyView]:
+    """Each key with its spend over 30 days and lifetime (against its quota): two queries in all."""
     recent = key_spend(account, api_keys)
     lifetime = key_totals(api_keys)
-    for key in api_keys:
-        key.spend_30d = recent.get(key.pk, 0)
-        key.spend_total = lifetime.get(key.pk, 0)
-    return api_keys
+    return [
+        present_key(
+            key,
+            membership,
+            spend_30d=recent.get(key.pk, 0),
+            spend_total=lifetime.get(key.pk, 0),
+        )
+        for key in api_keys
+    ]
+
+
+def _present_key_with_spend(request, key: ApiKey) -> KeyView:
+    (shown,) = present_keys_with_spend(request.account, [key], request.membership)
+    return shown
 
 
 def _key_usage(request, key: ApiKey) -> dict:
@@ -136,6 +171,14 @@ def _image_prices(model, price) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class PricedModel:
+    """A model of a routing group with its prices after the group's multiplier, as text."""
+
+    model: AIModel
+    prices: dict
+
+
 def _group_entry(group: RoutingGroup) -> dict:
     """A group with its active models and their prices after the group's multiplier."""
     models = list(models_in_group(group.pk))
@@ -147,22 +190,21 @@ def _group_entry(group: RoutingGroup) -> dict:
     text, image, video = [], [], []
     for model in models:
         if model.family == Family.TEXT:
-            model.prices = {
+            prices = {
                 "input": price(model.input_price),
                 "output": price(model.output_price),
                 "cache_read": price(model.cache_read_price),
                 "cache_write": price(model.cache_write_price),
             }
-            text.append(model)
+            text.append(PricedModel(model, prices))
         elif model.family == Family.IMAGE:
-            model.prices = _image_prices(model, price)
-            image.append(model)
+            image.append(PricedModel(model, _image_prices(model, price)))
         else:
-            model.prices = {
+            prices = {
                 "per_second": price(model.video_price_per_second),
                 "submit_fee": price(model.video_submit_fee),
             }
-            video.append(model)
+            video.append(PricedModel(model, prices))
     return {
         "group": group,
         "multiplier": multiplier_label(multiplier),
@@ -193,12 +235,9 @@ def _no_store(response):
 
 def _list_context(request, **extra) -> dict:
     membership = request.membership
-    api_keys = _attach_spend(
-        request.account,
-        [_present_key(key, membership) for key in selectors.api_keys_for_account(request.account)],
-    )
+    api_keys = list(selectors.api_keys_for_account(request.account))
     context = {
-        "keys": api_keys,
+        "key_rows": present_keys_with_spend(request.account, api_keys, membership),
         "can_create": membership.can(permissions.MANAGE_OWN_KEYS),
         "can_manage_all": membership.can(permissions.MANAGE_ALL_KEYS),
     }
@@ -247,7 +286,8 @@ def key_create(request):
             form.add_rule_error(error, CREATE_FIELDS)
         else:
             context = {
-                "new_key": _present_key(key, request.membership),
+                # A new key has spent nothing yet.
+                "new_row": present_key(key, request.membership, spend_30d=0, spend_total=0),
                 "secret": secret,
                 "key_count": selectors.api_keys_for_account(request.account).count(),
             }
@@ -262,34 +302,32 @@ def _key_for_change(request, public_id: str) -> ApiKey:
     key = selectors.api_key_get_for_account(account=request.account, public_id=public_id)
     if not permissions.can_manage_key(request.membership, key):
         raise PermissionDenied("Only the key's creator, admins and owners can change this key.")
-    return _present_key(key, request.membership)
+    return key
 
 
-def _detail_context(request, key: ApiKey, **extra) -> dict:
+def _detail_context(request, key_view: KeyView, **extra) -> dict:
     context = {
-        "key": key,
-        "form": ApiKeyEditForm(key=key) if key.can_manage else None,
-        "group_multiplier": multiplier_label(key.group.rate_multiplier),
+        "key_view": key_view,
+        "form": ApiKeyEditForm(key=key_view.key) if key_view.can_manage else None,
+        "group_multiplier": multiplier_label(key_view.key.group.rate_multiplier),
     }
     context.update(extra)
     return context
 
 
-def _render_detail(request, key: ApiKey, partial: str | None = None, status=200, **extra):
+def _render_detail(request, key_view: KeyView, partial: str | None = None, status=200, **extra):
     template = "keys/detail.html"
     if partial and request.htmx:
         template = f"{template}#{partial}"
-    return render(request, template, _detail_context(request, key, **extra), status=status)
+    return render(request, template, _detail_context(request, key_view, **extra), status=status)
 
 
 @require_GET
 @account_view()
 def key_detail(request, public_id):
     key = selectors.api_key_get_for_account(account=request.account, public_id=public_id)
-    _attach_spend(request.account, [key])
-    return _render_detail(
-        request, _present_key(key, request.membership), **_key_usage(request, key)
-    )
+    shown = _present_key_with_spend(request, key)
+    return _render_detail(request, shown, **_key_usage(request, key))
 
 
 @require_POST
@@ -300,28 +338,29 @@ def key_update(request, public_id):
     key = _key_for_change(request, public_id)
     if "status" in request.POST:
         return _key_status_change(request, key, request.POST["status"])
+    shown = present_key(key, request.membership)
     if key.is_revoked:
         # Revoked in another tab since this form was shown.
         error = "This key is revoked; its settings can no longer change."
-        return _render_detail(request, key, "key-limits", status=422, limits_error=error)
+        return _render_detail(request, shown, "key-limits", status=422, limits_error=error)
     form = ApiKeyEditForm(request.POST, key=key)
     if form.is_valid():
         changes = form.changes()
         if not changes:
             return _render_detail(
-                request, key, "key-saved", form=form, limits_notice="Nothing to save."
+                request, shown, "key-saved", form=form, limits_notice="Nothing to save."
             )
         try:
             key = keys.api_key_update(key=key, actor=request.user, **changes)
         except keys.KeyRuleError as error:
             form.add_rule_error(error, EDIT_FIELDS)
         else:
-            key = _present_key(key, request.membership)
             if not request.htmx:
                 messages.success(request, "Key settings saved.")
                 return redirect("keys:key-detail", public_id=key.public_id)
-            return _render_detail(request, key, "key-saved", limits_notice="Saved.")
-    return _render_detail(request, key, "key-limits", status=422, form=form)
+            shown = present_key(key, request.membership)
+            return _render_detail(request, shown, "key-saved", limits_notice="Saved.")
+    return _render_detail(request, shown, "key-limits", status=422, form=form)
 
 
 STATUS_NOTICES = {
@@ -339,24 +378,24 @@ def _key_status_change(request, key: ApiKey, status: str):
             messages.error(request, str(error))
             return redirect("keys:key-detail", public_id=key.public_id)
         key.refresh_from_db()
-        _attach_spend(request.account, [key])
-        key = _present_key(key, request.membership)
         return _render_detail(
             request,
-            key,
+            _present_key_with_spend(request, key),
             "key-detail",
             status=422,
             status_error=str(error),
             **_key_usage(request, key),
         )
-    key = _present_key(key, request.membership)
     done = f"{'Paused' if key.is_paused else 'Resumed'} {key.name}."
     if not request.htmx:
         messages.success(request, done)
         return redirect("keys:key-detail", public_id=key.public_id)
-    _attach_spend(request.account, [key])
     response = _render_detail(
-        request, key, "key-detail", notice=STATUS_NOTICES[key.status], **_key_usage(request, key)
+        request,
+        _present_key_with_spend(request, key),
+        "key-detail",
+        notice=STATUS_NOTICES[key.status],
+        **_key_usage(request, key),
     )
     return _announce(response, done)
 
@@ -368,24 +407,28 @@ def key_roll(request, public_id):
     try:
         secret = keys.api_key_roll(key=key, actor=request.user)
     except keys.KeyRuleError as error:
-        return _render_detail(request, key, "key-rolled", status=422, roll_error=str(error))
-    key = _present_key(key, request.membership)
-    return _no_store(_render_detail(request, key, "key-rolled", secret=secret))
+        shown = present_key(key, request.membership)
+        return _render_detail(request, shown, "key-rolled", status=422, roll_error=str(error))
+    shown = present_key(key, request.membership)
+    return _no_store(_render_detail(request, shown, "key-rolled", secret=secret))
 
 
 @require_POST
 @account_view(permissions.MANAGE_OWN_KEYS)
 def key_revoke(request, public_id):
     key = _key_for_change(request, public_id)
-    key = _present_key(keys.api_key_revoke(key=key, actor=request.user), request.membership)
+    key = keys.api_key_revoke(key=key, actor=request.user)
     if request.htmx and request.htmx.target == f"key-row-{key.public_id}":
-        _attach_spend(request.account, [key])
-        response = render(request, "keys/list.html#key-row", {"key": key})
+        row = _present_key_with_spend(request, key)
+        response = render(request, "keys/list.html#key-row", {"row": row})
         return _announce(response, f"Revoked {key.name}.")
     if request.htmx:
-        _attach_spend(request.account, [key])
         response = _render_detail(
-            request, key, "key-detail", notice="Key revoked.", **_key_usage(request, key)
+            request,
+            _present_key_with_spend(request, key),
+            "key-detail",
+            notice="Key revoked.",
+            **_key_usage(request, key),
         )
         return _announce(response, f"Revoked {key.name}.")
     messages.success(request, f"Revoked {key.name}.")
