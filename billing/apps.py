@@ -7,7 +7,11 @@ class BillingConfig(AppConfig):
 
     def ready(self):
         from accounts.signals import account_created
+        from billing import key_spend
         from billing.services import wallet_open
+        from keys import spend
+
+        spend.install(key_spend)  # the key pages' spend comes from billing's books
 
         # Every account has a wallet from the moment it exists (billing builds on accounts).
         account_created.connect(

@@ -6,7 +6,6 @@ it. Those responses are marked ``no-store``; no page, row, message or log shows 
 
 from dataclasses import dataclass
 from decimal import Decimal
-from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.humanize.templatetags.humanize import intcomma
@@ -19,13 +18,11 @@ from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
 from accounts import permissions
 from accounts.decorators import account_view
-from billing.reports import key_spend, key_totals, usage_filter_from, usage_report
 from catalogue.models import AIModel, Family, RoutingGroup
 from catalogue.pricing import apply_multiplier
 from catalogue.selectors import models_in_group
-from core import charts
 from core.money import format_credits, format_credits_exact
-from keys import selectors
+from keys import selectors, spend
 from keys import services as keys
 from keys.forms import ApiKeyCreateForm, ApiKeyEditForm, ManagementKeyCreateForm
 from keys.models import ApiKey, KeyStatus
@@ -100,15 +97,14 @@ def present_key(
 
 
 def present_keys_with_spend(account, api_keys: list[ApiKey], membership) -> list[KeyView]:
-    """Each key with its spend over 30 days and lifetime (against its quota): two queries in all."""
-    recent = key_spend(account, api_keys)
-    lifetime = key_totals(api_keys)
+    """Each key with its spend over 30 days and lifetime (against its quota)."""
+    spent = spend.reader().spend_by_key(account, api_keys)
     return [
         present_key(
             key,
             membership,
-            spend_30d=recent.get(key.pk, 0),
-            spend_total=lifetime.get(key.pk, 0),
+            spend_30d=spent[key.pk].last_30_days,
+            spend_total=spent[key.pk].lifetime,
         )
         for key in api_keys
     ]
@@ -121,22 +117,7 @@ def _present_key_with_spend(request, key: ApiKey) -> KeyView:
 
 def _key_usage(request, key: ApiKey) -> dict:
     """A key's page shows its spend and its daily spend over the usage page's default period."""
-    flt = usage_filter_from(request.account, {"api_key_id": key.public_id})
-    report = usage_report(request.account, flt)
-    chart = charts.time_columns(
-        report.buckets,
-        since=flt.since,
-        until=flt.until,
-        hourly=False,
-        id="key-usage-chart",
-        title=f"Daily spend of {key.name}",
-        height=200,
-    )
-    return {
-        "usage_report": report,
-        "usage_chart": chart,
-        "usage_url": f"{reverse('billing:usage')}?{urlencode({'api_key_id': key.public_id})}",
-    }
+    return spend.reader().usage_panel(request.account, key)
 
 
 def multiplier_label(multiplier: Decimal) -> str:
