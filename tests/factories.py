@@ -106,11 +106,25 @@ def fund(account, credits: int = 100, reference: str | None = None):
 PUBLIC_GROUPS = ("claude-default", "gemini-default", "default")
 
 
-def funded_keys(account, actor, *, credits: int = 50, groups=PUBLIC_GROUPS) -> dict[str, str]:
-    """The demo catalogue, ``credits`` in the account's wallet, and a key's secret per routing
-    group slug: what a test of the data plane starts from."""
+def funded_catalogue(account, credits: int = 50) -> dict:
+    """The demo catalogue and ``credits`` in the account's wallet; the catalogue's routing
+    groups by slug."""
     from catalogue.demo import seed_catalogue
 
     catalogue = seed_catalogue()
     fund(account, credits)
+    return catalogue
+
+
+def funded_key(account, actor=None, *, group: str = "default", credits: int = 50, **options):
+    """The demo catalogue, ``credits`` in the account's wallet, and one key of the routing group
+    ``group`` (with ``options``: name, limits...); returns (ApiKey, secret)."""
+    catalogue = funded_catalogue(account, credits)
+    return issue_key(account, catalogue[group], actor=actor, **options)
+
+
+def funded_keys(account, actor, *, credits: int = 50, groups=PUBLIC_GROUPS) -> dict[str, str]:
+    """The demo catalogue, ``credits`` in the account's wallet, and a key's secret per routing
+    group slug: what a test of the data plane starts from."""
+    catalogue = funded_catalogue(account, credits)
     return {slug: issue_key(account, catalogue[slug], actor=actor)[1] for slug in groups}

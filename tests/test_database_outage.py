@@ -13,20 +13,18 @@ from billing import batches
 from billing.invariants import wallet_problems
 from billing.jobs import release_stale_holds
 from billing.models import Hold, UsageRecord
-from catalogue.demo import seed_catalogue
 from generation import services
 from generation.dataplane import tasks as task_views
 from generation.models import Task
 from tests.conftest import read_body
-from tests.factories import fund, issue_key
+from tests.factories import funded_key
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def key(world):
-    fund(world.account, 20)
-    return issue_key(world.account, seed_catalogue()["default"], actor=world.owner)[1]
+    return funded_key(world.account, world.owner, credits=20)[1]
 
 
 HI = [{"role": "user", "content": "Hi"}]

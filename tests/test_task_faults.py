@@ -20,9 +20,8 @@ from accounts.models import Role
 from accounts.webhooks import webhook_secret_for_signing
 from billing.invariants import wallet_problems
 from billing.models import LedgerEntry, UsageRecord
-from catalogue.demo import seed_catalogue
 from generation.models import CallbackDelivery, Task
-from tests.factories import MembershipFactory, UserFactory, fund, issue_key
+from tests.factories import MembershipFactory, UserFactory, funded_key
 from tests.processes import ROOT, free_port, wait_until
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -113,11 +112,9 @@ def cluster(tmp_path):
 
 @pytest.fixture
 def key(transactional_db):
-    groups = seed_catalogue()
     owner = UserFactory()
     account = MembershipFactory(user=owner, role=Role.OWNER).account
-    fund(account, 50)
-    return issue_key(account, groups["gemini-default"], actor=owner)[1], account
+    return funded_key(account, owner, group="gemini-default")[1], account
 
 
 def submit(cluster, key, prompt, **extra) -> Task:

@@ -7,32 +7,36 @@ import pytest
 from playwright.sync_api import expect
 
 from accounts.models import Role
-from catalogue.models import AIModel, Channel, RoutingGroup
+from catalogue.models import RoutingGroup
 from keys.models import ApiKey
 from keys.services import key_digest
-from tests.factories import PASSWORD, AccountFactory, MembershipFactory, UserFactory
+from tests.factories import (
+    PASSWORD,
+    AccountFactory,
+    AIModelFactory,
+    ChannelFactory,
+    MembershipFactory,
+    RoutingGroupFactory,
+    UserFactory,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def catalogue() -> RoutingGroup:
-    group = RoutingGroup.objects.create(
+    group = RoutingGroupFactory(
         slug="claude-default",
         name="Claude",
         description="Anthropic's models, reachable over every protocol.",
-        rate_multiplier="1.000",
     )
-    channel = Channel.objects.create(slug="sandbox-test", name="Sandbox", kind="anthropic")
-    model = AIModel.objects.create(
+    AIModelFactory(
         slug="claude-sonnet-4-5",
         display_name="Claude Sonnet 4.5",
-        family="text",
-        channel=channel,
-        upstream_model="claude-sonnet-4-5",
+        channel=ChannelFactory(slug="sandbox-test", name="Sandbox", kind="anthropic"),
         input_price=3_000_000,
         output_price=15_000_000,
+        groups=[group],
     )
-    model.groups.set([group])
     return group
 
 

@@ -18,10 +18,15 @@ from playwright.sync_api import expect
 
 from accounts.models import Role
 from billing.models import UsageRecord, Wallet
-from catalogue.demo import seed_catalogue
 from catalogue.models import AIModel
 from generation.models import Task
-from tests.factories import PASSWORD, AccountFactory, MembershipFactory, UserFactory, fund
+from tests.factories import (
+    PASSWORD,
+    AccountFactory,
+    MembershipFactory,
+    UserFactory,
+    funded_key,
+)
 from tests.factories import issue_key as make_key
 from tests.processes import free_port
 
@@ -58,14 +63,12 @@ def site(transactional_db, settings):
 def team(db):
     """An owner with a funded account and a key of the Gemini group (text, image and video
     models), and a viewer in the same account."""
-    groups = seed_catalogue()
     owner = UserFactory(email="owner@example.com", name="Olive Owner")
     viewer = UserFactory(email="viewer@example.com", name="Vic Viewer")
     account = AccountFactory(name="Studio Co")
     MembershipFactory(account=account, user=owner, role=Role.OWNER)
     MembershipFactory(account=account, user=viewer, role=Role.VIEWER)
-    fund(account, 20)
-    key, _ = make_key(account, groups["gemini-default"], actor=owner, name="Studio key")
+    key, _ = funded_key(account, owner, group="gemini-default", credits=20, name="Studio key")
     return owner, viewer, account, key
 
 

@@ -12,11 +12,13 @@ from playwright.sync_api import expect
 from accounts.models import Role
 from billing import holds
 from billing.usage import UsageFacts
-from catalogue.models import AIModel, Channel, RoutingGroup
+from catalogue.models import AIModel, RoutingGroup
 from tests.factories import (
     PASSWORD,
     AccountFactory,
+    AIModelFactory,
     MembershipFactory,
+    RoutingGroupFactory,
     UserFactory,
     fund,
     issue_key,
@@ -26,20 +28,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def catalogue() -> tuple[RoutingGroup, AIModel]:
-    group = RoutingGroup.objects.create(
-        slug="default", name="Default", description="Every model.", rate_multiplier="1.000"
-    )
-    channel = Channel.objects.create(slug="sandbox-test", name="Sandbox", kind="openai")
-    model = AIModel.objects.create(
-        slug="gpt-4.1",
-        display_name="GPT-4.1",
-        family="text",
-        channel=channel,
-        upstream_model="gpt-4.1",
-        input_price=2_000_000,
-        output_price=8_000_000,
-    )
-    model.groups.set([group])
+    group = RoutingGroupFactory(slug="default", name="Default", description="Every model.")
+    model = AIModelFactory(slug="gpt-4.1", display_name="GPT-4.1", groups=[group])
     return group, model
 
 

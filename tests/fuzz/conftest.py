@@ -16,14 +16,13 @@ from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from accounts.models import GroupGrant
-from catalogue.demo import seed_catalogue
 from catalogue.models import AIModel, RoutingGroup
 from generation.callbacks import targets
 from generation.models import Task
 from generation.services import task_cancel, task_submit
 from keys.services import management_key_issue
 from tests.conftest import World
-from tests.factories import fund, issue_key
+from tests.factories import fund, funded_catalogue, issue_key
 
 M = 1_000_000
 
@@ -128,9 +127,8 @@ def fuzz_account(world, settings, monkeypatch, client) -> FuzzAccount:
     # The fuzzers should reach key creation itself, not its hourly ceiling (tests/api has that).
     settings.BYTESPIKE_KEY_CREATION_LIMIT = 100_000
     monkeypatch.setattr(targets, "_resolve", _offline_resolve)
-    groups = seed_catalogue()
+    groups = funded_catalogue(world.account, 100_000)
     GroupGrant.objects.create(group=groups["enterprise"], account=world.account)
-    fund(world.account, 100_000)
     fund(world.outsider_account, 100)
     _, management_key = management_key_issue(account=world.account, actor=world.admin, name="fuzz")
     keys, issued = {}, {}

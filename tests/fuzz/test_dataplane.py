@@ -20,7 +20,6 @@ After every example:
 """
 
 import base64
-import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -30,7 +29,6 @@ from urllib.parse import quote, urlencode
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from PIL import Image
 
 from billing.invariants import wallet_problems
 from billing.metering import meter
@@ -40,17 +38,12 @@ from generation.models import Task, TaskStatus
 from tests.fuzz import asgi
 from tests.fuzz.conftest import FUZZ, PUBLIC_HOST, FuzzAccount
 from tests.fuzz.strategies import NASTY_STRINGS, encoded, mutated, raw_bodies
+from tests.protocols import WEATHER, png
 
 pytestmark = pytest.mark.django_db
 
 
-def _png(width=8, height=8) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGBA", (width, height), (200, 30, 30, 255)).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-PNG = _png()
+PNG = png(8, 8)
 PNG_B64 = base64.b64encode(PNG).decode()
 PNG_URL = f"data:image/png;base64,{PNG_B64}"
 
@@ -62,7 +55,6 @@ TEXT_MODELS = {
     "enterprise": ["o3", "claude-opus-4-1"],
 }
 OTHER_MODELS = ["gpt-image-1", "veo-3-fast", "no-such-model", "", "models/gpt-4.1"]
-WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}}
 
 
 # --- Valid requests, one list per protocol ---------------------------------------------------
@@ -79,12 +71,12 @@ def chat_bodies(model: str) -> list[dict]:
              {"type": "image_url", "image_url": {"url": PNG_URL}}]}]},
         {"model": model, "tool_choice": "auto", "stop": ["\n\n"], "user": "u-1",
          "tools": [{"type": "function", "function": {
-             "name": "weather", "description": "Weather", "parameters": WEATHER_SCHEMA}}],
+             "name": "weather", "description": "Weather", "parameters": WEATHER}}],
          "messages": [
              {"role": "user", "content": "Weather in Oslo?"},
              {"role": "assistant", "content": None, "tool_calls": [
                  {"id": "call_1", "type": "function",
-                  "function": {"name": "weather", "arguments": '{"city": "Oslo"}'}}]},
+                  "function": {"name": "weather", "arguments": '{"location": "Oslo"}'}}]},
              {"role": "tool", "tool_call_id": "call_1", "content": "Sunny"}]},
     ]  # fmt: skip
 
@@ -96,10 +88,10 @@ def responses_bodies(model: str) -> list[dict]:
             {"type": "input_text", "text": "Describe this"},
             {"type": "input_image", "image_url": PNG_URL}]}]},
         {"model": model, "tools": [{"type": "function", "name": "weather",
-                                     "parameters": WEATHER_SCHEMA}],
+                                     "parameters": WEATHER}],
          "input": [{"role": "user", "content": "Weather in Oslo?"},
                    {"type": "function_call", "call_id": "call_1", "name": "weather",
-                    "arguments": '{"city": "Oslo"}'},
+                    "arguments": '{"location": "Oslo"}'},
                    {"type": "function_call_output", "call_id": "call_1", "output": "Sunny"}]},
     ]  # fmt: skip
 
@@ -115,12 +107,12 @@ def messages_bodies(model: str) -> list[dict]:
                                          "data": PNG_B64}}]}]},
         {"model": model, "max_tokens": 64, "temperature": 0.2, "stop_sequences": ["END"],
          "metadata": {"user_id": "u-1"}, "tool_choice": {"type": "auto"},
-         "tools": [{"name": "weather", "description": "Weather", "input_schema": WEATHER_SCHEMA}],
+         "tools": [{"name": "weather", "description": "Weather", "input_schema": WEATHER}],
          "messages": [
              {"role": "user", "content": "Weather in Oslo?"},
              {"role": "assistant", "content": [
                  {"type": "tool_use", "id": "toolu_1", "name": "weather",
-                  "input": {"city": "Oslo"}}]},
+                  "input": {"location": "Oslo"}}]},
              {"role": "user", "content": [
                  {"type": "tool_result", "tool_use_id": "toolu_1", "content": "Sunny"}]}]},
     ]  # fmt: skip
@@ -138,11 +130,11 @@ def gemini_bodies(model: str) -> list[dict]:
         {"toolConfig": {"functionCallingConfig": {"mode": "AUTO"}},
          "tools": [{"functionDeclarations": [{"name": "weather", "description": "Weather",
                                               "parameters": {"type": "OBJECT", "properties": {
-                                                  "city": {"type": "STRING"}}}}]}],
+                                                  "location": {"type": "STRING"}}}}]}],
          "contents": [
              {"role": "user", "parts": [{"text": "Weather in Oslo?"}]},
              {"role": "model", "parts": [{"functionCall": {"name": "weather",
-                                                            "args": {"city": "Oslo"}}}]},
+                                                            "args": {"location": "Oslo"}}}]},
              {"role": "user", "parts": [{"functionResponse": {
                  "name": "weather", "response": {"result": "Sunny"}}}]}]},
     ]  # fmt: skip
@@ -314,7 +306,7 @@ def edit_calls(draw) -> Call:
         else:
             fields[name] = draw(form_values)
     files = st.sampled_from(
-        [PNG, _png(16, 16)] * 3 + [b"", b"GIF89a", b"not an image", PNG[:40]]
+        [PNG, png(16, 16)] * 3 + [b"", b"GIF89a", b"not an image", PNG[:40]]
     )  # fmt: skip
     images = draw(st.sampled_from([[], [PNG] * 17] + [None] * 8)) or draw(
         st.lists(files, min_size=1, max_size=4)
@@ -603,7 +595,7 @@ def stream_text_calls(draw, protocol: str) -> Call:
     group = draw(st.sampled_from(list(TEXT_MODELS)))
     model = draw(st.sampled_from(TEXT_MODELS[group]))
     prompt = "Tell me about lighthouses " + draw(st.sampled_from(STREAM_KNOBS))
-    tools = [{"type": "function", "function": {"name": "weather", "parameters": WEATHER_SCHEMA}}]
+    tools = [{"type": "function", "function": {"name": "weather", "parameters": WEATHER}}]
     query, headers = {}, {}
     if protocol == "chat":
         path, envelope = "/v1/chat/completions", "openai"
@@ -620,7 +612,7 @@ def stream_text_calls(draw, protocol: str) -> Call:
             "model": model,
             "stream": True,
             "input": prompt,
-            "tools": [{"type": "function", "name": "weather", "parameters": WEATHER_SCHEMA}],
+            "tools": [{"type": "function", "name": "weather", "parameters": WEATHER}],
         }
     elif protocol == "messages":
         path, envelope = "/v1/messages", "anthropic"
@@ -630,7 +622,7 @@ def stream_text_calls(draw, protocol: str) -> Call:
             "stream": True,
             "max_tokens": draw(st.sampled_from([5, 500])),
             "messages": [{"role": "user", "content": prompt}],
-            "tools": [{"name": "weather", "input_schema": WEATHER_SCHEMA}],
+            "tools": [{"name": "weather", "input_schema": WEATHER}],
         }
     else:
         path, envelope = f"/v1beta/models/{model}:streamGenerateContent", "gemini"

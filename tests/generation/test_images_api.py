@@ -10,20 +10,18 @@ from PIL import Image
 from billing.invariants import wallet_problems
 from billing.models import Hold, UsageRecord, Wallet
 from billing.pricing import image_cost
-from catalogue.demo import seed_catalogue
 from catalogue.models import AIModel
 from tests.conftest import read_body
-from tests.factories import fund, issue_key
+from tests.factories import funded_key
 from tests.fuzz import asgi
+from tests.protocols import png
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def key(world):
-    groups = seed_catalogue()
-    fund(world.account, 20)
-    return issue_key(world.account, groups["default"], actor=world.owner)[1]
+    return funded_key(world.account, world.owner, credits=20)[1]
 
 
 def generate(client, key, **body):
@@ -34,12 +32,6 @@ def generate(client, key, **body):
         content_type="application/json",
         headers={"Authorization": f"Bearer {key}"},
     )
-
-
-def png(width=64, height=64, colour=(200, 30, 30, 255)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGBA", (width, height), colour).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def test_generations_answer_urls_billed_per_image(client, world, key):

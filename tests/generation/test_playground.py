@@ -10,16 +10,15 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.test import AsyncClient, Client
 from django.urls import reverse
-from PIL import Image
 
 from billing.invariants import wallet_problems
 from billing.models import Hold, UsageRecord, Wallet
-from catalogue.demo import seed_catalogue
 from catalogue.models import AIModel, RoutingGroup
 from generation.models import Task
 from keys.models import ApiKey
 from tests.conftest import read_body
-from tests.factories import fund, issue_key
+from tests.factories import funded_catalogue, issue_key
+from tests.protocols import png
 
 pytestmark = pytest.mark.django_db
 
@@ -33,8 +32,7 @@ ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 def keys(world, settings):
     """Keys of the world's account: two of the owner's, one of the developer's."""
     settings.BYTESPIKE_PUBLIC_URL = "http://testserver"
-    groups = seed_catalogue()
-    fund(world.account, 50)
+    groups = funded_catalogue(world.account)
     return SimpleNamespace(
         groups=groups,
         gemini=issue_key(world.account, groups["gemini-default"], actor=world.owner,
@@ -93,12 +91,6 @@ def empty(world):
 
     balance = Wallet.objects.get(account=world.account).balance
     wallet_admin_adjust(account=world.account, amount=-balance, actor=world.owner, note="empty")
-
-
-def png(width=64, height=64, color=(200, 30, 30, 255)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGBA", (width, height), color).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def submit_task(client, key, **fields):

@@ -13,11 +13,10 @@ from django.utils import timezone
 
 from billing.invariants import wallet_problems
 from billing.models import Hold, Wallet
-from catalogue.demo import seed_catalogue
 from catalogue.models import AIModel
 from generation import services
 from generation.models import CallbackAttempt, CallbackDelivery, Task
-from tests.factories import fund, issue_key
+from tests.factories import funded_key, issue_key
 
 pytestmark = pytest.mark.django_db
 
@@ -33,9 +32,7 @@ ROLES = ["owner", "admin", "developer", "viewer"]
 @pytest.fixture
 def key(world, settings):
     settings.BYTESPIKE_PUBLIC_URL = "http://testserver"
-    groups = seed_catalogue()
-    fund(world.account, 50)
-    return issue_key(world.account, groups["gemini-default"], actor=world.owner, name="Render")[0]
+    return funded_key(world.account, world.owner, group="gemini-default", name="Render")[0]
 
 
 def submit(world, key, prompt="A lighthouse", model="veo-3-fast", **params) -> Task:
@@ -320,9 +317,7 @@ def test_the_list_pages_by_25_newest_first(world, key, client_for):
 
 
 def test_filters_live_in_the_url_and_answer_the_list_fragment(world, key, client_for):
-    groups = seed_catalogue()
-    other_key, _ = issue_key(world.account, groups["gemini-default"], actor=world.owner,
-                             name="Other key")  # fmt: skip
+    other_key, _ = issue_key(world.account, key.group, actor=world.owner, name="Other key")
     imagen = AIModel.objects.get(slug="imagen-4")
     done = make_tasks(world, key, 2, status="completed", progress=100, credits_used=10)
     pending = make_tasks(world, key, 3)

@@ -8,12 +8,11 @@ from django.utils import timezone
 
 from billing.invariants import wallet_problems
 from billing.models import Hold, UsageRecord, Wallet
-from catalogue.demo import seed_catalogue
 from catalogue.models import AIModel
 from generation import services
 from generation.models import Task
 from tests.conftest import read_body
-from tests.factories import fund, funded_keys, issue_key
+from tests.factories import funded_key, funded_keys
 
 pytestmark = pytest.mark.django_db
 M = 1_000_000
@@ -171,9 +170,7 @@ def test_query_by_either_id_and_only_within_the_account(client, world, keys):
     both = call(client, key, "/v1/tasks/query", {"task_id": task_id, "out_task_id": "mine"})
     assert both.status_code == 400
     assert call(client, key, "/v1/tasks/query", {}).status_code == 400
-    groups = seed_catalogue()
-    fund(world.outsider_account, 5)
-    _, other = issue_key(world.outsider_account, groups["gemini-default"])
+    _, other = funded_key(world.outsider_account, group="gemini-default", credits=5)
     foreign = call(client, other, "/v1/tasks/query", {"task_id": task_id})
     assert foreign.status_code == 404 and foreign.json()["error"]["code"] == "task_not_found"
     assert call(client, other, f"/v1/tasks/cancel/{task_id}").status_code == 404

@@ -1,6 +1,10 @@
-"""Protocol codec tests (pure functions, no database), and the helpers they share."""
+"""Protocol codec tests (pure functions, no database), and the helpers and test data that they
+and the data plane's other tests share."""
 
 import base64
+import io
+
+from PIL import Image
 
 from generation.protocols.base import SSE
 
@@ -15,6 +19,13 @@ WEATHER = {
     },
     "required": ["location"],
 }
+
+
+def png(width: int = 64, height: int = 64, color=(200, 30, 30, 255)) -> bytes:
+    """A real PNG of one colour (RGBA): what the image endpoints are sent."""
+    buffer = io.BytesIO()
+    Image.new("RGBA", (width, height), color).save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def parse_sse(frames: list[bytes]) -> list[SSE]:

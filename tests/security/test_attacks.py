@@ -28,7 +28,7 @@ from generation import routing
 from generation.models import CallbackDelivery, Task
 from generation.services import task_submit
 from keys import services as keys
-from tests.factories import fund, issue_key
+from tests.factories import fund, funded_catalogue, funded_key, issue_key
 
 pytestmark = pytest.mark.django_db
 M = 1_000_000
@@ -37,12 +37,9 @@ M = 1_000_000
 @pytest.fixture
 def two_accounts(world):
     """Acme (ours) and Other Co (theirs), each with a catalogue, money, keys, usage and a task."""
-    groups = seed_catalogue()
-    fund(world.account, 20)
-    fund(world.outsider_account, 20)
-    _, mine_secret = issue_key(world.account, groups["gemini-default"], actor=world.owner)
-    theirs, theirs_secret = issue_key(
-        world.outsider_account, groups["gemini-default"], actor=world.outsider
+    _, mine_secret = funded_key(world.account, world.owner, group="gemini-default", credits=20)
+    theirs, theirs_secret = funded_key(
+        world.outsider_account, world.outsider, group="gemini-default", credits=20
     )
     _, their_admin = keys.management_key_issue(
         account=world.outsider_account, actor=world.outsider, name="theirs"
@@ -221,8 +218,7 @@ class Upstream:
 
 
 def test_callers_cannot_choose_the_upstream_or_its_model(world, client):
-    groups = seed_catalogue()
-    fund(world.account, 5)
+    groups = funded_catalogue(world.account, 5)
     upstream = Upstream()
     channel = Channel.objects.get(slug="openai")
     channel.mode, channel.base_url = ChannelMode.LIVE, f"{upstream.url}/v1"
