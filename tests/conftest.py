@@ -17,6 +17,7 @@ from generation.providers.clients import close_clients
 from keys import auth as keyauth
 from keys import cache as keycache
 from tests.factories import AccountFactory, MembershipFactory, UserFactory
+from tests.tasks import SandboxClock
 
 # In-process tests never talk to the real broker: a task is run by calling it (or by an
 # in-process worker in browser tests). Subprocess tests read the real URL from the environment.
@@ -78,6 +79,16 @@ def _fast_and_isolated(settings):
     engine.meter.forget()
     keycache.cache.clear()
     keyauth._noted.clear()
+
+
+@pytest.fixture
+def sandbox_clock(monkeypatch) -> SandboxClock:
+    """The media sandbox's clock, in this process, moved by hand (``clock.advance(seconds)``)."""
+    from generation.providers import sandbox_media
+
+    clock = SandboxClock()
+    monkeypatch.setattr(sandbox_media, "_now", lambda: clock.now)
+    return clock
 
 
 @dataclass

@@ -61,6 +61,9 @@ def alive(pid: int) -> bool:
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.2):
+    """Poll ``predicate`` every ``interval`` seconds until it is true or ``timeout`` seconds have
+    passed; returns its last value (falsy on timeout). For what another thread or process
+    does: a test waits for the condition, not for a guess at how long it takes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

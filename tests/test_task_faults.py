@@ -9,11 +9,13 @@ import sys
 import threading
 import time
 import uuid
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 from django.conf import settings
+from django.utils import timezone
 from standardwebhooks import Webhook
 
 from accounts.models import Role
@@ -148,7 +150,12 @@ def test_a_worker_killed_mid_task_is_replaced_and_the_task_finishes_billed_once(
     task = submit(cluster, secret, "A slow lighthouse [sandbox:seconds=6]")
     assert wait_until(lambda: Task.objects.get(pk=task.pk).status == "running", 30)
     cluster.kill_workers()  # SIGKILL: no warm shutdown, messages left unacknowledged
-    time.sleep(4)  # long enough for the task's heartbeat to go stale
+    stale = timedelta(seconds=float(cluster.env["BYTESPIKE_TASK_STALE_SECONDS"]))
+
+    def heartbeat_stale():  # nobody runs the task any more: its heartbeat ages
+        return Task.objects.get(pk=task.pk).heartbeat_at < timezone.now() - stale
+
+    assert wait_until(heartbeat_stale, 30, interval=0.1), "the task's heartbeat went on"
     cluster.workers = [cluster.start_worker()]
     # What beat does every 30 s: revive tasks nobody is looking after.
     assert '"revived": 1' in cluster.manage(

@@ -5,7 +5,6 @@ Time is injected: each call says what "now" is.
 
 import asyncio
 import os
-import time
 import uuid
 
 import pytest
@@ -21,6 +20,7 @@ from billing.metering.counters import (
     keep_alive,
 )
 from billing.metering.limits import KeyLimits
+from tests.processes import wait_until
 
 T0 = 1_800_000_000  # a multiple of 300: a five-minute bucket starts here
 M = 1_000_000
@@ -214,8 +214,15 @@ def test_a_dead_processs_reservations_are_given_back(redis_store):
 def test_a_live_process_is_heard_while_its_event_loop_is_busy(redis_store):
     """The heartbeat runs in a thread of its own: a loop stalled by load (nothing here runs
     the event loop at all) does not make the process look dead."""
+    import redis
+
     store = redis_store
     call(store, KeyLimits(key_id=17, max_concurrent=1), 1, account_limit=1)
     keep_alive(os.environ["REDIS_URL"], store.prefix, "web-1", ttl=0.4)
-    time.sleep(1.0)  # two and a half times the ttl, with no event loop running
+    alive = alive_key(store.prefix, "web-1")
+    # Watched without the event loop (a client of its own): the loop stays stalled throughout.
+    with redis.Redis.from_url(os.environ["REDIS_URL"]) as watcher:
+        for _ in range(3):  # the key goes, as when its ttl runs out: the thread sets it again
+            watcher.delete(alive)
+            assert wait_until(lambda: watcher.exists(alive), 5, interval=0.02)
     assert run(store.reclaim_dead) == 0

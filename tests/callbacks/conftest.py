@@ -68,7 +68,7 @@ class Receiver:
                     Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                 )
                 answer = receiver.answers.popleft() if receiver.answers else Answer()
-                time.sleep(answer.delay)
+                time.sleep(answer.delay)  # plays a slow peer, as the test asked
                 try:
                     self.send_response(answer.status)
                     for name, value in answer.headers.items():
@@ -79,7 +79,7 @@ class Receiver:
                         for byte in answer.body:
                             self.wfile.write(bytes([byte]))
                             self.wfile.flush()
-                            time.sleep(answer.drip)
+                            time.sleep(answer.drip)  # plays a peer that drips its answer
                     else:
                         self.wfile.write(answer.body)
                 except (BrokenPipeError, ConnectionResetError):

@@ -3,6 +3,7 @@
 import json
 import time
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.utils import timezone
@@ -488,13 +489,17 @@ def test_beat_resends_deliveries_long_past_due(schedule, world, image_model, enq
 
 
 def test_redelivery_sends_the_same_id_and_body_with_a_new_signature(
-    schedule, world, image_model, receiver, enqueued
+    schedule, world, image_model, receiver, enqueued, monkeypatch
 ):
     secret = webhook_secret_rotate(account=world.account, actor=world.owner)
     delivery = schedule(receiver.url)
     callback_deliver(delivery.pk)
 
-    time.sleep(1.05)  # a new second, so a new timestamp
+    # A second later by the clock the signer reads (a new second, so a new timestamp).
+    later = int(receiver.requests[0].headers["webhook-timestamp"]) + 1
+    monkeypatch.setattr(
+        services, "time", SimpleNamespace(time=lambda: later, monotonic=time.monotonic)
+    )
     attempt = callback_redeliver(delivery, world.admin)
 
     first, second = receiver.requests

@@ -15,6 +15,7 @@ from generation import services
 from generation.models import Task
 from tests.clients.conftest import POOL_MAX
 from tests.processes import wait_until
+from tests.tasks import run_until_done
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -65,27 +66,35 @@ class Reader(threading.Thread):
         self.closed.set()
 
 
-def drive(task_id: str, timeout: float = 15) -> Task:
-    deadline = time.monotonic() + timeout
-    task = Task.objects.get(public_id=task_id)
-    while not task.is_terminal and time.monotonic() < deadline:
-        services.task_advance(task.pk, task.lease)
-        task.refresh_from_db()
-        time.sleep(0.1)
-    return task
+def on_the_wire(reader: Reader, task: Task) -> None:
+    """Wait until the stream has sent the task as it is now (each change is on the wire before
+    the worker makes the next)."""
+
+    def sent():
+        return str(task.version) in {ident for _, _, ident, _ in reader.events}
+
+    assert task.is_terminal or wait_until(sent, 10, interval=0.02), (
+        f"the stream never sent version {task.version} ({task.status})"
+    )
 
 
-def test_a_stream_follows_a_task_to_its_end(gateway, demo):
+def test_a_stream_follows_a_task_to_its_end(gateway, demo, sandbox_clock):
     key = demo["keys"]["gemini-default"]
     task_id = submit(gateway, key, "A comet [sandbox:seconds=1.5]")
     reader = Reader(f"{gateway}/v1/tasks/stream/{task_id}", key)
     reader.start()
-    time.sleep(1.2)  # long enough for a keepalive (set to 0.5 s for this server)
-    assert reader.events and reader.events[0][1] == "status"
+    # The first event, then a keepalive (every 0.5 s on this server) while nothing changes.
+    assert wait_until(lambda: reader.events and reader.comments, 10, interval=0.02)
+    assert reader.events[0][1] == "status"
     assert reader.events[0][0] < 1.0 and reader.events[0][3]["status"] == "pending"
-    assert reader.comments >= 1
     assert reader.content_type.startswith("text/event-stream")
-    task = drive(task_id)
+    # This test is the worker: the upstream job runs on the sandbox's clock, in this process.
+    task = run_until_done(
+        Task.objects.get(public_id=task_id),
+        sandbox_clock,
+        step=0.5,
+        after_step=lambda task: on_the_wire(reader, task),
+    )
     assert task.status == "completed"
     assert reader.closed.wait(10), "the server did not close the stream"
     names = [event for _, event, _, _ in reader.events]

@@ -3,7 +3,6 @@ filters and paging, the task detail page, and the dashboard's recent tasks; for 
 for another account."""
 
 import re
-import time
 from datetime import timedelta
 
 import pytest
@@ -17,6 +16,7 @@ from catalogue.models import AIModel
 from generation import services
 from generation.models import CallbackAttempt, CallbackDelivery, Task
 from tests.factories import funded_key, issue_key
+from tests.tasks import run_until_done
 
 pytestmark = pytest.mark.django_db
 
@@ -47,16 +47,6 @@ def submit(world, key, prompt="A lighthouse", model="veo-3-fast", **params) -> T
     ).task
 
 
-def run_until_done(task: Task, timeout: float = 10) -> Task:
-    """Drive a task as the worker would, until it is terminal."""
-    deadline = time.monotonic() + timeout
-    while not task.is_terminal and time.monotonic() < deadline:
-        services.task_advance(task.pk, task.lease)
-        task.refresh_from_db()
-        time.sleep(0.05)
-    return task
-
-
 def card(client, task, **headers):
     return client.get(reverse("generation:task-card", args=[task.public_id]), headers=headers)
 
@@ -69,7 +59,9 @@ def root_of(html: str) -> str:
 # --- The card --------------------------------------------------------------------------------
 
 
-def test_the_card_polls_while_running_and_stops_when_terminal(world, key, client_for):
+def test_the_card_polls_while_running_and_stops_when_terminal(
+    world, key, client_for, sandbox_clock
+):
     client = client_for(world.owner)
     task = submit(world, key, f"A lighthouse {QUICK}")
     pending = card(client, task, **HTMX)
@@ -85,7 +77,7 @@ def test_the_card_polls_while_running_and_stops_when_terminal(world, key, client
     assert running.status_code == 200 and 'data-status="running"' in root_of(running.text)
     assert 'hx-trigger="every 2s"' in root_of(running.text)
 
-    task = run_until_done(task)
+    task = run_until_done(task, sandbox_clock)
     assert task.status == "completed"
     done = card(client, task, **HTMX)
     assert done.status_code == 286  # htmx stops polling
@@ -99,15 +91,15 @@ def test_the_card_polls_while_running_and_stops_when_terminal(world, key, client
     assert client.get(src).status_code == 200
 
 
-def test_a_card_first_rendered_terminal_never_polls(world, key, client_for):
-    task = run_until_done(submit(world, key, f"A lighthouse {QUICK}"))
+def test_a_card_first_rendered_terminal_never_polls(world, key, client_for, sandbox_clock):
+    task = run_until_done(submit(world, key, f"A lighthouse {QUICK}"), sandbox_clock)
     page = client_for(world.owner).get(reverse("generation:task-detail", args=[task.public_id]))
     assert page.status_code == 200
     assert "every 2s" not in page.text and 'data-status="completed"' in page.text
 
 
-def test_a_failed_task_shows_its_error_and_costs_nothing(world, key, client_for):
-    task = run_until_done(submit(world, key, f"[sandbox:fail] {QUICK}"))
+def test_a_failed_task_shows_its_error_and_costs_nothing(world, key, client_for, sandbox_clock):
+    task = run_until_done(submit(world, key, f"[sandbox:fail] {QUICK}"), sandbox_clock)
     done = card(client_for(world.owner), task, **HTMX)
     assert done.status_code == 286
     assert 'data-status="failed"' in done.text and "video_generation_failed" in done.text
@@ -384,8 +376,10 @@ def delivered(task, *, codes=(500, 200)) -> CallbackDelivery:
     return delivery
 
 
-def test_the_detail_page_has_the_timeline_params_object_and_deliveries(world, key, client_for):
-    task = run_until_done(submit(world, key, f"A lighthouse {QUICK}", duration=4))
+def test_the_detail_page_has_the_timeline_params_object_and_deliveries(
+    world, key, client_for, sandbox_clock
+):
+    task = run_until_done(submit(world, key, f"A lighthouse {QUICK}", duration=4), sandbox_clock)
     delivery = delivered(task)
     html = (
         client_for(world.owner).get(reverse("generation:task-detail", args=[task.public_id])).text
@@ -403,8 +397,10 @@ def test_the_detail_page_has_the_timeline_params_object_and_deliveries(world, ke
 
 @pytest.mark.parametrize(("role", "may"), [("owner", True), ("admin", True),
                                            ("developer", False), ("viewer", False)])  # fmt: skip
-def test_only_owners_and_admins_get_the_redeliver_button(world, key, client_for, role, may):
-    task = run_until_done(submit(world, key, f"A lighthouse {QUICK}"))
+def test_only_owners_and_admins_get_the_redeliver_button(
+    world, key, client_for, role, may, sandbox_clock
+):
+    task = run_until_done(submit(world, key, f"A lighthouse {QUICK}"), sandbox_clock)
     delivery = delivered(task)
     html = (
         client_for(getattr(world, role))

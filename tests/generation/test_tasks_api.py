@@ -1,7 +1,6 @@
 """Async tasks through the API and the worker's steps (run directly, as a worker would)."""
 
 import json
-import time
 
 import pytest
 from django.utils import timezone
@@ -13,6 +12,7 @@ from generation import services
 from generation.models import Task
 from tests.conftest import read_body
 from tests.factories import funded_key, funded_keys
+from tests.tasks import run_until_done
 
 pytestmark = pytest.mark.django_db
 M = 1_000_000
@@ -41,17 +41,6 @@ def submit(client, key, prompt="A fox in the snow", out_task_id=None, **extra):
     if out_task_id:
         body["out_task_id"] = out_task_id
     return call(client, key, "/v1/tasks/submit", body)
-
-
-def run_until_done(task_id: str, timeout: float = 10) -> Task:
-    """Drive a task as the worker would, until it is terminal."""
-    deadline = time.monotonic() + timeout
-    task = Task.objects.get(public_id=task_id)
-    while not task.is_terminal and time.monotonic() < deadline:
-        services.task_advance(task.pk, task.lease)
-        task.refresh_from_db()
-        time.sleep(0.05)
-    return task
 
 
 def books(world):
@@ -177,9 +166,9 @@ def test_query_by_either_id_and_only_within_the_account(client, world, keys):
     assert call(client, other, f"/v1/tasks/stream/{task_id}", method="get").status_code == 404
 
 
-def test_a_video_task_runs_to_completion_and_is_billed_once(client, world, keys):
+def test_a_video_task_runs_to_completion_and_is_billed_once(client, world, keys, sandbox_clock):
     task_id = submit(client, keys["gemini-default"], f"A lighthouse {QUICK}").json()["task_id"]
-    task = run_until_done(task_id)
+    task = run_until_done(Task.objects.get(public_id=task_id), sandbox_clock)
     assert task.status == "completed" and task.progress == 100
     body = call(client, keys["gemini-default"], "/v1/tasks/query", {"task_id": task_id}).json()
     (video,) = body["output"]
@@ -205,9 +194,9 @@ def test_a_video_task_runs_to_completion_and_is_billed_once(client, world, keys)
     assert client.get(path[:-3] + "xyz").status_code == 404  # a forged signature
 
 
-def test_an_upstream_failure_fails_the_task_for_free(client, world, keys):
+def test_an_upstream_failure_fails_the_task_for_free(client, world, keys, sandbox_clock):
     task_id = submit(client, keys["gemini-default"], f"[sandbox:fail] {QUICK}").json()["task_id"]
-    task = run_until_done(task_id)
+    task = run_until_done(Task.objects.get(public_id=task_id), sandbox_clock)
     assert task.status == "failed" and task.error["code"] == "video_generation_failed"
     assert task.credits_used == 0
     assert Hold.objects.get(reference=task_id).status == "released"
@@ -270,11 +259,11 @@ def test_a_cancelled_task_is_billed_before_its_upstream_job_is_stopped(
     books(world)
 
 
-def test_cancel_racing_completion_has_one_outcome(client, world, keys):
+def test_cancel_racing_completion_has_one_outcome(client, world, keys, sandbox_clock):
     task_id = submit(client, keys["gemini-default"], QUICK).json()["task_id"]
     task = Task.objects.get(public_id=task_id)
     services.task_advance(task.pk, task.lease)
-    time.sleep(0.4)
+    sandbox_clock.advance(0.4)  # the upstream job is done: the worker's next step would finish it
     task.refresh_from_db()
     cancelled = services.task_cancel(task)  # wins: the worker's completion must then be a no-op
     services.task_advance(task.pk, task.lease)
@@ -323,13 +312,13 @@ def test_the_reaper_revives_forgotten_tasks_and_fails_overdue_ones(
     books(world)
 
 
-def test_an_async_image_task(client, world, keys):
+def test_an_async_image_task(client, world, keys, sandbox_clock):
     response = call(
         client, keys["gemini-default"], "/v1/tasks/submit",
         {"model": "imagen-4", "params": {"prompt": "A red kite", "n": 2, "size": "1024x1024"}},
     )  # fmt: skip
     assert response.status_code == 200
-    task = run_until_done(response.json()["task_id"])
+    task = run_until_done(Task.objects.get(public_id=response.json()["task_id"]), sandbox_clock)
     assert task.status == "completed" and task.artifacts.count() == 2
     assert UsageRecord.objects.get(request_id=task.public_id).images == 2
     books(world)

@@ -10,16 +10,19 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 
 import httpx
 import psycopg
 import pytest
+import redis
 from django.conf import settings
 
 from tests.processes import ROOT, embedded_env, free_port, start_web, wait_until
@@ -33,6 +36,7 @@ M = 1_000_000
 STALE_SECONDS = 5
 LONG_PROMPT = "[sandbox:words=2000] write"
 CALLS = 50  # racing against a limit that four calls reach
+OPEN_LEASES = "SELECT reference FROM billing_hold WHERE kind = 'lease' AND status = 'open'"
 
 
 class Installation:
@@ -102,6 +106,16 @@ class Installation:
         )
         done = self.manage("shell", "-c", script)
         return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def open_leases(self) -> set[str]:
+        """The credit leases open now, read from the database itself: quicker than a `manage.py
+        shell`, which takes seconds to start on a busy machine."""
+        if url := self.env.get("DATABASE_URL"):
+            with psycopg.connect(url) as connection:
+                return {row[0] for row in connection.execute(OPEN_LEASES)}
+        path = self.tmp_path / "bytespike.sqlite3"
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
+            return {row[0] for row in connection.execute(OPEN_LEASES)}
 
     def stop(self) -> None:
         for process in self.processes:
@@ -255,13 +269,15 @@ def test_a_stream_longer_than_the_stale_period_is_charged(installation):
         "stream": True,
         "messages": [{"role": "user", "content": "[sandbox:words=700] [sandbox:delay=20] go"}],
     }
-    stopped = installation.tmp_path / f"stop-{uuid.uuid4().hex}"
+    run = uuid.uuid4().hex
+    swept, stopped = installation.tmp_path / f"swept-{run}", installation.tmp_path / f"stop-{run}"
     # Beat's sweep, every quarter second for as long as the stream runs.
+    script = SWEEP_UNTIL.format(swept=str(swept), flag=str(stopped))
     sweeper = subprocess.Popen(
-        [sys.executable, "manage.py", "shell", "-c", SWEEP_UNTIL.format(flag=str(stopped))],
-        cwd=ROOT, env=installation.env,
-    )  # fmt: skip
-    time.sleep(3)  # the sweeper is up (Django started)
+        [sys.executable, "manage.py", "shell", "-c", script], cwd=ROOT, env=installation.env
+    )
+    assert wait_until(lambda: swept.exists() or sweeper.poll() is not None, 60, interval=0.05)
+    assert swept.exists(), "the sweeper did not start"
     started = time.monotonic()
     with httpx.stream(
         "POST", f"{installation.bases[0]}/v1/chat/completions", json=body,
@@ -280,11 +296,12 @@ def test_a_stream_longer_than_the_stale_period_is_charged(installation):
 
 
 SWEEP_UNTIL = """
-import os, time
+import os, pathlib, time
 from billing.jobs import release_stale_holds
 while not os.path.exists({flag!r}):
     release_stale_holds()
-    time.sleep(0.25)
+    pathlib.Path({swept!r}).touch()  # it has swept: the test may start
+    time.sleep(0.25)  # beat's period, shortened
 """
 
 
@@ -317,9 +334,12 @@ def test_a_killed_web_process_does_not_lock_its_account_out(installation):
         except httpx.HTTPError:
             pass  # the server died under us: that is the point
 
-    # A process another test killed holds slots in Redis until it is seen dead (its heartbeat
-    # runs out after 3 s): let that pass, so that all 25 slots are free.
-    time.sleep(5)
+    # A process another test killed holds slots in Redis until a live one sees it dead (its
+    # heartbeat runs out after 3 s; a process looks out for dead ones once it has taken a call):
+    # wait for that, so that all 25 slots are free.
+    for base in installation.bases:
+        assert chat(base, secret, "hi", max_tokens=10).status_code == 200
+    assert wait_until(lambda: no_dead_process_holds_a_slot(installation), 30, interval=0.2)
     threads = [threading.Thread(target=hold_open, daemon=True) for _ in range(limit)]
     for thread in threads:
         thread.start()
@@ -352,6 +372,23 @@ def test_a_killed_web_process_does_not_lock_its_account_out(installation):
     assert installation.books(public_id)["problems"] == []
 
 
+def no_dead_process_holds_a_slot(installation: Installation) -> bool:
+    """No web process that is gone still has calls in flight in Redis (a live one gives them
+    back once the dead one's heartbeat has run out). On the embedded default they are counted in
+    the web process's memory: they went with it."""
+    url = installation.env.get("REDIS_URL")
+    if not url:
+        return True
+    live = {str(process.pid) for process in installation.processes}
+    prefix = installation.env["BYTESPIKE_CACHE_PREFIX"]
+    with redis.Redis.from_url(url) as client:
+        for name in client.scan_iter(match=f"{prefix}:meter:owner:*"):
+            owner = name.decode().rsplit(":", 1)[1]  # host-pid-nonce, or "tasks"
+            if owner != "tasks" and owner.rsplit("-", 2)[1] not in live and client.hlen(name):
+                return False
+    return True
+
+
 # --- Issue 12: admission in memory keeps the books exact ---------------------------------------
 
 WALLET_SCRIPT = """
@@ -375,7 +412,7 @@ print(json.dumps({{"balance": wallet.balance, "held": wallet.held,
 
 CALLS_SCRIPT = """
 import json
-from billing.models import Hold, LedgerEntry, UsageRecord
+from billing.models import LedgerEntry, UsageRecord
 ids = {ids!r}
 rows = {{}}
 for request_id, batch, credits in UsageRecord.objects.filter(request_id__in=ids).values_list(
@@ -387,8 +424,6 @@ for reference in LedgerEntry.objects.filter(kind="charge").values_list("referenc
 print(json.dumps({{
     "rows": rows,
     "entries": {{r: entries.get(r, 0) for r in set(ids) | {{b for v in rows.values() for b in v}}}},
-    "open_leases": list(Hold.objects.filter(kind="lease", status="open").values_list(
-        "reference", flat=True)),
 }}))
 """
 
@@ -497,7 +532,11 @@ def test_a_web_process_killed_under_load_loses_no_answered_call(installation):
     threads = [threading.Thread(target=load, daemon=True) for _ in range(12)]
     for thread in threads:
         thread.start()
-    time.sleep(4)  # busy enough for a lease: batches of many calls
+
+    def busy():  # a lease is open (batches of many calls), and many calls were answered
+        return installation.open_leases() and len(answered) > 20
+
+    assert wait_until(busy, 60, interval=0.05), f"no lease, or few answers ({len(answered)})"
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=10)
     stop.set()
@@ -508,11 +547,8 @@ def test_a_web_process_killed_under_load_loses_no_answered_call(installation):
     installation.start_web()
     assert len(answered) > 20, len(answered)
 
-    def leases_released():
-        return not calls(installation, [])["open_leases"]
-
     # The dead process's lease is swept once it is not renewed (STALE_SECONDS).
-    assert wait_until(leases_released, timeout=30, interval=0.5)
+    assert wait_until(lambda: not installation.open_leases(), timeout=30, interval=0.2)
     found = calls(installation, answered)
     for request_id in answered:
         batches = found["rows"].get(request_id)
@@ -619,9 +655,7 @@ def test_a_stopped_web_process_gives_its_leases_back(installation):
     threads = [threading.Thread(target=load, daemon=True) for _ in range(8)]
     for thread in threads:
         thread.start()
-    time.sleep(2)
-    before = json.loads(installation.manage("shell", "-c", LEASES_SCRIPT).stdout.splitlines()[-1])
-    opened = {reference for reference, status in before["leases"] if status == "open"}
+    opened = wait_until(installation.open_leases, 60, interval=0.05)
     victim.terminate()
     stop.set()
     # uvicorn stops gracefully, then ends by the signal it caught (as a shell expects).
