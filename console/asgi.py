@@ -121,14 +121,16 @@ data_plane = DataPlaneHandler()
 
 
 async def lifespan(receive, send) -> None:
-    """Startup has nothing to do; at shutdown, credit leases go back to their wallets and the
-    upstream clients close their connections."""
+    """At startup the metering engine's maintenance starts (heartbeat, dead processes'
+    reservations); at shutdown, credit leases go back to their wallets and the upstream clients
+    close their connections."""
     from billing.metering import meter
     from generation.providers.clients import aclose_clients
 
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            meter.start()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             try:

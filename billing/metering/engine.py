@@ -385,6 +385,11 @@ class Meter:
         with self._lock:
             return [*self._exact, *self.leases.references()]
 
+    def start(self) -> None:
+        """The web process is up (ASGI lifespan startup): say it is alive and look out for dead
+        processes' reservations and ended tasks from now on, not from its first call."""
+        self._start_maintenance()
+
     def _start_maintenance(self) -> None:
         if not maintenance_enabled:
             return

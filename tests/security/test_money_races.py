@@ -335,10 +335,8 @@ def test_a_killed_web_process_does_not_lock_its_account_out(installation):
             pass  # the server died under us: that is the point
 
     # A process another test killed holds slots in Redis until a live one sees it dead (its
-    # heartbeat runs out after 3 s; a process looks out for dead ones once it has taken a call):
+    # heartbeat runs out after 3 s; every process looks out for dead ones from its start):
     # wait for that, so that all 25 slots are free.
-    for base in installation.bases:
-        assert chat(base, secret, "hi", max_tokens=10).status_code == 200
     assert wait_until(lambda: no_dead_process_holds_a_slot(installation), 30, interval=0.2)
     threads = [threading.Thread(target=hold_open, daemon=True) for _ in range(limit)]
     for thread in threads:
@@ -370,6 +368,28 @@ def test_a_killed_web_process_does_not_lock_its_account_out(installation):
     # One released slot admits the next call; the sweep goes on releasing the rest.
     assert wait_until(lambda: installation.books()["open_request_holds"] == 0, timeout=30)
     assert installation.books(public_id)["problems"] == []
+
+
+def test_a_web_process_says_it_is_alive_from_its_start(installation):
+    """Before its first call: so that it never looks dead to the others, and it gives back a dead
+    process's reservations without waiting for traffic."""
+    url = installation.env.get("REDIS_URL")
+    if not url:
+        pytest.skip("the embedded default counts in process memory: no one to tell")
+    installation.start_web()  # a new process, which takes no call here
+    newcomer = str(installation.processes[-1].pid)
+    prefix = installation.env["BYTESPIKE_CACHE_PREFIX"]
+
+    def heard():
+        with redis.Redis.from_url(url) as client:
+            alive = client.scan_iter(match=f"{prefix}:meter:alive:*")
+            return any(name.decode().rsplit("-", 2)[1] == newcomer for name in alive)
+
+    try:
+        assert wait_until(heard, timeout=30, interval=0.2)
+    finally:
+        installation.processes.pop().terminate()
+        installation.bases.pop()
 
 
 def no_dead_process_holds_a_slot(installation: Installation) -> bool:
