@@ -42,7 +42,7 @@ from generation.dataplane.errors import Protocol, error_response
 from generation.dataplane.images import image_options, make_images
 from generation.dataplane.text import PLAYGROUND, serve_text
 from generation.providers import media
-from generation.routing import resolve_model
+from generation.routing import model_not_allowed, resolve_model_for
 from generation.task_pages import render_card
 from keys.auth import KeyAuthError, KeyPrincipal, principal_for_console
 from keys.models import ApiKey, KeyStatus
@@ -97,6 +97,14 @@ def _model_in_group(group_id: int, slug: str) -> AIModel | None:
     return models_in_group(group_id).select_related("channel").filter(slug=slug).first()
 
 
+def key_models(key: ApiKey) -> list[AIModel]:
+    """The models the key may call: its group's, narrowed to its allowlist if it has one."""
+    models = list(models_in_group(key.group_id))
+    if key.allowed_models:
+        models = [model for model in models if model.slug in key.allowed_models]
+    return models
+
+
 def _multiplier(group_id: int) -> Decimal:
     return RoutingGroup.objects.values_list("rate_multiplier", flat=True).get(pk=group_id)
 
@@ -105,12 +113,12 @@ def _multiplier(group_id: int) -> Decimal:
 
 
 def _choose(keys: list[ApiKey], key_id: str, slug: str):
-    """The chosen key (else the first), its group's models, and the chosen model (else the
+    """The chosen key (else the first), the models it may call, and the chosen model (else the
     first text model, else the first)."""
     key = next((k for k in keys if k.public_id == key_id), keys[0] if keys else None)
     if key is None:
         return None, [], None
-    models = list(models_in_group(key.group_id))
+    models = key_models(key)
     model = next((m for m in models if m.slug == slug), None)
     if model is None:
         model = next((m for m in models if m.family == Family.TEXT), models[0] if models else None)
@@ -214,6 +222,8 @@ def _estimate_for_key(principal: KeyPrincipal, query) -> dict:
         fields = ("prompt", "n", "size", "quality")
     if model is None or model.family == Family.TEXT:
         return {"estimate_error": "This key's group has no such image or video model."}
+    if not principal.may_call(model.slug):
+        return {"estimate_error": model_not_allowed(model.slug).message}
     return _estimate(model, _multiplier(principal.group_id), query, fields)
 
 
@@ -279,6 +289,11 @@ def task_submit(request):
         return _form_error(
             request, "task-form", key_id=key_id, slug=slug, param="model",
             message="This key's routing group does not include that model.",
+        )  # fmt: skip
+    if not principal.may_call(slug):
+        return _form_error(
+            request, "task-form", key_id=key_id, slug=slug, param="model",
+            message=model_not_allowed(slug).message,
         )  # fmt: skip
     fields = VIDEO_FIELDS if model.family == Family.VIDEO else IMAGE_TASK_FIELDS
     try:
@@ -353,7 +368,7 @@ async def images(request):
         principal = await sync_to_async(_principal_or_404)(request, key_id)
         if int(request.headers.get("content-length") or 0) > MAX_UPLOAD_BYTES:
             raise ApiError(413, "request_too_large", "The upload is over 50 MiB.", "image")
-        target = await resolve_model(principal.group_id, slug)
+        target = await resolve_model_for(principal, slug)
         fields = {name: data.get(name) for name in ("prompt", "n", "size", "quality")}
         options = image_options({k: v for k, v in fields.items() if v}, target)
         call, uploads, mask = media.generate_images, [], None

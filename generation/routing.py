@@ -1,7 +1,8 @@
-"""Which model a data-plane request names, as seen from the calling key's group.
+"""Which model a data-plane request names, as seen from the calling key's group and allowlist.
 
 The catalogue changes rarely and every request needs it, so each process keeps what it looked
-up for a few seconds: a staff edit is seen everywhere within ``CATALOGUE_TTL_SECONDS``.
+up for a few seconds: a staff edit is seen everywhere within ``CATALOGUE_TTL_SECONDS``. A key's
+allowlist is the key's own (its principal carries it), so it is checked outside that cache.
 """
 
 import time
@@ -13,6 +14,7 @@ from catalogue.selectors import models_in_group
 from core.db import run_db
 from core.errors import ApiError
 from generation.providers import ChannelRoute
+from keys.auth import KeyPrincipal
 
 CATALOGUE_TTL_SECONDS = 10.0
 
@@ -39,6 +41,20 @@ async def resolve_model(group_id: int, slug: str) -> Target:
     if isinstance(hit[1], ApiError):
         raise ApiError(hit[1].status, hit[1].code, hit[1].message, hit[1].param)
     return hit[1]
+
+
+async def resolve_model_for(principal: KeyPrincipal, slug: str) -> Target:
+    """``resolve_model`` for the key of ``principal``: a model its allowlist leaves out is 403
+    model_not_allowed (an unknown model is still 400 model_not_found)."""
+    target = await resolve_model(principal.group_id, slug)
+    if not principal.may_call(slug):
+        raise model_not_allowed(slug)
+    return target
+
+
+def model_not_allowed(slug: str) -> ApiError:
+    """The refusal of a model the key's allowlist leaves out (the playground's forms show it)."""
+    return ApiError(403, "model_not_allowed", f"This key may not call the model '{slug}'.", "model")
 
 
 async def _lookup(group_id: int, slug: str) -> Target | ApiError:

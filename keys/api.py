@@ -35,6 +35,7 @@ from keys.selectors import (
     groups_available,
 )
 from keys.services import (
+    MAX_ALLOWED_MODELS,
     MAX_CIDRS,
     MAX_NAME,
     KeyRuleError,
@@ -104,6 +105,13 @@ Cidrs = Annotated[
     Field(description="IP addresses or CIDR blocks, e.g. 10.0.0.0/8.", max_length=MAX_CIDRS),
 ]
 
+ALLOWED_MODELS = (
+    "Ids of models of the key's group (see GET /api/v1/groups/available) that the key may "
+    "call; any other model is refused with 403 model_not_allowed, and /v1/models lists only "
+    "these. Empty: every model of the group."
+)
+ModelIds = Annotated[list[str], Field(description=ALLOWED_MODELS, max_length=MAX_ALLOWED_MODELS)]
+
 
 # --- Schemas ---------------------------------------------------------------------------------
 
@@ -153,6 +161,7 @@ class KeyOut(Schema):
     expires_at: datetime | None
     ip_allowlist: list[str]
     ip_denylist: list[str]
+    allowed_models: list[str] = Field(description=ALLOWED_MODELS)
     created_by: str | None = Field(description="Email of the console user who created it.")
     created_via: Literal["console", "api"]
     created_at: datetime
@@ -207,6 +216,7 @@ class KeyCreateIn(_KeyLimitsIn):
     expires_at: AwareDatetime | None = Field(None, description="ISO 8601 with a time zone.")
     ip_allowlist: Cidrs = []
     ip_denylist: Cidrs = []
+    allowed_models: ModelIds = []
 
 
 class KeyUpdateIn(_KeyLimitsIn):
@@ -229,6 +239,9 @@ class KeyUpdateIn(_KeyLimitsIn):
     expires_at: AwareDatetime | None = None
     ip_allowlist: Cidrs | None = None
     ip_denylist: Cidrs | None = None
+    allowed_models: ModelIds | None = Field(
+        None, description=f"{ALLOWED_MODELS} null: the same as []."
+    )
     # Not a real field: accepted so the key service can explain why the group cannot change.
     group_id: SkipJsonSchema[Any] = None
 
@@ -280,6 +293,7 @@ def key_json(key: ApiKey) -> dict:
         "expires_at": key.expires_at,
         "ip_allowlist": key.ip_allowlist,
         "ip_denylist": key.ip_denylist,
+        "allowed_models": key.allowed_models,
         "created_by": key.created_by.email if key.created_by else None,
         "created_via": "api" if key.created_via_key_id else "console",
         "created_at": key.created_at,
@@ -381,9 +395,9 @@ def key_detail(request, key_id: str):
     },
 )
 def key_update(request, key_id: str, payload: KeyUpdateIn):
-    """Change the name, limits, expiry or IP lists, or pause (`"status": "paused"`) and resume
-    (`"status": "active"`) the key. A key's group cannot change; a revoked key cannot be paused
-    or resumed (409)."""
+    """Change the name, limits, expiry, IP lists or allowed models, or pause
+    (`"status": "paused"`) and resume (`"status": "active"`) the key. A key's group cannot
+    change; a revoked key cannot be paused or resumed (409)."""
     key = api_key_get_for_account(account=request.auth.account, public_id=key_id)
     changes = _expiry(payload.model_dump(exclude_unset=True))
     if not changes:

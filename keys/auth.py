@@ -45,7 +45,8 @@ class KeyPrincipal:
 
     Limits are None when the key has none, else more than zero: ``quota`` and the rolling caps
     in micro-credits, ``rpm`` requests and ``tpm`` tokens (input + output) per minute,
-    ``max_concurrent`` calls in flight.
+    ``max_concurrent`` calls in flight. ``allowed_models`` are the slugs of the group's models
+    the key may call; empty: all of them.
     """
 
     key_id: int
@@ -64,6 +65,7 @@ class KeyPrincipal:
     rpm: int | None = None
     tpm: int | None = None
     max_concurrent: int | None = None
+    allowed_models: tuple[str, ...] = ()
 
     @classmethod
     def from_key(cls, key: ApiKey) -> "KeyPrincipal":
@@ -84,11 +86,17 @@ class KeyPrincipal:
             rpm=key.rpm,
             tpm=key.tpm,
             max_concurrent=key.max_concurrent,
+            allowed_models=tuple(key.allowed_models),
         )
+
+    def may_call(self, slug: str) -> bool:
+        """Whether the key's allowlist (if it has one) includes the model ``slug``."""
+        return not self.allowed_models or slug in self.allowed_models
 
     def __setstate__(self, state: dict) -> None:
         # A principal cached by the previous release (for up to BYTESPIKE_KEY_CACHE_SECONDS
-        # during a deploy) wrote "no limit" as 0 and had no rpm, tpm or max_concurrent.
+        # during a deploy) wrote "no limit" as 0 and had no rpm, tpm or max_concurrent; one
+        # cached before allowlists has no allowed_models (the class default, (), applies).
         for name in ("quota", "rate_limit_5h", "rate_limit_1d", "rate_limit_7d"):
             if state.get(name) == 0:
                 state[name] = None

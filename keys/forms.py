@@ -3,6 +3,8 @@
 Amounts are typed in credits and cleaned into micro-credits with ``core.money``; address
 lists are cleaned with the same rules the management API uses (``keys.services``). Every limit
 is optional: empty is no limit (None), and 0 is refused, since pausing is how a key is stopped.
+The models a key may call are checkboxes, none checked meaning every model of its group; the
+key services check them against the key's group.
 """
 
 from datetime import UTC, date, datetime, time, timedelta
@@ -10,6 +12,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from django import forms
 from django.utils import timezone
 
+from catalogue.models import AIModel
+from catalogue.selectors import models_in_group
 from core.money import AmountError, to_credits, to_micros
 from keys.models import ApiKey
 from keys.services import COUNT_LIMITS, MAX_NAME, KeyRuleError, clean_cidrs
@@ -113,6 +117,21 @@ class CidrListField(forms.CharField):
             raise forms.ValidationError(str(error)) from None
 
 
+ALLOWED_MODELS_HELP = "The key may call only the models checked. None checked: every model."
+
+
+def allowed_models_field(models) -> forms.MultipleChoiceField:
+    """Checkboxes of ``models`` (AIModel rows), by slug."""
+    return forms.MultipleChoiceField(
+        label="Models",
+        required=False,
+        choices=[(model.slug, f"{model.display_name} ({model.slug})") for model in models],
+        widget=forms.CheckboxSelectMultiple,
+        help_text=ALLOWED_MODELS_HELP,
+        error_messages={"invalid_choice": "“%(value)s” is not a model this key can call."},
+    )
+
+
 def _limit_fields() -> dict:
     return {
         "quota": CreditsField(
@@ -173,7 +192,14 @@ class _KeyForm(forms.Form):
     @property
     def limits_have_input(self) -> bool:
         """Whether the optional limits section should start open."""
-        names = [*LIMIT_FIELDS, "ip_allowlist", "ip_denylist", "expires_in_days", "expires_on"]
+        names = [
+            *LIMIT_FIELDS,
+            "ip_allowlist",
+            "ip_denylist",
+            "allowed_models",
+            "expires_in_days",
+            "expires_on",
+        ]
         return any(self[name].value() for name in names if name in self.fields) or any(
             name in self.errors for name in names
         )
@@ -206,6 +232,13 @@ class ApiKeyCreateForm(_KeyForm):
     def __init__(self, *args, groups, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["group"].queryset = groups
+        # Every model of the groups on offer; the key services keep those of the chosen group.
+        models = (
+            AIModel.objects.filter(groups__in=groups, is_active=True)
+            .distinct()
+            .order_by("family", "slug")
+        )
+        self.fields["allowed_models"] = allowed_models_field(models)
         # Focused when the dialog opens (showModal honours autofocus inside the dialog).
         self.fields["name"].widget.attrs["autofocus"] = True
         self.order_fields(self.field_order)
@@ -220,6 +253,7 @@ class ApiKeyCreateForm(_KeyForm):
             "expires_at": timezone.now() + timedelta(days=days) if days else None,
             "ip_allowlist": data["ip_allowlist"],
             "ip_denylist": data["ip_denylist"],
+            "allowed_models": data["allowed_models"],
             **{field: data[field] for field in LIMIT_FIELDS},
         }
 
@@ -252,10 +286,16 @@ class ApiKeyEditForm(_KeyForm):
 
     def __init__(self, *args, key: ApiKey, **kwargs):
         self.key = key
+        models = list(models_in_group(key.group_id))
+        # What the key allows of its group's models now (a model since taken out of the group
+        # or retired has no checkbox, and is dropped only when the allowlist changes).
+        slugs = {model.slug for model in models}
+        self.shown_allowed = [slug for slug in key.allowed_models if slug in slugs]
         kwargs.setdefault(
             "initial",
             {
                 "name": key.name,
+                "allowed_models": self.shown_allowed,
                 "expires_on": expiry_day(key.expires_at),
                 "ip_allowlist": "\n".join(key.ip_allowlist),
                 "ip_denylist": "\n".join(key.ip_denylist),
@@ -264,6 +304,7 @@ class ApiKeyEditForm(_KeyForm):
             },
         )
         super().__init__(*args, **kwargs)
+        self.fields["allowed_models"] = allowed_models_field(models)
         self.order_fields(self.field_order)
 
     def clean_expires_on(self):
@@ -283,6 +324,8 @@ class ApiKeyEditForm(_KeyForm):
         }
         if data["expires_on"] != expiry_day(self.key.expires_at):
             changes["expires_at"] = expiry_from_day(data["expires_on"])
+        if set(data["allowed_models"]) != set(self.shown_allowed):
+            changes["allowed_models"] = data["allowed_models"]
         return changes
 
 

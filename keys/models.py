@@ -100,6 +100,8 @@ class ApiKey(SecretKey):
     expires_at = models.DateTimeField(null=True, blank=True)
     ip_allowlist = models.JSONField(default=list, blank=True)
     ip_denylist = models.JSONField(default=list, blank=True)
+    # Slugs of models of the key's group it may call; empty: every model of its group.
+    allowed_models = models.JSONField(default=list, blank=True)
     created_via_key = models.ForeignKey(
         "ManagementKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

@@ -20,6 +20,7 @@ from django.utils import timezone
 from accounts.models import Account, User
 from accounts.services import audit_record
 from catalogue.models import RoutingGroup
+from catalogue.selectors import models_in_group
 from core.ratelimit import allow
 from keys import cache as keycache
 from keys.models import LIMIT_FIELDS, ApiKey, KeyStatus, ManagementKey
@@ -32,6 +33,7 @@ _ALPHABET = string.ascii_letters + string.digits
 INFERENCE_KEY_RE = re.compile(r"sk-byts-[A-Za-z0-9]{32,128}")
 MANAGEMENT_KEY_RE = re.compile(r"sk-byts-admin-[A-Za-z0-9]{32,128}")
 MAX_CIDRS = 100
+MAX_ALLOWED_MODELS = 100
 logger = logging.getLogger(__name__)
 MAX_NAME = 100
 
@@ -119,6 +121,25 @@ def clean_cidrs(values, field: str) -> list[str]:
     return list(dict.fromkeys(networks))
 
 
+def clean_allowed_models(values, group_id: int) -> list[str]:
+    """The model ids (slugs) a key of group ``group_id`` may call: each an active model of that
+    group, in the order given, without repeats. Empty: every model of the group."""
+    field = "allowed_models"
+    if values is None:
+        return []
+    if not isinstance(values, list | tuple) or not all(isinstance(v, str) for v in values):
+        raise KeyRuleError("Give a list of model ids, or an empty list for every model.", field)
+    if len(values) > MAX_ALLOWED_MODELS:
+        raise KeyRuleError(f"Give at most {MAX_ALLOWED_MODELS} models.", field)
+    slugs = list(dict.fromkeys(values))
+    if slugs:
+        in_group = set(models_in_group(group_id).values_list("slug", flat=True))
+        for slug in slugs:
+            if slug not in in_group:
+                raise KeyRuleError(f"“{slug}” is not a model of this key's routing group.", field)
+    return slugs
+
+
 # Limits in micro-credits; the others count requests, tokens or calls.
 MONEY_LIMITS = ("quota", "rate_limit_5h", "rate_limit_1d", "rate_limit_7d")
 COUNT_LIMITS = {
@@ -155,7 +176,7 @@ def _check_limits(limits: dict) -> None:
 
 # --- Inference keys --------------------------------------------------------------------------
 
-EDITABLE = ("name", *LIMIT_FIELDS, "expires_at", "ip_allowlist", "ip_denylist")
+EDITABLE = ("name", *LIMIT_FIELDS, "expires_at", "ip_allowlist", "ip_denylist", "allowed_models")
 # What a key's owner may set its status to; revoking has its own service (it is final).
 SETTABLE_STATUSES = (KeyStatus.ACTIVE, KeyStatus.PAUSED)
 
@@ -183,10 +204,11 @@ def api_key_issue(
     expires_at: datetime | None = None,
     ip_allowlist=(),
     ip_denylist=(),
+    allowed_models=(),
 ) -> tuple[ApiKey, str]:
     """A new inference key bound to ``group``; returns the key and its only plaintext copy.
 
-    A limit left at None is no limit."""
+    A limit left at None is no limit; no ``allowed_models`` is every model of the group."""
     if not group_is_available(account=account, group=group):
         raise KeyRuleError("That routing group is not available to this account.", "group_id")
     _check_creation_rate(account)
@@ -209,6 +231,7 @@ def api_key_issue(
         created_via_key=via_key,
         ip_allowlist=clean_cidrs(list(ip_allowlist), "ip_allowlist"),
         ip_denylist=clean_cidrs(list(ip_denylist), "ip_denylist"),
+        allowed_models=clean_allowed_models(allowed_models, group.pk),
         **limits,
     )
     secret = _new_secret(INFERENCE_PREFIX)
@@ -223,6 +246,7 @@ def api_key_issue(
             target=f"{key.name} ({key.masked})",
             key=key.public_id,
             group=group.slug,
+            **({"allowed_models": key.allowed_models} if key.allowed_models else {}),
         )
     return key, secret
 
@@ -230,7 +254,8 @@ def api_key_issue(
 def api_key_update(
     *, key: ApiKey, actor: User | None = None, via_key: ManagementKey | None = None, **changes
 ) -> ApiKey:
-    """Change a key's name, limits, expiry, IP lists or status; the group stays as issued.
+    """Change a key's name, limits, expiry, IP lists, allowed models or status; the group stays
+    as issued.
 
     ``status`` pauses (``"paused"``) or resumes (``"active"``) the key; a revoked key stays
     revoked (``KeyRevokedError``). All the changes are written together or not at all.
@@ -252,6 +277,8 @@ def api_key_update(
     for field in ("ip_allowlist", "ip_denylist"):
         if field in changes:
             changes[field] = clean_cidrs(changes[field] or [], field)
+    if "allowed_models" in changes:
+        changes["allowed_models"] = clean_allowed_models(changes["allowed_models"], key.group_id)
     limits = {field: changes.get(field, getattr(key, field)) for field in EDITABLE}
     if "expires_at" not in changes:
         limits["expires_at"] = None  # an unchanged (even past) expiry is not re-validated

@@ -1,6 +1,6 @@
-"""GET /v1/models and /v1beta/models: the models of the calling key's group, in the caller's
-protocol's list shape (OpenAI by default, Anthropic when `anthropic-version` is sent, Gemini
-under /v1beta)."""
+"""GET /v1/models and /v1beta/models: the models the calling key may call (its group's, narrowed
+to its allowlist if it has one), in the caller's protocol's list shape (OpenAI by default,
+Anthropic when `anthropic-version` is sent, Gemini under /v1beta)."""
 
 from django.http import JsonResponse
 
@@ -13,7 +13,9 @@ from keys.auth import KeyPrincipal
 
 
 async def _group_and_models(principal: KeyPrincipal) -> tuple[RoutingGroup, list[AIModel]]:
-    return await group_listing(principal.group_id)
+    """The key's group and the models of it the key may call (its allowlist, if it has one)."""
+    group, models = await group_listing(principal.group_id)
+    return group, [model for model in models if principal.may_call(model.slug)]
 
 
 def _openai_entry(model: AIModel, group: RoutingGroup) -> dict:

@@ -21,7 +21,7 @@ from generation.dataplane.base import dataplane_view, json_body
 from generation.dataplane.errors import Protocol
 from generation.files import artifact_save, artifact_url
 from generation.providers import UpstreamError, media
-from generation.routing import Target, resolve_model
+from generation.routing import Target, resolve_model_for
 from keys.auth import KeyPrincipal
 
 TIME_LIMIT_SECONDS = 30
@@ -163,7 +163,7 @@ async def generations(request, principal: KeyPrincipal):
 async def _target(principal, slug) -> Target:
     if not isinstance(slug, str) or not slug:
         raise _invalid("Missing required parameter: 'model'.", "model")
-    return await resolve_model(principal.group_id, slug)
+    return await resolve_model_for(principal, slug)
 
 
 def _image_bytes(upload, param: str) -> bytes:

@@ -17,7 +17,7 @@ from generation.dataplane.base import dataplane_view, json_body
 from generation.dataplane.errors import Protocol
 from generation.live import Listener
 from generation.models import Task
-from generation.routing import resolve_model
+from generation.routing import resolve_model_for
 from generation.selectors import task_for_account, task_poll
 from generation.task_objects import task_object
 from keys.auth import KeyPrincipal
@@ -58,7 +58,7 @@ async def submit(request, principal: KeyPrincipal):
     }  # fmt: skip
     out_task_id = _text(body, "out_task_id", limit=128)
     callback_url = _text(body, "callback_url", limit=2000)
-    target = await resolve_model(principal.group_id, slug)
+    target = await resolve_model_for(principal, slug)
     submitted = await services.task_submit_async(
         account_id=principal.account_id,
         api_key_id=principal.key_id,

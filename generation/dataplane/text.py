@@ -44,7 +44,7 @@ from generation.protocols.internal import (
     Usage,
 )
 from generation.providers import UpstreamError, open_stream, send_json
-from generation.routing import Target, resolve_model
+from generation.routing import Target, resolve_model_for
 from keys.auth import KeyPrincipal
 
 logger = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ async def serve_text(
     chat = _parse(caller, json_body(request, MAX_BODY_BYTES) if body is None else body, model)
     if stream is not None:
         chat.stream = stream
-    target = await resolve_model(principal.group_id, chat.model)
+    target = await resolve_model_for(principal, chat.model)
     _check_limits(chat, target)
     hold = pricing.text_estimate(
         target.model,

@@ -31,6 +31,7 @@ def test_creates_a_key_and_shows_its_secret_once(world, api, group, management_k
             "expires_in_days": 30,
             "ip_allowlist": ["10.0.0.1/8", "2001:db8::1"],
             "ip_denylist": ["10.6.6.6"],
+            "allowed_models": ["text-small"],
         },
     )
 
@@ -57,6 +58,7 @@ def test_creates_a_key_and_shows_its_secret_once(world, api, group, management_k
         "max_concurrent": 4,
         "ip_allowlist": ["10.0.0.0/8", "2001:db8::1/128"],
         "ip_denylist": ["10.6.6.6/32"],
+        "allowed_models": ["text-small"],
         "created_by": None,
         "created_via": "api",
         "last_used_at": None,
