@@ -370,12 +370,14 @@ def test_a_killed_web_process_does_not_lock_its_account_out(installation):
     assert installation.books(public_id)["problems"] == []
 
 
+@pytest.mark.parametrize(
+    "installation", [pytest.param("postgres", marks=pytest.mark.services)], indirect=True
+)
 def test_a_web_process_says_it_is_alive_from_its_start(installation):
     """Before its first call: so that it never looks dead to the others, and it gives back a dead
-    process's reservations without waiting for traffic."""
-    url = installation.env.get("REDIS_URL")
-    if not url:
-        pytest.skip("the embedded default counts in process memory: no one to tell")
+    process's reservations without waiting for traffic. (On the embedded default the counters
+    are in process memory: there are no others to tell.)"""
+    url = installation.env["REDIS_URL"]
     installation.start_web()  # a new process, which takes no call here
     newcomer = str(installation.processes[-1].pid)
     prefix = installation.env["BYTESPIKE_CACHE_PREFIX"]
