@@ -1,5 +1,6 @@
 """Reads of the wallet that pages, the management API and /v1/balance share."""
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -60,6 +61,7 @@ _BALANCE_SQL = """
 """
 
 
+@functools.cache
 def _balance_sql() -> str:
     names = [name for name, _, _ in WINDOWS]
     return _BALANCE_SQL.format(

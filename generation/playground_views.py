@@ -99,10 +99,7 @@ def _model_in_group(group_id: int, slug: str) -> AIModel | None:
 
 def key_models(key: ApiKey) -> list[AIModel]:
     """The models the key may call: its group's, narrowed to its allowlist if it has one."""
-    models = list(models_in_group(key.group_id))
-    if key.allowed_models:
-        models = [model for model in models if model.slug in key.allowed_models]
-    return models
+    return [model for model in models_in_group(key.group_id) if key.may_call(model.slug)]
 
 
 def _multiplier(group_id: int) -> Decimal:

@@ -18,7 +18,7 @@ from core.db import run_db
 from core.errors import ApiError
 from core.http import client_ip
 from keys import cache as keycache
-from keys.models import ApiKey, KeyStatus, ManagementKey
+from keys.models import ApiKey, KeyStatus, ManagementKey, model_allowed
 from keys.services import (
     INFERENCE_KEY_RE,
     MANAGEMENT_KEY_RE,
@@ -91,7 +91,7 @@ class KeyPrincipal:
 
     def may_call(self, slug: str) -> bool:
         """Whether the key's allowlist (if it has one) includes the model ``slug``."""
-        return not self.allowed_models or slug in self.allowed_models
+        return model_allowed(self.allowed_models, slug)
 
     def __setstate__(self, state: dict) -> None:
         # A principal cached by the previous release (for up to BYTESPIKE_KEY_CACHE_SECONDS

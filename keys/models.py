@@ -79,6 +79,12 @@ def _none_or_positive(*fields: str) -> models.Q:
     return condition
 
 
+def model_allowed(allowed_models, slug: str) -> bool:
+    """The allowlist rule, for keys and their cached principals: an empty list allows every
+    model of the key's group, else only the models listed."""
+    return not allowed_models or slug in allowed_models
+
+
 class ApiKey(SecretKey):
     """An inference key: calls models of exactly one routing group, within its limits.
 
@@ -101,7 +107,7 @@ class ApiKey(SecretKey):
     ip_allowlist = models.JSONField(default=list, blank=True)
     ip_denylist = models.JSONField(default=list, blank=True)
     # Slugs of models of the key's group it may call; empty: every model of its group.
-    allowed_models = models.JSONField(default=list, blank=True)
+    allowed_models = models.JSONField(default=list, blank=True)  # slugs; empty: every model
     created_via_key = models.ForeignKey(
         "ManagementKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -119,6 +125,9 @@ class ApiKey(SecretKey):
                 condition=_none_or_positive(*LIMIT_FIELDS), name="apikey_limits_positive"
             ),
         ]
+
+    def may_call(self, slug: str) -> bool:
+        return model_allowed(self.allowed_models, slug)
 
     @property
     def is_expired(self) -> bool:
