@@ -362,6 +362,25 @@ BYTESPIKE_TRUSTED_PROXIES = int(os.environ.get("BYTESPIKE_TRUSTED_PROXIES", "1")
 # The HTTP client stack for live upstreams: "aiohttp" (httpx-aiohttp; measured faster, see
 # docs/benchmarks.md) or "httpx" (httpcore).
 BYTESPIKE_UPSTREAM_TRANSPORT = os.environ.get("BYTESPIKE_UPSTREAM_TRANSPORT", "aiohttp")
+# Circuit breaker per upstream deployment (generation/breakers.py). It opens after this many
+# consecutive failures (counted across web processes with Redis), or when a web process sees
+# this error rate over its last WINDOW seconds with at least MIN_CALLS calls; it stays open for
+# COOLDOWN seconds (or the upstream's Retry-After if longer, doubled after each failed probe, at
+# most MAX_COOLDOWN), then lets one probe through; a probe that never reports is given up after
+# PROBE_TIMEOUT seconds.
+BYTESPIKE_BREAKER_FAILURES = int(os.environ.get("BYTESPIKE_BREAKER_FAILURES", "5"))
+BYTESPIKE_BREAKER_ERROR_RATE = float(os.environ.get("BYTESPIKE_BREAKER_ERROR_RATE", "0.5"))
+BYTESPIKE_BREAKER_WINDOW_SECONDS = float(os.environ.get("BYTESPIKE_BREAKER_WINDOW_SECONDS", "30"))
+BYTESPIKE_BREAKER_MIN_CALLS = int(os.environ.get("BYTESPIKE_BREAKER_MIN_CALLS", "20"))
+BYTESPIKE_BREAKER_COOLDOWN_SECONDS = float(
+    os.environ.get("BYTESPIKE_BREAKER_COOLDOWN_SECONDS", "10")
+)
+BYTESPIKE_BREAKER_MAX_COOLDOWN_SECONDS = float(
+    os.environ.get("BYTESPIKE_BREAKER_MAX_COOLDOWN_SECONDS", "300")
+)
+BYTESPIKE_BREAKER_PROBE_TIMEOUT_SECONDS = float(
+    os.environ.get("BYTESPIKE_BREAKER_PROBE_TIMEOUT_SECONDS", "30")
+)
 # The built-in sandbox upstream (generation/providers/sandbox.py): a little latency by default so
 # the demo streams visibly; the fault rates are for load tests.
 BYTESPIKE_SANDBOX_LATENCY_MS = float(os.environ.get("BYTESPIKE_SANDBOX_LATENCY_MS", "120"))
