@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
 from accounts.models import Account, AuditEvent, GroupGrant, Invitation, Membership, User
+from catalogue.admin import ModelAliasInline
 from catalogue.models import RoutingGroup
 
 
@@ -75,4 +76,4 @@ class RoutingGroupAdmin(admin.ModelAdmin):
     list_filter = ["exclusive"]
     search_fields = ["slug", "name"]
     prepopulated_fields = {"slug": ["name"]}
-    inlines = [GroupGrantInline]
+    inlines = [GroupGrantInline, ModelAliasInline]

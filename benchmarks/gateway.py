@@ -97,7 +97,7 @@ from accounts.models import User
 from keys import services as keys
 from billing.services import wallet_top_up
 from billing.models import Wallet
-from catalogue.models import Channel, AIModel
+from catalogue.models import Channel, AIModel, Deployment
 user = User.objects.create_user("bench@example.com", "bench-password-1")
 account = account_create(owner=user, name="Bench")
 wallet_top_up(account=account, amount=10**15, reference="bench")
@@ -108,8 +108,9 @@ channel = Channel(slug="fake", name="Fake upstream", kind="openai_compatible", m
 channel.set_secret("sk-fake-upstream-key-0000")
 channel.save()
 model = AIModel.objects.create(slug="bench-chat", display_name="Bench chat", family="text",
-    channel=channel, upstream_model="fake", input_price=1_000_000, output_price=4_000_000,
-    context_window=128_000, max_output_tokens=4096)
+    input_price=1_000_000, output_price=4_000_000, context_window=128_000,
+    max_output_tokens=4096)
+Deployment.objects.create(model=model, channel=channel, upstream_model="fake")
 model.groups.add(group)
 _, secret = keys.api_key_issue(account=account, group=group, name="bench", actor=user)
 print(json.dumps({{"key": secret, "account": account.pk}}))

@@ -42,7 +42,7 @@ from catalogue.models import RoutingGroup
 from accounts.models import User
 from keys import services as keys
 from allauth.account.models import EmailAddress
-from catalogue.models import Channel, AIModel
+from catalogue.models import Channel, AIModel, Deployment
 user = User.objects.create_user("bench@example.com", "bench-password-1")
 EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
 account = account_create(owner=user, name="Bench")
@@ -51,8 +51,8 @@ channel = Channel.objects.create(slug="bench", name="Bench", kind="openai")
 models = []
 for i in range({MODELS}):
     m = AIModel.objects.create(slug=f"bench-model-{{i}}", display_name=f"Bench {{i}}",
-        family="text", channel=channel, upstream_model="x", input_price=1_000_000,
-        output_price=4_000_000)
+        family="text", input_price=1_000_000, output_price=4_000_000)
+    Deployment.objects.create(model=m, channel=channel, upstream_model="x")
     m.groups.add(group)
     models.append(m.pk)
 api_keys = [keys.api_key_issue(account=account, group=group, name=f"key {{i}}", actor=user)[0]

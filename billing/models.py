@@ -175,6 +175,10 @@ class UsageRecord(models.Model):
         RoutingGroup, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     model = models.ForeignKey("catalogue.AIModel", on_delete=models.PROTECT, related_name="+")
+    # The deployment that served the call (the one attempt that succeeded).
+    deployment = models.ForeignKey(
+        "catalogue.Deployment", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     family = models.CharField(max_length=8)
     protocol = models.CharField(max_length=16)
     stream = models.BooleanField(default=False)

@@ -22,6 +22,7 @@ class UsageFacts:
     protocol: str
     api_key_id: int | None = None
     group_id: int | None = None
+    deployment_id: int | None = None
     stream: bool = False
     input_tokens: int = 0
     output_tokens: int = 0
@@ -78,7 +79,8 @@ def record_usage_batch(batch: str, records: list[tuple[Charge, int, int]]) -> No
         rows.append({
             "request_id": call.reference, "batch": batch, "account_id": call.account_id,
             "api_key_id": usage.api_key_id, "group_id": usage.group_id,
-            "model_id": usage.model_id, "family": usage.family, "protocol": usage.protocol,
+            "model_id": usage.model_id, "deployment_id": usage.deployment_id,
+            "family": usage.family, "protocol": usage.protocol,
             "stream": usage.stream, "input_tokens": usage.input_tokens,
             "output_tokens": usage.output_tokens, "cache_read_tokens": usage.cache_read_tokens,
             "cache_write_tokens": usage.cache_write_tokens,

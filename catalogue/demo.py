@@ -1,4 +1,5 @@
-"""The catalogue `seed_demo` installs: four channels, three public groups, one exclusive group.
+"""The catalogue `seed_demo` installs: five channels, three public groups, one exclusive group,
+and GPT-4.1 served by two deployments (OpenAI first, an Azure-style backup when it fails).
 
 Channels start in sandbox mode. ``BYTESPIKE_<PROVIDER>_BASE_URL`` / ``_API_KEY`` (OPENAI,
 ANTHROPIC, GEMINI, DEEPSEEK) switch that provider's channel to its real upstream.
@@ -16,6 +17,7 @@ from catalogue.models import (
     Channel,
     ChannelKind,
     ChannelMode,
+    Deployment,
     Family,
     RefundPolicy,
     RoutingGroup,
@@ -28,7 +30,14 @@ CHANNELS = [
     ("anthropic", "Anthropic", ChannelKind.ANTHROPIC, "https://api.anthropic.com"),
     ("gemini", "Google Gemini", ChannelKind.GEMINI, "https://generativelanguage.googleapis.com"),
     ("deepseek", "DeepSeek", ChannelKind.OPENAI_COMPATIBLE, "https://api.deepseek.com/v1"),
-]
+    # An Azure-style OpenAI-compatible endpoint: GPT-4.1's second deployment, its failover.
+    ("azure", "Azure OpenAI (backup)", ChannelKind.OPENAI_COMPATIBLE,
+     "https://bytespike-demo.openai.azure.com/openai/v1"),
+]  # fmt: skip
+
+# More deployments than a model's first: (model, channel, upstream model name, priority, weight).
+# The first deployment of each model (MODELS below) has priority 1 and weight 1.
+EXTRA_DEPLOYMENTS = [("gpt-4.1", "azure", "gpt-41-prod", 0, 1)]
 
 GROUPS = [
     (
@@ -150,23 +159,28 @@ def seed_catalogue() -> dict[str, RoutingGroup]:
                 "exclusive": exclusive,
             },
         )
+    models = {}
     for slug, name, family, channel, upstream, group_slugs, fields in MODELS:
         model, created = AIModel.objects.get_or_create(
-            slug=slug,
-            defaults={
-                "display_name": name,
-                "family": family,
-                "channel": channels[channel],
-                "upstream_model": upstream,
-                **fields,
-            },
+            slug=slug, defaults={"display_name": name, "family": family, **fields}
         )
+        models[slug] = model
         if created:
             model.groups.set([groups[g] for g in group_slugs])
-        if model.family != Family.TEXT and model.channel.is_sandbox:
+            Deployment.objects.create(
+                model=model, channel=channels[channel], upstream_model=upstream, priority=1
+            )
+        if model.family != Family.TEXT and channels[channel].is_sandbox:
             # The sandbox renders in seconds: estimates that match keep the demo's polling brisk.
             quick = math.ceil(settings.BYTESPIKE_SANDBOX_VIDEO_SECONDS) + 2
             if model.estimated_seconds != quick:
                 model.estimated_seconds = quick
                 model.save(update_fields=["estimated_seconds"])
+    for slug, channel, upstream, priority, weight in EXTRA_DEPLOYMENTS:
+        Deployment.objects.get_or_create(
+            model=models[slug],
+            channel=channels[channel],
+            upstream_model=upstream,
+            defaults={"priority": priority, "weight": weight},
+        )
     return groups

@@ -1,5 +1,6 @@
-"""The catalogue: routing groups, the upstream channels, and the models callers name, with
-their list prices (price cards) and limits. Staff edit it in the admin; every other app reads it.
+"""The catalogue: routing groups, the upstream channels, the models callers name (with their
+list prices and limits), the deployments that serve each model on a channel, and the aliases a
+group gives its models. Staff edit it in the admin; every other app reads it.
 """
 
 from django.db import models
@@ -40,6 +41,10 @@ class ChannelKind(models.TextChoices):
     GEMINI = "gemini", "Google Gemini"
 
 
+# Wire formats a live channel can generate images and videos in (the sandbox draws for any).
+MEDIA_KINDS = (ChannelKind.OPENAI, ChannelKind.OPENAI_COMPATIBLE)
+
+
 class ChannelMode(models.TextChoices):
     SANDBOX = "sandbox", "Sandbox (built in, offline)"
     LIVE = "live", "Live upstream"
@@ -60,11 +65,39 @@ class Channel(models.Model):
     base_url = models.URLField(blank=True)
     secret_ciphertext = models.TextField(blank=True, editable=False)
     secret_hint = models.CharField(max_length=16, blank=True, editable=False)
+    is_enabled = models.BooleanField(
+        default=True, help_text="A disabled channel gets no calls: its deployments are skipped."
+    )
+    # Faults the built-in sandbox plays on this channel, so failover can be shown offline.
+    sandbox_failure_rate = models.DecimalField(
+        max_digits=4, decimal_places=3, default=0,
+        help_text="Sandbox only: share of calls answered 503 (0 to 1).",
+    )  # fmt: skip
+    sandbox_timeout_rate = models.DecimalField(
+        max_digits=4, decimal_places=3, default=0,
+        help_text="Sandbox only: share of calls that time out (0 to 1).",
+    )  # fmt: skip
+    sandbox_latency_ms = models.PositiveIntegerField(
+        default=0, help_text="Sandbox only: milliseconds added before every answer."
+    )
+    sandbox_outage_start = models.DateTimeField(
+        null=True, blank=True, help_text="Sandbox only: from then until the end, every call fails."
+    )
+    sandbox_outage_end = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["slug"]
         constraints = [
+            models.CheckConstraint(
+                condition=models.Q(
+                    sandbox_failure_rate__gte=0,
+                    sandbox_failure_rate__lte=1,
+                    sandbox_timeout_rate__gte=0,
+                    sandbox_timeout_rate__lte=1,
+                ),
+                name="channel_sandbox_rates_valid",
+            ),
             models.CheckConstraint(
                 condition=models.Q(kind__in=ChannelKind.values), name="channel_kind_valid"
             ),
@@ -87,6 +120,11 @@ class Channel(models.Model):
     def is_sandbox(self) -> bool:
         return self.mode == ChannelMode.SANDBOX
 
+    def serves(self, family: str) -> bool:
+        """Whether this channel can serve a model of ``family``: any channel serves text; images
+        and videos need an OpenAI-style channel, or the sandbox."""
+        return family == Family.TEXT or self.is_sandbox or self.kind in MEDIA_KINDS
+
 
 class Family(models.TextChoices):
     TEXT = "text", "Text"
@@ -101,7 +139,7 @@ class RefundPolicy(models.TextChoices):
 
 
 class AIModel(models.Model):
-    """A model callers name in requests, routed to a channel's upstream model.
+    """A model callers name in requests, served by its deployments (a channel's upstream model).
 
     Prices are micro-credits before the group multiplier: text per million tokens of each kind,
     images per image (``image_prices`` by "<size>/<quality>" tier, "default" as fallback), video
@@ -111,8 +149,6 @@ class AIModel(models.Model):
     slug = models.CharField(max_length=100, unique=True)
     display_name = models.CharField(max_length=100)
     family = models.CharField(max_length=8, choices=Family.choices)
-    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="models")
-    upstream_model = models.CharField(max_length=100)
     groups = models.ManyToManyField(RoutingGroup, related_name="models", blank=True)
     is_active = models.BooleanField(default=True)
     description = models.CharField(max_length=300, blank=True)
@@ -137,6 +173,13 @@ class AIModel(models.Model):
     cancel_refund_policy = models.CharField(
         max_length=16, choices=RefundPolicy.choices, default=RefundPolicy.PRORATED
     )
+    max_attempts = models.PositiveSmallIntegerField(
+        default=3,
+        help_text="Retry budget: deployments one call may try before it fails (1 = no failover).",
+    )
+    failover_deadline_seconds = models.PositiveIntegerField(
+        default=30, help_text="No further deployment is tried once a call is this old."
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -157,7 +200,64 @@ class AIModel(models.Model):
                 ),
                 name="model_prices_not_negative",
             ),
+            models.CheckConstraint(
+                condition=models.Q(max_attempts__gte=1), name="model_max_attempts_positive"
+            ),
         ]
 
     def __str__(self) -> str:
         return self.slug
+
+
+class Deployment(models.Model):
+    """One way to serve a model: a channel and the model's name there.
+
+    Calls go to the highest priority tier that has a healthy deployment, spread by weight inside
+    the tier; a failed attempt moves on to the next deployment (generation/routing.py).
+    """
+
+    model = models.ForeignKey(AIModel, on_delete=models.CASCADE, related_name="deployments")
+    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="deployments")
+    upstream_model = models.CharField(
+        max_length=100,
+        help_text="The model's name on this channel (a dated id, an Azure deployment).",
+    )
+    priority = models.SmallIntegerField(default=0, help_text="Higher tiers are tried first.")
+    weight = models.PositiveIntegerField(
+        default=1, help_text="Share of its tier's calls; 0 serves only when the rest have failed."
+    )
+    is_enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["model", "-priority", "-weight", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "channel", "upstream_model"], name="deployment_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model.slug} on {self.channel.slug} ({self.upstream_model})"
+
+
+class ModelAlias(models.Model):
+    """Another name for a model within one group: ``target`` is a model's slug, or another alias
+    of the same group (followed, at most MAX_ALIAS_HOPS times; cycles are refused on save)."""
+
+    MAX_ALIAS_HOPS = 5
+
+    group = models.ForeignKey(RoutingGroup, on_delete=models.CASCADE, related_name="aliases")
+    alias = models.CharField(max_length=100)
+    target = models.CharField(max_length=100)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "model aliases"
+        ordering = ["group", "alias"]
+        constraints = [
+            models.UniqueConstraint(fields=["group", "alias"], name="alias_unique_in_group")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.alias} -> {self.target}"

@@ -53,6 +53,10 @@ class Task(models.Model):
     output = models.JSONField(default=list, blank=True)
     error = models.JSONField(null=True, blank=True)
     upstream_id = models.CharField(max_length=500, blank=True)
+    # The deployment that accepted the submit: polls, downloads and cancels go to its channel.
+    deployment = models.ForeignKey(
+        "catalogue.Deployment", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     callback_url = models.URLField(max_length=2000, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -94,7 +94,7 @@ def _principal_or_404(request, key_id: str) -> KeyPrincipal:
 
 
 def _model_in_group(group_id: int, slug: str) -> AIModel | None:
-    return models_in_group(group_id).select_related("channel").filter(slug=slug).first()
+    return models_in_group(group_id).filter(slug=slug).first()
 
 
 def key_models(key: ApiKey) -> list[AIModel]:

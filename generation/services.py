@@ -11,11 +11,12 @@ import hashlib
 import json
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -27,8 +28,10 @@ from billing.usage import UsageFacts
 from catalogue.models import AIModel, Family, RefundPolicy
 from core.db import run_db
 from core.errors import ApiError
+from generation.failover import first_answer
 from generation.models import Task, TaskStatus
-from generation.providers import ChannelRoute, UpstreamError, media
+from generation.providers import UpstreamError, media
+from generation.routing import Target, Upstream, upstreams_of
 
 logger = logging.getLogger(__name__)
 
@@ -306,7 +309,7 @@ def task_advance(task_id: int, lease: str) -> float | None:
     """One step of a task's life: claim it, submit it upstream, poll it, finish it. Returns
     seconds until the next step, or None when there is nothing more to do (finished, or this
     message belongs to a chain the reaper replaced)."""
-    task = Task.objects.select_related("model__channel", "api_key").filter(pk=task_id).first()
+    task = Task.objects.select_related("model", "api_key").filter(pk=task_id).first()
     if task is None or task.is_terminal or task.lease != lease:
         return None
     now = timezone.now()
@@ -321,15 +324,20 @@ def task_advance(task_id: int, lease: str) -> float | None:
             notify_change(task)
     else:
         Task.objects.filter(pk=task.pk).update(heartbeat_at=now)
-    route = ChannelRoute.of(task.model.channel)
     try:
         if task.model.family == Family.IMAGE:
-            _complete(task, media.generate_images(route, task.model.upstream_model, _image(task)))
+            upstream, files = _submit(task, media.generate_images, _image(task))
+            task.deployment_id = upstream.deployment_id
+            Task.objects.filter(pk=task.pk).update(deployment_id=upstream.deployment_id)
+            _complete(task, files)
             return None
         if not task.upstream_id:
-            job = media.video_submit(route, task.model.upstream_model, _video(task))
-            Task.objects.filter(pk=task.pk, upstream_id="").update(upstream_id=job.id)
+            upstream, job = _submit(task, media.video_submit, _video(task))
+            Task.objects.filter(pk=task.pk, upstream_id="").update(
+                upstream_id=job.id, deployment_id=upstream.deployment_id
+            )
             return _next_poll(task)
+        route = _submitted_to(task).route
         job = media.video_status(route, task.upstream_id)
         if job.state == "completed":
             _complete(task, [media.video_download(route, task.upstream_id)])
@@ -388,9 +396,35 @@ def _progress(task: Task, progress: int) -> None:
             notify_change(task)
 
 
+def _submit(task: Task, send, request):
+    """Send the task upstream, failing over across its model's deployments: the deployment that
+    accepted it and its answer. Polls, downloads and cancels then stay with that deployment."""
+    target = Target(task.model, task.rate_multiplier, upstreams_of(task.model))
+
+    async def attempt(upstream: Upstream):
+        return await sync_to_async(send, thread_sensitive=False)(
+            upstream.route, upstream.upstream_model, request
+        )
+
+    return async_to_sync(first_answer)(target, attempt, started=time.monotonic())
+
+
+def _submitted_to(task: Task) -> Upstream:
+    """The deployment the task was submitted to (its model's first, for a task submitted before
+    deployments were recorded, or whose deployment was since deleted)."""
+    upstreams = upstreams_of(task.model, enabled_only=False)
+    for upstream in upstreams:
+        if upstream.deployment_id == task.deployment_id:
+            return upstream
+    if not upstreams:
+        raise UpstreamError(502, "upstream_error", "The model has no deployment.")
+    return upstreams[0]
+
+
 def _usage(task: Task, *, images: int = 0, seconds: int = 0) -> UsageFacts:
     return UsageFacts(
         model_id=task.model_id,
+        deployment_id=task.deployment_id,
         family=task.model.family,
         protocol="tasks",
         api_key_id=task.api_key_id,
@@ -518,7 +552,7 @@ def task_cancel(task: Task) -> Task:
 def _cancel_upstream(task: Task, upstream_id: str) -> None:
     """Stop the upstream job of a cancelled task, so it spends no more (best effort)."""
     try:
-        media.video_cancel(ChannelRoute.of(task.model.channel), upstream_id)
+        media.video_cancel(_submitted_to(task).route, upstream_id)
     except UpstreamError:
         logger.info("task %s: upstream cancel failed; it is cancelled here", task.public_id)
 
@@ -539,7 +573,7 @@ def tasks_reap() -> dict:
     """
     now = timezone.now()
     revived = failed = 0
-    stale = Task.objects.select_related("model__channel", "api_key").filter(
+    stale = Task.objects.select_related("model", "api_key").filter(
         status__in=(TaskStatus.PENDING, TaskStatus.RUNNING), heartbeat_at__lt=now - stale_after()
     )
     for task in stale:

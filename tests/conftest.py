@@ -74,8 +74,10 @@ def _fast_and_isolated(settings):
     settings.CACHES = {"default": cache}
     # Row ids repeat between tests (rolled back), so nothing remembered by id may carry over.
     from generation import routing
+    from generation.breakers import breakers
 
     routing.forget()
+    breakers.reset()
     engine.meter.forget()
     keycache.cache.clear()
     keyauth._noted.clear()

@@ -72,12 +72,21 @@ class AIModelFactory(factory.django.DjangoModelFactory):
     slug = factory.Sequence(lambda n: f"model-{n}")
     display_name = factory.LazyAttribute(lambda o: o.slug)
     family = "text"
+    # Not fields of the model: its first deployment (see _create).
     channel = factory.SubFactory(ChannelFactory)
     upstream_model = factory.LazyAttribute(lambda o: o.slug)
     input_price = 2_000_000
     output_price = 8_000_000
     context_window = 128_000
     max_output_tokens = 16_000
+
+    @classmethod
+    def _create(cls, model_class, *args, channel, upstream_model, **kwargs):
+        from catalogue.models import Deployment
+
+        model = super()._create(model_class, *args, **kwargs)
+        Deployment.objects.create(model=model, channel=channel, upstream_model=upstream_model)
+        return model
 
     @factory.post_generation
     def groups(self, create, extracted, **kwargs):

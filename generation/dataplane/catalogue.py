@@ -12,15 +12,19 @@ from generation.routing import group_listing
 from keys.auth import KeyPrincipal
 
 
-async def _group_and_models(principal: KeyPrincipal) -> tuple[RoutingGroup, list[AIModel]]:
-    """The key's group and the models of it the key may call (its allowlist, if it has one)."""
-    group, models = await group_listing(principal.group_id)
-    return group, [model for model in models if principal.may_call(model.slug)]
+async def _group_and_models(
+    principal: KeyPrincipal,
+) -> tuple[RoutingGroup, list[tuple[str, AIModel]]]:
+    """The key's group, and the names the key may call with the model each stands for: the
+    group's models and then its aliases, narrowed to the key's allowlist if it has one."""
+    group, models, aliases = await group_listing(principal.group_id)
+    named = [(model.slug, model) for model in models] + aliases
+    return group, [(name, model) for name, model in named if principal.may_call(model.slug)]
 
 
-def _openai_entry(model: AIModel, group: RoutingGroup) -> dict:
-    return {
-        "id": model.slug,
+def _openai_entry(name: str, model: AIModel, group: RoutingGroup) -> dict:
+    entry = {
+        "id": name,
         "object": "model",
         "created": int(model.created_at.timestamp()),
         "owned_by": "bytespike",
@@ -32,25 +36,28 @@ def _openai_entry(model: AIModel, group: RoutingGroup) -> dict:
         "pricing": price_card(model, group.rate_multiplier),
         "group": group.slug,
     }
+    if name != model.slug:
+        entry["alias_of"] = model.slug
+    return entry
 
 
-def _anthropic_entry(model: AIModel) -> dict:
+def _anthropic_entry(name: str, model: AIModel) -> dict:
     return {
         "type": "model",
-        "id": model.slug,
+        "id": name,
         "display_name": model.display_name,
         "created_at": model.created_at.isoformat().replace("+00:00", "Z"),
     }
 
 
-def _gemini_entry(model: AIModel) -> dict:
+def _gemini_entry(name: str, model: AIModel) -> dict:
     methods = (
         ["generateContent", "streamGenerateContent", "countTokens"]
         if model.family == Family.TEXT
         else ["predict", "predictLongRunning"]
     )
     return {
-        "name": f"models/{model.slug}",
+        "name": f"models/{name}",
         "version": "001",
         "displayName": model.display_name,
         "description": model.description,
@@ -64,7 +71,7 @@ def _gemini_entry(model: AIModel) -> dict:
 async def models_list(request, principal: KeyPrincipal):
     group, models = await _group_and_models(principal)
     if "anthropic-version" in request.headers:
-        data = [_anthropic_entry(model) for model in models]
+        data = [_anthropic_entry(name, model) for name, model in models]
         return JsonResponse(
             {
                 "data": data,
@@ -73,10 +80,11 @@ async def models_list(request, principal: KeyPrincipal):
                 "last_id": data[-1]["id"] if data else None,
             }
         )
-    return JsonResponse({"object": "list", "data": [_openai_entry(m, group) for m in models]})
+    data = [_openai_entry(name, model, group) for name, model in models]
+    return JsonResponse({"object": "list", "data": data})
 
 
 @dataplane_view(Protocol.GEMINI, methods=("GET",))
 async def gemini_models_list(request, principal: KeyPrincipal):
     _, models = await _group_and_models(principal)
-    return JsonResponse({"models": [_gemini_entry(model) for model in models]})
+    return JsonResponse({"models": [_gemini_entry(name, model) for name, model in models]})

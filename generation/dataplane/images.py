@@ -19,9 +19,10 @@ from core.db import run_db
 from core.errors import ApiError
 from generation.dataplane.base import dataplane_view, json_body
 from generation.dataplane.errors import Protocol
+from generation.failover import UPSTREAM_HEADER, first_answer
 from generation.files import artifact_save, artifact_url
-from generation.providers import UpstreamError, media
-from generation.routing import Target, resolve_model_for
+from generation.providers import media
+from generation.routing import Target, Upstream, resolve_model_for
 from keys.auth import KeyPrincipal
 
 TIME_LIMIT_SECONDS = 30
@@ -105,17 +106,19 @@ async def make_images(
         mask=mask,
     )
     started = time.monotonic()
+    generate = sync_to_async(call, thread_sensitive=False)
+
+    async def attempt(upstream: Upstream):
+        return await generate(upstream.route, upstream.upstream_model, image_request)
+
     try:
-        files = await asyncio.wait_for(
-            sync_to_async(call, thread_sensitive=False)(
-                target.route, model.upstream_model, image_request
-            ),
-            TIME_LIMIT_SECONDS,
+        upstream, files = await asyncio.wait_for(
+            first_answer(target, attempt, started=started), TIME_LIMIT_SECONDS
         )
     except TimeoutError:
         await metered.release()
         raise ApiError(504, "upstream_timeout", "The image took over 30 seconds.") from None
-    except UpstreamError:
+    except ApiError:
         await metered.release()
         raise
     except BaseException:
@@ -130,12 +133,13 @@ async def make_images(
             protocol="images",
             api_key_id=principal.key_id,
             group_id=principal.group_id,
+            deployment_id=upstream.deployment_id,
             images=len(files),
             latency_ms=int((time.monotonic() - started) * 1000),
         ),
     )
     data = await run_db(_render, request, principal, files, options)
-    return data, metered.headers(settlement.charged)
+    return data, {UPSTREAM_HEADER: upstream.name, **metered.headers(settlement.charged)}
 
 
 def _render(request, principal, files, options) -> list[dict]:

@@ -22,8 +22,10 @@ from billing.metering import meter
 from billing.usage import UsageFacts
 from catalogue.models import ChannelKind, Family
 from core.errors import ApiError
+from generation.breakers import breakers
 from generation.dataplane.base import dataplane_view, json_body, unavailable
 from generation.dataplane.errors import Protocol, json_response
+from generation.failover import UPSTREAM_HEADER, first_answer
 from generation.protocols import anthropic, gemini, openai_chat, openai_responses
 from generation.protocols.base import (
     CallerCodec,
@@ -44,7 +46,7 @@ from generation.protocols.internal import (
     Usage,
 )
 from generation.providers import UpstreamError, open_stream, send_json
-from generation.routing import Target, resolve_model_for
+from generation.routing import Target, Upstream, resolve_model_for
 from keys.auth import KeyPrincipal
 
 logger = logging.getLogger(__name__)
@@ -180,9 +182,12 @@ def _check_limits(chat: ChatRequest, target: Target) -> None:
             )
 
 
-def _usage_facts(principal, target: Target, caller: Caller, usage: Usage, **timing) -> UsageFacts:
+def _usage_facts(
+    principal, target: Target, upstream: Upstream, caller: Caller, usage: Usage, **timing
+) -> UsageFacts:
     return UsageFacts(
         model_id=target.model.pk,
+        deployment_id=upstream.deployment_id,
         family=Family.TEXT,
         protocol=caller.name,
         api_key_id=principal.key_id,
@@ -209,14 +214,12 @@ def cost_of(target: Target, usage: Usage) -> int:
     )
 
 
-def _upstream_failure(error: Exception) -> ApiError:
-    """What the caller of a text route sees of a failed upstream call: the UpstreamError with the
-    provider's Retry-After passed on, or a 502 for an answer that could not be read."""
-    if isinstance(error, UpstreamError):
-        if error.retry_after:
-            error.headers["Retry-After"] = error.retry_after
-        return error
-    return ApiError(502, "upstream_error", "The upstream answer could not be read.")
+def _upstream_failure(error: ApiError) -> ApiError:
+    """What the caller of a text route sees of a failed upstream call: the last attempt's
+    UpstreamError with the provider's Retry-After passed on, or failover's own refusal."""
+    if isinstance(error, UpstreamError) and error.retry_after:
+        error.headers["Retry-After"] = error.retry_after
+    return error
 
 
 async def serve_text(
@@ -228,6 +231,7 @@ async def serve_text(
     if stream is not None:
         chat.stream = stream
     target = await resolve_model_for(principal, chat.model)
+    chat.model = target.model.slug  # an alias answers with the model it stands for
     _check_limits(chat, target)
     hold = pricing.text_estimate(
         target.model,
@@ -241,17 +245,19 @@ async def serve_text(
     metered = await meter.admit(
         principal, reference=request.bytespike_request_id, credits=hold, tokens=tokens
     )
-    codec = upstream_codec(target.route.kind, caller)
-    call = codec.upstream_request(chat, target.model.upstream_model)
     response_id = f"{caller.id_prefix}{ULID()}"
     started = time.monotonic()
     if chat.stream:
-        return await _open_stream(
-            principal, caller, chat, target, codec, call, metered, response_id, started
-        )
+        return await _open_stream(principal, caller, chat, target, metered, response_id, started)
+
+    async def attempt(upstream: Upstream):
+        codec = upstream_codec(upstream.route.kind, caller)
+        call = codec.upstream_request(chat, upstream.upstream_model)
+        return codec.parse_response(await send_json(upstream.route, call))
+
     try:
-        answer = codec.parse_response(await send_json(target.route, call))
-    except (UpstreamError, UpstreamFormatError) as error:
+        upstream, answer = await first_answer(target, attempt, started=started)
+    except ApiError as error:
         await metered.release()
         raise _upstream_failure(error) from None
     except BaseException:  # the client went away (cancelled): the call is free
@@ -260,29 +266,41 @@ async def serve_text(
     latency = int((time.monotonic() - started) * 1000)
     settlement = await metered.settle(
         cost_of(target, answer.usage),
-        _usage_facts(principal, target, caller, answer.usage, latency_ms=latency),
+        _usage_facts(principal, target, upstream, caller, answer.usage, latency_ms=latency),
         tokens=answer.usage.total_input + answer.usage.output_tokens,
     )
     answer.id = response_id
     answer.model = target.model.slug
     response = json_response(caller.codec.render_response(answer, chat))
+    response[UPSTREAM_HEADER] = upstream.name
     for name, value in metered.headers(settlement.charged).items():
         response[name] = value
     return response
 
 
-async def _open_stream(principal, caller, chat, target, codec, call, metered, response_id, started):
-    """Open the upstream stream before answering, so an upstream that refuses at once gets a
-    real HTTP error status; then stream its events, translated, to the caller."""
-    stack = AsyncExitStack()
+async def _open_stream(principal, caller, chat, target, metered, response_id, started):
+    """Open the upstream stream and read its first event before answering: an upstream that
+    refuses, or breaks before its first event, fails over to the next deployment, and when none
+    answers the caller gets a real HTTP error status. Then stream the events, translated."""
+
+    async def attempt(upstream: Upstream):
+        codec = upstream_codec(upstream.route.kind, caller)
+        call = codec.upstream_request(chat, upstream.upstream_model)
+        stack = AsyncExitStack()
+        try:
+            events = await stack.enter_async_context(open_stream(upstream.route, call))
+            first = await anext(events, None)
+        except BaseException:
+            await stack.aclose()
+            raise
+        return codec, stack, _starting_with(first, events)
+
     try:
-        events = await stack.enter_async_context(open_stream(target.route, call))
-    except UpstreamError as error:
-        await stack.aclose()
+        upstream, (codec, stack, events) = await first_answer(target, attempt, started=started)
+    except ApiError as error:
         await metered.release()
         raise _upstream_failure(error) from None
     except BaseException:
-        await stack.aclose()
         await asyncio.shield(metered.release())
         raise
     body = TextStream(
@@ -290,6 +308,7 @@ async def _open_stream(principal, caller, chat, target, codec, call, metered, re
         caller=caller,
         chat=chat,
         target=target,
+        upstream=upstream,
         parser=codec.StreamParser(),
         events=events,
         stack=stack,
@@ -300,9 +319,19 @@ async def _open_stream(principal, caller, chat, target, codec, call, metered, re
     response = StreamingHttpResponse(body, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
+    response[UPSTREAM_HEADER] = upstream.name
     for name, value in metered.headers().items():
         response[name] = value
     return response
+
+
+async def _starting_with(first, events):
+    """``events`` with its already-read first event put back in front."""
+    if first is None:
+        return
+    yield first
+    async for event in events:
+        yield event
 
 
 class TextStream:
@@ -314,12 +343,13 @@ class TextStream:
     connection is closed. A stream the upstream broke is free.
     """
 
-    def __init__(self, *, principal, caller, chat, target, parser, events, stack, metered,
-                 response_id, started):  # fmt: skip
+    def __init__(self, *, principal, caller, chat, target, upstream, parser, events, stack,
+                 metered, response_id, started):  # fmt: skip
         self.principal = principal
         self.caller = caller
         self.chat = chat
         self.target = target
+        self.upstream = upstream
         self.parser = parser
         self.events = events
         self.stack = stack
@@ -352,6 +382,7 @@ class TextStream:
                     for frame in self._render(event):
                         yield frame
             except (UpstreamError, UpstreamFormatError) as error:
+                await breakers.failed(self.upstream.deployment_id)
                 await self._close_books(failed=True)
                 message = getattr(error, "message", "The upstream answer could not be read.")
                 for frame in self.renderer.fail(message):
@@ -428,6 +459,7 @@ class TextStream:
         facts = _usage_facts(
             self.principal,
             self.target,
+            self.upstream,
             self.caller,
             usage,
             stream=True,

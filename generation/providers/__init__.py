@@ -43,6 +43,8 @@ class UpstreamError(ApiError):
         self.retry_after = retry_after
         # Worth trying again later (rate limits, timeouts, provider outages), unlike a refusal.
         self.transient = status in (429, 503, 504) if transient is None else transient
+        # A 400 is the request's own fault: another deployment would refuse it too.
+        self.caller_fault = status == 400
 
 
 _SECRETISH = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,}|Bearer\s+\S+)")
@@ -109,6 +111,19 @@ def upstream_errors(
 
 
 @dataclass(frozen=True)
+class SandboxFaults:
+    """The faults a sandbox channel plays (set per channel in the admin or the demo seed)."""
+
+    failure_rate: float = 0.0
+    timeout_rate: float = 0.0
+    latency_ms: int = 0
+    outage: tuple[float, float] | None = None  # epoch seconds: every call fails in between
+
+    def in_outage(self, now: float) -> bool:
+        return self.outage is not None and self.outage[0] <= now < self.outage[1]
+
+
+@dataclass(frozen=True)
 class ChannelRoute:
     """What a request needs of its channel, without the ORM object."""
 
@@ -117,20 +132,33 @@ class ChannelRoute:
     sandbox: bool
     base_url: str
     secret: str
+    faults: SandboxFaults = SandboxFaults()
 
     @classmethod
     def of(cls, channel: Channel) -> "ChannelRoute":
+        outage = None
+        if channel.sandbox_outage_start and channel.sandbox_outage_end:
+            outage = (
+                channel.sandbox_outage_start.timestamp(),
+                channel.sandbox_outage_end.timestamp(),
+            )
         return cls(
             pk=channel.pk,
             kind=channel.kind,
             sandbox=channel.is_sandbox,
             base_url=channel.base_url.rstrip("/") or "https://sandbox.invalid",
             secret="" if channel.is_sandbox else channel.get_secret(),
+            faults=SandboxFaults(
+                failure_rate=float(channel.sandbox_failure_rate),
+                timeout_rate=float(channel.sandbox_timeout_rate),
+                latency_ms=channel.sandbox_latency_ms,
+                outage=outage,
+            ),
         )
 
     @property
     def fingerprint(self) -> str:
-        raw = f"{self.pk}|{self.sandbox}|{self.base_url}|{self.secret}"
+        raw = f"{self.pk}|{self.sandbox}|{self.base_url}|{self.secret}|{self.faults}"
         return hashlib.sha256(raw.encode()).hexdigest()
 
 

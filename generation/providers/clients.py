@@ -106,7 +106,7 @@ def _async_transport(route: ChannelRoute) -> httpx.AsyncBaseTransport:
     if route.sandbox:
         from generation.providers.sandbox import SandboxTransport
 
-        return SandboxTransport(kind=route.kind)
+        return SandboxTransport(kind=route.kind, faults=route.faults)
     if settings.BYTESPIKE_UPSTREAM_TRANSPORT == "aiohttp":
         from httpx_aiohttp import AiohttpTransport
 
@@ -155,7 +155,7 @@ def _sync_transport(route: ChannelRoute) -> httpx.BaseTransport:
         # Sync clients serve images and videos, which the media sandbox answers for any kind.
         from generation.providers.sandbox_media import SandboxMediaTransport
 
-        return SandboxMediaTransport()
+        return SandboxMediaTransport(faults=route.faults)
     return httpx.HTTPTransport(limits=LIMITS, retries=1)
 
 

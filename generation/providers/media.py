@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from catalogue.models import ChannelKind
+from catalogue.models import MEDIA_KINDS, ChannelKind
 from generation.providers import (
     ChannelRoute,
     UpstreamError,
@@ -39,7 +39,6 @@ SLOW = httpx.Timeout(connect=10.0, read=120.0, write=60.0, pool=10.0)
 QUICK = httpx.Timeout(connect=10.0, read=30.0, write=30.0, pool=10.0)
 MAX_VIDEO_BYTES = 512 * 1024 * 1024
 MAX_IMAGE_URL_BYTES = 64 * 1024 * 1024
-MEDIA_KINDS = (ChannelKind.OPENAI, ChannelKind.OPENAI_COMPATIBLE)
 # Sizes for an aspect ratio when the request names no size (Sora's sizes where it has them).
 ASPECT_SIZES = {"16:9": "1280x720", "9:16": "720x1280", "1:1": "720x720"}
 IMAGE_MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}

@@ -17,6 +17,9 @@ Knobs, for tests and the demo, written anywhere in the prompt:
 and for load tests, settings (from the environment): BYTESPIKE_SANDBOX_LATENCY_MS (before the
 first byte), BYTESPIKE_SANDBOX_TOKEN_DELAY_MS, and BYTESPIKE_SANDBOX_FAILURE_RATE,
 BYTESPIKE_SANDBOX_TIMEOUT_RATE, BYTESPIKE_SANDBOX_CUT_RATE (fractions of calls, 0 to 1).
+Each channel adds its own faults (``SandboxFaults``: a failure rate, a timeout rate, a latency
+and an outage window, set in the admin), so one deployment of a model can fail while another
+answers.
 """
 
 import asyncio
@@ -49,6 +52,7 @@ from generation.protocols.internal import (
     ToolResult,
     Usage,
 )
+from generation.providers import SandboxFaults
 
 logger = logging.getLogger(__name__)
 KNOB = re.compile(r"\[sandbox:(\w+)(?:=([^\]]*))?\]")
@@ -102,8 +106,9 @@ def estimate_tokens(text: str) -> int:
 
 
 class SandboxTransport(httpx.AsyncBaseTransport):
-    def __init__(self, *, kind: str = ""):
+    def __init__(self, *, kind: str = "", faults: SandboxFaults | None = None):
         self.kind = kind
+        self.faults = faults
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -119,13 +124,18 @@ class SandboxTransport(httpx.AsyncBaseTransport):
         if codec is gemini:
             chat.stream = path.endswith("streamGenerateContent")
         knobs = _knobs(chat)
-        await _sleep_ms(float(knobs.get("latency", settings.BYTESPIKE_SANDBOX_LATENCY_MS)))
+        faults = self.faults or SandboxFaults()
+        latency = settings.BYTESPIKE_SANDBOX_LATENCY_MS + faults.latency_ms
+        await _sleep_ms(float(knobs.get("latency", latency)))
         chance = random.Random(f"{time.time_ns()}")
-        if "timeout" in knobs or chance.random() < settings.BYTESPIKE_SANDBOX_TIMEOUT_RATE:
+        timeout_rate = settings.BYTESPIKE_SANDBOX_TIMEOUT_RATE + faults.timeout_rate
+        if "timeout" in knobs or chance.random() < timeout_rate:
             raise httpx.ReadTimeout("sandbox timeout", request=request)
         if "status" in knobs:
             return _json_error(int(knobs["status"]), "Sandbox failure, as asked.")
-        if chance.random() < settings.BYTESPIKE_SANDBOX_FAILURE_RATE:
+        if faults.in_outage(time.time()):
+            return _json_error(503, "Sandbox outage (the channel's outage window).")
+        if chance.random() < settings.BYTESPIKE_SANDBOX_FAILURE_RATE + faults.failure_rate:
             return _json_error(503, "Sandbox failure (injected).")
         answer = compose(chat, knobs)
         if not chat.stream:

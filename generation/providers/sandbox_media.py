@@ -40,6 +40,7 @@ import httpx
 from django.conf import settings
 from PIL import Image, UnidentifiedImageError
 
+from generation.providers import SandboxFaults
 from generation.providers.sandbox_render import (
     VIDEO_FPS,
     edit_image,
@@ -86,9 +87,14 @@ def _error(status: int, message: str, param: str | None = None, code: str = "") 
 
 
 class SandboxMediaTransport(httpx.BaseTransport):
+    def __init__(self, *, faults: SandboxFaults | None = None):
+        self.faults = faults or SandboxFaults()
+
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         request.read()
         path, method = request.url.path, request.method
+        if method == "POST" and (failed := self._channel_fault(request)):
+            return failed
         try:
             if method == "POST" and path.endswith("/images/generations"):
                 return self._generate(request)
@@ -110,6 +116,18 @@ class SandboxMediaTransport(httpx.BaseTransport):
         except Refusal as refusal:
             return _error(refusal.status, refusal.message, refusal.param, refusal.code)
         return _error(404, f"The sandbox does not serve {method} {path}.")
+
+    def _channel_fault(self, request: httpx.Request) -> httpx.Response | None:
+        """The channel's own faults, played on what submits work (polls and downloads of work
+        already accepted are left alone)."""
+        faults = self.faults
+        if faults.latency_ms:
+            time.sleep(faults.latency_ms / 1000)
+        if random.random() < faults.timeout_rate:
+            raise httpx.ReadTimeout("sandbox timeout", request=request)
+        if faults.in_outage(time.time()) or random.random() < faults.failure_rate:
+            return _error(503, "Sandbox failure (the channel's faults).")
+        return None
 
     # --- images ---
 

@@ -560,6 +560,10 @@ def in_process(settings, monkeypatch, keep_test_connection):
     on says something first)."""
     monkeypatch.setattr(dataplane_tasks, "connections", SimpleNamespace(close_all=lambda: None))
     settings.BYTESPIKE_SSE_KEEPALIVE_SECONDS = 0.05
+    # The fuzzer asks the sandbox to fail again and again: breakers would open and refuse the
+    # examples after, which tests/generation/test_breakers.py covers, not this.
+    settings.BYTESPIKE_BREAKER_FAILURES = 10**9
+    settings.BYTESPIKE_BREAKER_ERROR_RATE = 2.0
 
 
 @st.composite

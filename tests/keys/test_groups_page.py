@@ -5,7 +5,7 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import GroupGrant, Role
-from catalogue.models import AIModel, Channel, RoutingGroup
+from catalogue.models import AIModel, Channel, Deployment, RoutingGroup
 
 pytestmark = pytest.mark.django_db
 
@@ -24,9 +24,8 @@ def make_model(slug, *, groups, family="text", **fields):
         slug="sandbox-test", defaults={"name": "Sandbox", "kind": "openai"}
     )
     fields.setdefault("display_name", slug.title())
-    model = AIModel.objects.create(
-        slug=slug, family=family, channel=channel, upstream_model=slug, **fields
-    )
+    model = AIModel.objects.create(slug=slug, family=family, **fields)
+    Deployment.objects.create(model=model, channel=channel, upstream_model=slug)
     model.groups.set(groups)
     return model
 

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import AuditEvent, GroupGrant, Role
-from catalogue.models import AIModel, Channel, RoutingGroup
+from catalogue.models import AIModel, Channel, Deployment, RoutingGroup
 from keys.models import ApiKey, ManagementKey
 from keys.services import api_key_issue, key_digest, management_key_issue
 
@@ -36,9 +36,8 @@ def make_model(slug, *, groups, family="text", **fields):
         slug="sandbox-test", defaults={"name": "Sandbox", "kind": "openai"}
     )
     fields.setdefault("display_name", slug.title())
-    model = AIModel.objects.create(
-        slug=slug, family=family, channel=channel, upstream_model=slug, **fields
-    )
+    model = AIModel.objects.create(slug=slug, family=family, **fields)
+    Deployment.objects.create(model=model, channel=channel, upstream_model=slug)
     model.groups.set(groups)
     return model
 

@@ -373,10 +373,7 @@ def test_an_amount_that_does_not_fit_is_refused_not_wrapped(world):
     fund(world.account, 5)
     with pytest.raises(ValueError):
         hold_place(account_id=world.account.pk, reference="neg", amount=-5)
-    model = AIModel.objects.create(
-        slug="tiny", display_name="t", family="text", upstream_model="t",
-        channel=Channel.objects.create(slug="c", name="c", kind="openai"),
-    )  # fmt: skip
+    model = AIModel.objects.create(slug="tiny", display_name="t", family="text")
     hold_place(account_id=world.account.pk, reference="r1", amount=M)
     with pytest.raises(ValueError):
         hold_settle(
