@@ -207,9 +207,14 @@ class Invitation(models.Model):
 
 
 class AuditEvent(models.Model):
-    """Who did what to an account's team, keys and settings, and when. Append-only."""
+    """Who did what to an account's team, keys and settings, and when. Append-only.
 
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="audit_events")
+    Events of no account are staff operations on what every account shares (``channel.*``: an
+    upstream channel disabled, enabled or tripped); account pages never show them."""
+
+    account = models.ForeignKey(
+        Account, on_delete=models.CASCADE, null=True, blank=True, related_name="audit_events"
+    )
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )

@@ -39,7 +39,7 @@ def token_digest(token: str) -> str:
 
 def audit_record(
     *,
-    account: Account,
+    account: Account | None,
     actor: User | None,
     action: str,
     target: str = "",
