@@ -122,9 +122,11 @@ data_plane = DataPlaneHandler()
 
 async def lifespan(receive, send) -> None:
     """At startup the metering engine's maintenance starts (heartbeat, dead processes'
-    reservations); at shutdown, credit leases go back to their wallets and the upstream clients
-    close their connections."""
+    reservations); at shutdown, credit leases go back to their wallets, the attempt statistics
+    not yet written are, and the upstream clients close their connections."""
     from billing.metering import meter
+    from core.db import run_db
+    from generation import health
     from generation.providers.clients import aclose_clients
 
     while True:
@@ -137,6 +139,7 @@ async def lifespan(receive, send) -> None:
                 await meter.shutdown()
             except Exception:  # the database is gone: the stale sweep releases them
                 logging.getLogger(__name__).warning("leases not returned", exc_info=True)
+            await run_db(health.recorder.flush)  # logs what it cannot write
             await aclose_clients()
             await send({"type": "lifespan.shutdown.complete"})
             return

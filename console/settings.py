@@ -381,6 +381,11 @@ BYTESPIKE_BREAKER_MAX_COOLDOWN_SECONDS = float(
 BYTESPIKE_BREAKER_PROBE_TIMEOUT_SECONDS = float(
     os.environ.get("BYTESPIKE_BREAKER_PROBE_TIMEOUT_SECONDS", "30")
 )
+# Each deployment's attempts per minute (generation/health.py) are kept for a week.
+CELERY_BEAT_SCHEDULE["prune-deployment-minutes"] = {
+    "task": "generation.jobs.deployment_minutes_prune",
+    "schedule": 3600.0,
+}
 # The built-in sandbox upstream (generation/providers/sandbox.py): a little latency by default so
 # the demo streams visibly; the fault rates are for load tests.
 BYTESPIKE_SANDBOX_LATENCY_MS = float(os.environ.get("BYTESPIKE_SANDBOX_LATENCY_MS", "120"))

@@ -6,13 +6,15 @@ an answer that cannot be read) moves on to the next deployment, within the model
 A 400 is the request's own fault and is never retried. Each deployment has a circuit breaker
 (breakers.py): an open one is skipped, so a model whose every deployment is down is refused at
 once with a 503, not after a timeout per request. Failed attempts cost the caller nothing: the
-call is billed once, for the attempt that answered.
+call is billed once, for the attempt that answered. Every attempt's outcome and latency go to the
+deployment's statistics (health.py: memory only, written in the background).
 """
 
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from generation import health
 from generation.breakers import breakers
 from generation.protocols.base import UpstreamFormatError
 from generation.providers import UpstreamError
@@ -47,12 +49,17 @@ async def first_answer[T](
         if not await breakers.acquire(upstream.deployment_id):
             continue
         tried += 1
+        attempt_started = time.monotonic()
         try:
             try:
                 answer = await attempt(upstream)
             except UpstreamFormatError:
                 raise Unreadable() from None
         except UpstreamError as error:
+            # A refused request (400) is the upstream answering, so it counts as ok.
+            health.record(
+                upstream.deployment_id, ok=error.caller_fault, latency_ms=_ms(attempt_started)
+            )
             if error.caller_fault:
                 # The upstream is fine; the request is not. Not a failure of the deployment.
                 await breakers.succeeded(upstream.deployment_id)
@@ -64,6 +71,7 @@ async def first_answer[T](
             )
             last = error
             continue
+        health.record(upstream.deployment_id, ok=True, latency_ms=_ms(attempt_started))
         await breakers.succeeded(upstream.deployment_id)
         return upstream, answer
     if last is not None:
@@ -83,6 +91,11 @@ def all_down(target: Target) -> UpstreamError:
     )
     error.headers["Retry-After"] = retry_after
     return error
+
+
+def _ms(started: float) -> int:
+    """Milliseconds since ``started`` (a ``time.monotonic()``)."""
+    return round((time.monotonic() - started) * 1000)
 
 
 def _seconds(retry_after: str | None) -> float | None:

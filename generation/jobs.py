@@ -5,6 +5,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.utils import timezone
 
+from generation import health
 from generation.callbacks.services import callback_deliver, deliveries_due
 from generation.models import CallbackDelivery, DeliveryStatus
 
@@ -65,3 +66,11 @@ def tasks_reap() -> dict:
     from generation import services
 
     return services.tasks_reap()
+
+
+# --- Upstream health --------------------------------------------------------------------------
+
+
+@shared_task
+def deployment_minutes_prune() -> int:
+    return health.prune()

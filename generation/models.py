@@ -1,4 +1,5 @@
-"""Async tasks, the files they produce, and the callbacks that tell apps they finished."""
+"""Async tasks, the files they produce, the callbacks that tell apps they finished, and the
+upstream attempts each deployment saw, minute by minute."""
 
 from django.db import models
 from django.utils import timezone
@@ -178,3 +179,44 @@ class CallbackAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.delivery} at {self.attempted_at:%Y-%m-%d %H:%M:%S}"
+
+
+# --- Upstream health ---------------------------------------------------------------------------
+
+# Upper bounds (ms) of the buckets of the attempt latency histogram, and a last bucket for the
+# slower ones. Log-scale: a percentile read from it is a bucket's bound, within a factor of about
+# 2.5 of the true value, and a row stays small whatever the traffic.
+LATENCY_BOUNDS_MS = (5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000)
+LATENCY_COLUMNS = (
+    *(f"latency_le_{bound}ms" for bound in LATENCY_BOUNDS_MS),
+    f"latency_over_{LATENCY_BOUNDS_MS[-1]}ms",
+)
+
+
+class DeploymentMinute(models.Model):
+    """The upstream attempts of one deployment in one minute: how many, how many failed, and how
+    many fell in each latency bucket (``LATENCY_COLUMNS``). Every process adds its counts into the
+    same row (generation/health.py), so a row is the whole fleet's minute."""
+
+    deployment = models.ForeignKey(
+        "catalogue.Deployment", on_delete=models.CASCADE, related_name="+"
+    )
+    minute = models.DateTimeField(help_text="The minute's start.")
+    calls = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["deployment", "minute"], name="deployment_minute_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["minute"], name="deployment_minute_age")]
+
+    def __str__(self) -> str:
+        return f"deployment {self.deployment_id} at {self.minute:%Y-%m-%d %H:%M}"
+
+
+# A column per bucket rather than a JSON list, so that processes add into them in plain SQL.
+for _column in LATENCY_COLUMNS:
+    DeploymentMinute.add_to_class(_column, models.PositiveIntegerField(default=0))

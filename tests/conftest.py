@@ -13,6 +13,7 @@ from accounts.models import Account, Membership, Role, User
 from billing.metering import engine, renewals
 from console.celery import app as celery_app
 from core import db as core_db
+from generation import health
 from generation.providers.clients import close_clients
 from keys import auth as keyauth
 from keys import cache as keycache
@@ -25,9 +26,11 @@ from tests.tasks import SandboxClock
 celery_app.conf.broker_read_url = celery_app.conf.broker_write_url = "memory://localhost/"
 celery_app.conf.broker_transport_options = {}
 
-# No hold-renewal thread in the test process (console.asgi starts one in web processes), and no
-# metering maintenance task (it would outlive the event loop of the request that started it).
+# No hold-renewal thread in the test process (console.asgi starts one in web processes), no
+# attempt-statistics thread (tests flush by hand), and no metering maintenance task (it would
+# outlive the event loop of the request that started it).
 renewals.renewals_enabled = False
+health.flushing_enabled = False
 engine.maintenance_enabled = False
 keycache.listening_enabled = False
 core_db.use_test_thread = True
@@ -78,6 +81,7 @@ def _fast_and_isolated(settings):
 
     routing.forget()
     breakers.reset()
+    health.recorder.forget()
     engine.meter.forget()
     keycache.cache.clear()
     keyauth._noted.clear()
