@@ -8,9 +8,13 @@ import math
 import time
 
 import pytest
+from asgiref.sync import async_to_sync
+from django.urls import reverse
 
+from accounts.models import AuditEvent
 from catalogue.models import Channel, Deployment
 from generation import health
+from generation.breakers import breakers
 from generation.health import Recorder, deployment_stats
 from generation.models import DeploymentMinute
 from generation.routing import forget
@@ -122,3 +126,30 @@ def test_every_attempt_of_a_call_is_counted(client, demo):
 def faults(slug, **fields):
     Channel.objects.filter(slug=slug).update(**fields)
     forget()
+
+
+# --- Audit ---------------------------------------------------------------------------------------
+
+
+def test_a_trip_is_audited_once_outside_every_account(client, world, demo, settings):
+    settings.BYTESPIKE_BREAKER_FAILURES = 3
+    primary = deployment("gpt-4.1", "openai")
+
+    async def fail(times):
+        for _ in range(times):
+            await breakers.failed(primary.pk)
+
+    async_to_sync(fail)(5)  # the third trips it; the next two find it open
+    channel_events = AuditEvent.objects.filter(action__startswith="channel.")
+    assert not channel_events.exists()  # nothing written inside the event loop
+    health.recorder.flush()
+    event = channel_events.get()
+    assert (event.action, event.target, event.account) == ("channel.tripped", "openai", None)
+    assert event.details == {
+        "deployment": primary.pk, "model": "gpt-4.1", "reason": "3 consecutive failures"
+    }  # fmt: skip
+    health.recorder.flush()
+    assert channel_events.count() == 1
+    # Account pages never show it.
+    client.force_login(world.owner)
+    assert "channel.tripped" not in client.get(reverse("accounts:audit")).text
