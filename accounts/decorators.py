@@ -5,7 +5,7 @@ from functools import wraps
 from asgiref.sync import sync_to_async
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect
 
 from accounts.models import Membership
@@ -33,6 +33,21 @@ def _admit(request, outcome) -> HttpResponse | None:
     request.membership = outcome
     request.account = outcome.account
     return None
+
+
+def staff_view(view):
+    """A page for the gateway's operators (``is_staff``), not for any account's members: anyone
+    else logged in gets a 404, as if it did not exist."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not request.user.is_staff:
+            raise Http404("No such page.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
 
 
 def account_view(permission: str = VIEW):

@@ -71,3 +71,11 @@ def invitation_get_by_token(token: str) -> Invitation:
 def audit_events_for_account(account: Account) -> QuerySet[AuditEvent]:
     """Newest first; slice it for a summary, page it for the log."""
     return AuditEvent.objects.filter(account=account).select_related("actor")
+
+
+def audit_events_outside_accounts(action_prefix: str) -> QuerySet[AuditEvent]:
+    """Staff operations on what every account shares (``channel.``: upstream channels), newest
+    first; no account's page shows them."""
+    return AuditEvent.objects.filter(account=None, action__startswith=action_prefix).select_related(
+        "actor"
+    )

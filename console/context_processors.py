@@ -17,6 +17,10 @@ NAV = [
     ("accounts:team", "Team", "users"),
     ("accounts:settings", "Settings", "gear"),
 ]
+# Operators of the gateway see these too (their pages are a 404 for everyone else).
+STAFF_NAV = [
+    ("generation:channels", "Channels", "pulse"),
+]
 
 # Pages under a section keep its nav entry highlighted (URL-name prefixes).
 NAV_ALSO = {
@@ -25,6 +29,7 @@ NAV_ALSO = {
     "billing:wallet": ("billing:redeem", "billing:threshold"),
     "generation:playground": ("generation:playground-",),
     "generation:tasks": ("generation:task-",),
+    "generation:channels": ("generation:channel-",),
 }
 
 
@@ -71,7 +76,7 @@ def console(request) -> dict:
                 "icon": icon,
                 "active": _is_active(name, current),
             }
-            for name, label, icon in NAV
+            for name, label, icon in (NAV + STAFF_NAV if user.is_staff else NAV)
         ],
         # Pages behind account_view set request.membership; allauth's pages look it up.
         "membership": membership,

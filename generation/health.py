@@ -250,6 +250,32 @@ class Stats:
     def p99(self) -> float | None:
         return self.percentile(0.99)
 
+    # What pages show: a percentile as the bucket bound it is ("≤ 200 ms", "> 60 s").
+
+    @property
+    def error_rate_text(self) -> str:
+        return "—" if self.error_rate is None else f"{self.error_rate:.1%}"
+
+    @property
+    def p50_text(self) -> str:
+        return _latency_text(self.p50)
+
+    @property
+    def p95_text(self) -> str:
+        return _latency_text(self.p95)
+
+    @property
+    def p99_text(self) -> str:
+        return _latency_text(self.p99)
+
+
+def _latency_text(bound: float | None) -> str:
+    if bound is None:
+        return "—"
+    if bound == math.inf:
+        return f"> {LATENCY_BOUNDS_MS[-1] // 1000} s"
+    return f"≤ {bound} ms" if bound < 1000 else f"≤ {bound // 1000} s"
+
 
 def deployment_stats(
     deployment_ids: Iterable[int], *, minutes: int = RECENT_MINUTES

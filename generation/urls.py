@@ -1,9 +1,9 @@
-"""Console routes of the generation app: the playground, tasks, and webhooks with their
-deliveries."""
+"""Console routes of the generation app: the playground, tasks, webhooks with their
+deliveries, and the operators' channel page."""
 
 from django.urls import path
 
-from generation import playground_views, task_pages, webhook_views
+from generation import channel_pages, playground_views, task_pages, webhook_views
 
 app_name = "generation"
 
@@ -38,5 +38,21 @@ urlpatterns = [
         "settings/webhooks/deliveries/<str:webhook_id>/redeliver/",
         webhook_views.delivery_redeliver,
         name="delivery-redeliver",
+    ),
+    path("operations/channels/", channel_pages.channels, name="channels"),
+    path(
+        "operations/channels/<slug:slug>/test/",
+        channel_pages.channel_test_view,
+        name="channel-test",
+    ),
+    path(
+        "operations/channels/<slug:slug>/disable/",
+        channel_pages.channel_disable,
+        name="channel-disable",
+    ),
+    path(
+        "operations/channels/<slug:slug>/enable/",
+        channel_pages.channel_enable,
+        name="channel-enable",
     ),
 ]

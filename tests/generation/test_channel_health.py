@@ -8,17 +8,19 @@ import math
 import time
 
 import pytest
+import respx
 from asgiref.sync import async_to_sync
 from django.urls import reverse
 
 from accounts.models import AuditEvent
+from billing.models import UsageRecord
 from catalogue.models import Channel, Deployment
 from generation import health
 from generation.breakers import breakers
 from generation.health import Recorder, deployment_stats
 from generation.models import DeploymentMinute
 from generation.routing import forget
-from tests.factories import funded_keys
+from tests.factories import AIModelFactory, ChannelFactory, UserFactory, funded_keys
 
 pytestmark = pytest.mark.django_db
 
@@ -153,3 +155,144 @@ def test_a_trip_is_audited_once_outside_every_account(client, world, demo, setti
     # Account pages never show it.
     client.force_login(world.owner)
     assert "channel.tripped" not in client.get(reverse("accounts:audit")).text
+
+
+# --- The console page ----------------------------------------------------------------------------
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+PAGE = "/operations/channels/"
+
+
+@pytest.fixture
+def staff(client, world):
+    operator = UserFactory(email="ops@bytespike.test", is_staff=True)
+    client.force_login(operator)
+    client.operator = operator
+    return client
+
+
+def row_of(page: str, slug: str) -> str:
+    start = page.index(f'id="channel-row-{slug}"')
+    return page[start : page.index("</tr>", start)]
+
+
+def test_the_page_is_a_404_for_everyone_but_staff(client, world, demo):
+    assert client.get(PAGE).status_code == 302  # anonymous: the login page
+    client.force_login(world.owner)
+    assert client.get(PAGE).status_code == 404
+    assert "Channels" not in client.get(reverse("console:dashboard")).text  # nor in the nav
+    for action in ("test", "disable", "enable"):
+        assert client.post(f"{PAGE}openai/{action}/").status_code == 404, action
+    assert Channel.objects.get(slug="openai").is_enabled
+
+
+def test_staff_see_every_channel_with_its_breakers_error_rate_and_latency(staff, demo, settings):
+    settings.BYTESPIKE_BREAKER_FAILURES = 2
+    primary, backup = deployment("gpt-4.1", "openai"), deployment("gpt-4.1", "azure")
+    for latency in (80, 90, 95, 400):
+        health.recorder.record(backup.pk, ok=True, latency_ms=latency)
+    for _ in range(3):
+        health.recorder.record(primary.pk, ok=False, latency_ms=1500)
+    health.recorder.record(primary.pk, ok=True, latency_ms=700)
+    health.recorder.flush()
+
+    async def trip():
+        for _ in range(2):
+            await breakers.failed(primary.pk)
+
+    async_to_sync(trip)()
+    page = staff.get(PAGE).text
+    assert 'href="/operations/channels/"' in page  # the nav shows staff the page
+    for channel in Channel.objects.all():
+        assert f'id="channel-row-{channel.slug}"' in page
+    openai, azure = row_of(page, "openai"), row_of(page, "azure")
+    assert "75.0%" in openai and "≤ 2 s" in openai
+    assert f'data-deployment="{primary.pk}" data-breaker="open"' in openai and "until" in openai
+    assert "0.0%" in azure and "≤ 100 ms" in azure and "≤ 500 ms" in azure
+    assert f'data-deployment="{backup.pk}" data-breaker="closed"' in azure
+    assert 'data-breaker="open"' not in row_of(page, "anthropic")
+
+
+def test_a_test_call_on_a_sandbox_channel(staff, demo):
+    url = f"{PAGE}openai/test/"
+    answer = staff.post(url, **HTMX)
+    assert answer.status_code == 200
+    row = answer.text
+    assert 'id="channel-row-openai"' in row and 'data-test="ok"' in row and ">200<" in row
+
+    faults("openai", sandbox_failure_rate=1)
+    page = staff.post(url).text  # without htmx: the whole page
+    failed = row_of(page, "openai")
+    assert 'data-test="failed"' in failed and "The upstream provider failed (503)." in failed
+    assert not UsageRecord.objects.exists()
+    assert not DeploymentMinute.objects.exists() and not health.recorder._minutes
+    assert "https://" not in failed and "api.openai.com" not in page
+
+
+def test_a_live_channel_test_shows_neither_its_url_nor_its_secret(staff, demo, settings):
+    settings.BYTESPIKE_UPSTREAM_TRANSPORT = "httpx"  # what respx intercepts
+    secret = "sk-live-SECRET0123456789abcdef"
+    channel = Channel.objects.get(slug="deepseek")
+    channel.mode, channel.base_url = "live", "https://upstream.internal.example/v1"
+    channel.set_secret(secret)
+    channel.save()
+    with respx.mock() as upstream:
+        sent = upstream.post("https://upstream.internal.example/v1/chat/completions").respond(
+            401, json={"error": {"message": f"bad key {secret} at upstream.internal.example"}}
+        )
+        page = staff.post(f"{PAGE}deepseek/test/").text
+    assert sent.calls.last.request.headers["authorization"] == f"Bearer {secret}"
+    assert json.loads(sent.calls.last.request.content)["max_tokens"] == 1
+    row = row_of(page, "deepseek")
+    assert 'data-test="failed"' in row and "The upstream provider refused our access." in row
+    assert secret not in page and "upstream.internal.example" not in page
+
+
+def test_a_channel_with_only_media_models_has_no_test_call(staff, demo):
+    media = ChannelFactory(slug="media-only", kind="openai")
+    image = AIModelFactory(slug="img-x", family="image")
+    Deployment.objects.create(model=image, channel=media, upstream_model="img-x")
+    row = staff.post(f"{PAGE}media-only/test/", **HTMX).text
+    assert 'data-test="unavailable"' in row and "not available" in row
+
+
+def test_a_disabled_channel_is_out_of_routing_until_enabled_again(staff, world, demo):
+    key = demo["default"]  # the data plane knows the key, not the console's session
+    answer = staff.post(f"{PAGE}openai/disable/", **HTMX)
+    assert answer.status_code == 200
+    assert 'data-state="disabled"' in answer.text and 'hx-swap-oob="true"' in answer.text
+    assert "channel.disabled" in answer.text  # the events, refreshed out of band
+
+    refused = chat(staff, key, model="gpt-4.1-mini")  # served by openai alone
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == "upstream_unavailable"
+    assert chat(staff, key).headers["X-ByteSpike-Upstream"] == "azure"  # gpt-4.1's backup
+
+    assert staff.post(f"{PAGE}openai/enable/").status_code == 302  # without htmx: to the page
+    assert chat(staff, key, model="gpt-4.1-mini").status_code == 200
+
+    events = AuditEvent.objects.filter(action__startswith="channel.").order_by("id")
+    assert [(e.action, e.target, e.actor, e.account) for e in events] == [
+        ("channel.disabled", "openai", staff.operator, None),
+        ("channel.enabled", "openai", staff.operator, None),
+    ]
+    page = staff.get(PAGE).text
+    assert "channel.enabled" in page and "ops@bytespike.test" in page
+    # Account pages never show them.
+    staff.force_login(world.owner)
+    assert "channel.disabled" not in staff.get(reverse("accounts:audit")).text
+
+
+def test_disabling_twice_is_audited_once(staff, demo):
+    staff.post(f"{PAGE}openai/disable/")
+    staff.post(f"{PAGE}openai/disable/")
+    assert AuditEvent.objects.filter(action="channel.disabled").count() == 1
+
+
+def test_the_buttons_need_csrf(client, world, demo):
+    from django.test import Client
+
+    guarded = Client(enforce_csrf_checks=True)
+    guarded.force_login(UserFactory(is_staff=True))
+    assert guarded.post(f"{PAGE}openai/disable/").status_code == 403
+    assert Channel.objects.get(slug="openai").is_enabled
