@@ -296,3 +296,57 @@ def test_the_buttons_need_csrf(client, world, demo):
     guarded.force_login(UserFactory(is_staff=True))
     assert guarded.post(f"{PAGE}openai/disable/").status_code == 403
     assert Channel.objects.get(slug="openai").is_enabled
+
+
+# --- The admin -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def superuser(client, world):
+    operator = UserFactory(email="root@bytespike.test", is_staff=True, is_superuser=True)
+    client.force_login(operator)
+    client.operator = operator
+    return client
+
+
+def admin_action(client, action: str, *slugs: str):
+    ids = Channel.objects.filter(slug__in=slugs).values_list("pk", flat=True)
+    return client.post(
+        reverse("admin:catalogue_channel_changelist"),
+        {"action": action, "_selected_action": list(ids)},
+        follow=True,
+    )
+
+
+def test_the_channel_admin_shows_breakers_error_rate_and_p95(superuser, demo, settings):
+    settings.BYTESPIKE_BREAKER_FAILURES = 1
+    primary = deployment("gpt-4.1", "openai")
+    for ok in (True, False, True, True):
+        health.recorder.record(primary.pk, ok=ok, latency_ms=150)
+    health.recorder.flush()
+    async_to_sync(breakers.failed)(primary.pk)
+    page = superuser.get(reverse("admin:catalogue_channel_changelist")).text
+    assert "Breakers" in page and "Error rate (15 min)" in page and "Latency p95 (15 min)" in page
+    assert "1 open, 4 closed" in page and "25.0% of 4" in page and "≤ 200 ms" in page
+
+
+def test_the_channel_admin_actions(superuser, demo):
+    tested = admin_action(superuser, "test_channels", "openai", "azure").text
+    assert "OpenAI: 200 in" in tested and "Azure OpenAI (backup): 200 in" in tested
+
+    disabled = admin_action(superuser, "disable_channels", "openai").text
+    assert "Disabled: openai." in disabled
+    assert not Channel.objects.get(slug="openai").is_enabled
+    assert admin_action(superuser, "disable_channels", "openai").status_code == 200
+    faults("openai", sandbox_failure_rate=1)
+    failed = admin_action(superuser, "test_channels", "openai").text  # a disabled one too
+    assert "OpenAI: 502 in" in failed and "The upstream provider failed (503)." in failed
+
+    assert "Enabled: openai." in admin_action(superuser, "enable_channels", "openai").text
+    assert Channel.objects.get(slug="openai").is_enabled
+    events = AuditEvent.objects.filter(action__startswith="channel.").order_by("id")
+    assert [(e.action, e.actor) for e in events] == [
+        ("channel.disabled", superuser.operator),
+        ("channel.enabled", superuser.operator),
+    ]
+    assert not UsageRecord.objects.exists()
