@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, connections, transaction
 from django.db.models import Max, Sum
 from django.utils import timezone
 
@@ -67,6 +67,7 @@ class Recorder:
         # Sync views and workers run event loops in threads of their own, all recording here.
         self._lock = threading.Lock()
         self._flusher: threading.Thread | None = None
+        self._database_down = False
 
     def record(self, deployment_id: int, ok: bool, latency_ms: int) -> None:
         """Count one attempt (``ok``: the upstream answered, if only to refuse the request)."""
@@ -96,19 +97,21 @@ class Recorder:
         with self._lock:
             minutes, self._minutes = self._minutes, {}
             trips, self._trips = self._trips, []
-        if minutes:
-            try:
+        try:
+            if minutes:
                 _add_minutes(minutes)
-            except DatabaseError:
-                logger.warning("attempt statistics not written; kept for later", exc_info=True)
-                self._keep(minutes)
-        if trips:
-            try:
+                minutes = {}
+            if trips:
                 _audit_trips(trips)
-            except DatabaseError:
-                logger.warning("breaker trips not audited; kept for later", exc_info=True)
-                with self._lock:
-                    self._trips[:0] = trips
+        except DatabaseError as error:
+            self._keep(minutes, trips)
+            if not self._database_down:  # once per outage, not every few seconds
+                self._database_down = True
+                logger.warning("attempt statistics not written (%r); kept for later", error)
+            return
+        if self._database_down:
+            self._database_down = False
+            logger.warning("attempt statistics written again")
 
     def forget(self) -> None:
         """Drop what was not written (tests: deployment ids repeat)."""
@@ -116,8 +119,9 @@ class Recorder:
             self._minutes.clear()
             self._trips.clear()
 
-    def _keep(self, minutes: dict[tuple[int, int], list[int]]) -> None:
+    def _keep(self, minutes: dict[tuple[int, int], list[int]], trips: list[Trip]) -> None:
         with self._lock:
+            self._trips[:0] = trips
             for key, counts in minutes.items():
                 mine = self._minutes.setdefault(key, [0] * len(counts))
                 for index, count in enumerate(counts):
@@ -148,6 +152,7 @@ recorder = Recorder()
 record = recorder.record
 
 
+@transaction.atomic  # all or none: kept counts are added again
 def _add_minutes(minutes: dict[tuple[int, int], list[int]]) -> None:
     # A deployment deleted since its attempts has no row to add to (its foreign key would fail).
     live = set(
@@ -173,6 +178,7 @@ def _add_minutes(minutes: dict[tuple[int, int], list[int]]) -> None:
         )
 
 
+@transaction.atomic  # all or none: kept trips are written again
 def _audit_trips(trips: list[Trip]) -> None:
     deployments = Deployment.objects.select_related("channel", "model").in_bulk(
         {trip.deployment_id for trip in trips}

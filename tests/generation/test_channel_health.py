@@ -10,6 +10,7 @@ import time
 import pytest
 import respx
 from asgiref.sync import async_to_sync
+from django.db import OperationalError
 from django.urls import reverse
 
 from accounts.models import AuditEvent
@@ -96,22 +97,25 @@ def test_minutes_older_than_the_window_are_left_out_and_pruned_after_a_week(demo
     assert DeploymentMinute.objects.count() == 2
 
 
-def test_counts_that_cannot_be_written_are_kept_for_the_next_flush(demo, monkeypatch):
+def test_what_cannot_be_written_is_kept_for_the_next_flush(demo, monkeypatch):
     primary = deployment("gpt-4.1", "openai").pk
     recorder = Recorder()
     recorder.record(primary, ok=True, latency_ms=10)
+    recorder.tripped(primary, "5 consecutive failures")
 
-    def down(minutes):
-        from django.db import OperationalError
-
+    def down(*args, **kwargs):
         raise OperationalError("the database is restarting")
 
     with monkeypatch.context() as patch:
         patch.setattr(health, "_add_minutes", down)
         recorder.flush()
     recorder.record(primary, ok=True, latency_ms=10)
+    with monkeypatch.context() as patch:
+        patch.setattr(health, "audit_record", down)
+        recorder.flush()  # the minutes are written, the trip is not
     recorder.flush()
     assert DeploymentMinute.objects.get(deployment_id=primary).calls == 2
+    assert AuditEvent.objects.filter(action="channel.tripped").count() == 1
 
 
 def test_every_attempt_of_a_call_is_counted(client, demo):
