@@ -382,8 +382,10 @@ class TextStream:
                     for frame in self._render(event):
                         yield frame
             except (UpstreamError, UpstreamFormatError) as error:
-                await breakers.failed(self.upstream.deployment_id)
+                # The books first: nothing may come between the break and the claim that makes
+                # the call free (a client leaving meanwhile would bill what it was sent).
                 await self._close_books(failed=True)
+                await breakers.failed(self.upstream.deployment_id)
                 message = getattr(error, "message", "The upstream answer could not be read.")
                 for frame in self.renderer.fail(message):
                     yield frame
