@@ -268,7 +268,8 @@ if env_bool("BYTESPIKE_BEHIND_PROXY", False):
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 SECURE_SSL_REDIRECT = HTTPS
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# Probes and Prometheus scrape each process directly, often over plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 # Sent only on HTTPS responses (SecurityMiddleware checks request.is_secure()).
 SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000")) if HTTPS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
@@ -406,6 +407,20 @@ BYTESPIKE_HOLD_STALE_SECONDS = float(os.environ.get("BYTESPIKE_HOLD_STALE_SECOND
 BYTESPIKE_LEASE_CALLS_PER_SECOND = int(os.environ.get("BYTESPIKE_LEASE_CALLS_PER_SECOND", "5"))
 # Task streams (SSE) send a keepalive comment this often, so proxies keep them open.
 BYTESPIKE_SSE_KEEPALIVE_SECONDS = float(os.environ.get("BYTESPIKE_SSE_KEEPALIVE_SECONDS", "15"))
+# Prometheus metrics at /metrics (docs/operations.md#metrics): a scrape must send
+# "Authorization: Bearer <token>"; without a token /metrics is a 404, never open. The web
+# processes and workers of a machine write their metrics to files in the folder, so a scrape of
+# any web process reads the machine's (empty: each process reports only its own).
+BYTESPIKE_METRICS_TOKEN = os.environ.get("BYTESPIKE_METRICS_TOKEN", "")
+BYTESPIKE_METRICS_DIR = os.environ.get("BYTESPIKE_METRICS_DIR", str(DATA_DIR / "metrics"))
+if BYTESPIKE_METRICS_DIR:
+    BYTESPIKE_METRICS_DIR = str(Path(BYTESPIKE_METRICS_DIR).resolve())
+    Path(BYTESPIKE_METRICS_DIR).mkdir(parents=True, exist_ok=True)
+    # prometheus_client picks its multiprocess mode from this when first imported, which is
+    # after the settings in every process (core/metrics.py).
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = BYTESPIKE_METRICS_DIR
+else:
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 # How long a sandbox video takes to "render" (the demo's videos finish in seconds).
 BYTESPIKE_SANDBOX_VIDEO_SECONDS = float(os.environ.get("BYTESPIKE_SANDBOX_VIDEO_SECONDS", "6"))
 BYTESPIKE_INVITATION_DAYS = 7
