@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from console import health, views
+from console import health, metrics, views
 from console.api import api, unknown_route
 from generation.files import serve_file
 
@@ -17,6 +17,7 @@ console_patterns = (
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("", include("generation.dataplane.urls")),
     path("api/v1/", api.urls),
