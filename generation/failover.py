@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from core import metrics
 from generation import health
 from generation.breakers import breakers
 from generation.protocols.base import UpstreamFormatError
@@ -52,7 +53,7 @@ async def first_answer[T](
         attempt_started = time.monotonic()
         try:
             try:
-                answer = await attempt(upstream)
+                answer = await metrics.upstream_attempt(upstream.name, attempt(upstream))
             except UpstreamFormatError:
                 raise Unreadable() from None
         except UpstreamError as error:

@@ -18,6 +18,7 @@ from itertools import groupby
 
 from catalogue.models import AIModel, Deployment, ModelAlias, RoutingGroup
 from catalogue.selectors import models_in_group
+from core import metrics
 from core.db import run_db
 from core.errors import ApiError
 from generation.providers import ChannelRoute
@@ -82,6 +83,7 @@ async def resolve_model_for(principal: KeyPrincipal, slug: str) -> Target:
     """``resolve_model`` for the key of ``principal``: a model its allowlist leaves out is 403
     model_not_allowed (an unknown model is still 400 model_not_found)."""
     target = await resolve_model(principal.group_id, slug)
+    metrics.model_resolved(target.model.slug)
     # The allowlist names models; an alias is allowed when the model it stands for is.
     if not principal.may_call(target.model.slug):
         raise model_not_allowed(slug)

@@ -15,6 +15,8 @@ import time
 
 from django.conf import settings
 
+from core import metrics
+
 logger = logging.getLogger(__name__)
 
 MISSING = object()
@@ -42,7 +44,9 @@ class KeyCache:
         """The principal (None: no such key), or MISSING."""
         entry = self._entries.get(digest)
         if entry is None or entry[0] < time.monotonic():
+            metrics.KEY_CACHE_MISS.inc()
             return MISSING
+        metrics.KEY_CACHE_HIT.inc()
         return entry[1]
 
     def put(self, digest: str, principal) -> None:

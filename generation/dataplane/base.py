@@ -18,6 +18,7 @@ from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 from ulid import ULID
 
+from core import metrics
 from core.errors import ApiError
 from generation.dataplane.errors import Protocol, error_response
 from generation.metering import current_headers
@@ -81,25 +82,30 @@ def dataplane_view(protocol: Protocol | Callable = request_protocol, *, methods:
             request_id = f"req_{ULID()}"
             caller = protocol(request) if callable(protocol) else protocol
             request.bytespike_request_id = request_id
-            try:
-                if request.method not in methods:
-                    response = error_response(caller, _method_not_allowed(request, methods))
-                else:
-                    response = await _answer(view, request, caller, args, kwargs)
-            except DataError:
-                # A value the database refuses (PostgreSQL: a NUL character), not an outage.
-                response = error_response(caller, unstorable())
-            except DatabaseError:
-                logger.warning("database unavailable for %s", request.path, exc_info=True)
-                response = error_response(caller, unavailable())
-            except (BadRequest, SuspiciousOperation, MultiPartParserError) as error:
-                response = error_response(caller, _unreadable(error))
+            with metrics.DataPlaneCall(request.resolver_match.url_name, caller) as call:
+                response = await _respond(view, request, caller, methods, args, kwargs)
+                call.status = response.status_code
             response["X-Request-ID"] = request_id
             return response
 
         return wrapper
 
     return decorator
+
+
+async def _respond(view, request, caller, methods, args, kwargs):
+    try:
+        if request.method not in methods:
+            return error_response(caller, _method_not_allowed(request, methods))
+        return await _answer(view, request, caller, args, kwargs)
+    except DataError:
+        # A value the database refuses (PostgreSQL: a NUL character), not an outage.
+        return error_response(caller, unstorable())
+    except DatabaseError:
+        logger.warning("database unavailable for %s", request.path, exc_info=True)
+        return error_response(caller, unavailable())
+    except (BadRequest, SuspiciousOperation, MultiPartParserError) as error:
+        return error_response(caller, _unreadable(error))
 
 
 def _method_not_allowed(request, methods: tuple[str, ...]) -> ApiError:
@@ -115,7 +121,9 @@ def _method_not_allowed(request, methods: tuple[str, ...]) -> ApiError:
 async def unknown_route(request, *args, **kwargs):
     """Any /v1 or /v1beta URL that is no route: a 404 in the envelope the path suggests."""
     error = ApiError(404, "not_found", f"Unknown URL: {request.method} {request.path}.")
-    response = error_response(request_protocol(request), error)
+    caller = request_protocol(request)
+    metrics.REQUESTS.labels(request.resolver_match.url_name, caller, "", "404", "").inc()
+    response = error_response(caller, error)
     response["X-Request-ID"] = f"req_{ULID()}"
     return response
 

@@ -21,6 +21,7 @@ from billing import pricing
 from billing.metering import meter
 from billing.usage import UsageFacts
 from catalogue.models import ChannelKind, Family
+from core import metrics
 from core.errors import ApiError
 from generation.breakers import breakers
 from generation.dataplane.base import dataplane_view, json_body, unavailable
@@ -303,6 +304,7 @@ async def _open_stream(principal, caller, chat, target, metered, response_id, st
     except BaseException:
         await asyncio.shield(metered.release())
         raise
+    metrics.stream_started(target.model.slug)
     body = TextStream(
         principal=principal,
         caller=caller,
