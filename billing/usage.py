@@ -4,13 +4,18 @@ total) that key limits are checked against. Called as holds are settled (billing
 batches committed (billing/batches.py).
 """
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.db import transaction
 from django.utils import timezone
 
 from billing import sql
 from billing.models import KeySpend, KeyTotal, UsageRecord, UsageRollup
+from catalogue.selectors import slugs
+from core import metrics
+from core.money import MICROS_PER_CREDIT
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,7 @@ def record_usage_batch(batch: str, records: list[tuple[Charge, int, int]]) -> No
             spend[(usage.api_key_id, bucket)] = spend.get((usage.api_key_id, bucket), 0) + charged
             totals[usage.api_key_id] = totals.get(usage.api_key_id, 0) + charged
     sql.insert_rows(UsageRecord, rows)
+    transaction.on_commit(functools.partial(_count, records))
     rollup_rows = [
         {"account_id": a, "api_key_id": k, "model_id": m, "hour": h, "family": f,
          **dict(zip(_ROLLUP_FIELDS, sums, strict=True))}
@@ -124,6 +130,29 @@ def record_usage_batch(batch: str, records: list[tuple[Charge, int, int]]) -> No
         [{"api_key_id": k, "credits": c} for k, c in totals.items()],
         amounts=("credits",),
     )
+
+
+_TOKEN_KINDS = ("input", "output", "cache_read", "cache_write", "reasoning")
+
+
+def _count(records: list[tuple[Charge, int, int]]) -> None:
+    """Tokens and credits by model and routing group (metrics), once the usage is committed:
+    a batch that failed was free."""
+    sums: dict[tuple[int, int | None], list[int]] = {}
+    for call, charged, _ in records:
+        usage = call.usage
+        amounts = (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens,
+                   usage.cache_write_tokens, usage.reasoning_tokens, charged)  # fmt: skip
+        row = sums.setdefault((usage.model_id, usage.group_id), [0] * len(amounts))
+        for n, amount in enumerate(amounts):
+            row[n] += amount
+    models, groups = slugs.of((m for m, _ in sums), (g for _, g in sums))
+    for (model_id, group_id), (*tokens, charged) in sums.items():
+        model, group = models.get(model_id, ""), groups.get(group_id, "")
+        for kind, count in zip(_TOKEN_KINDS, tokens, strict=True):
+            if count:
+                metrics.labelled(metrics.TOKENS, model, group, kind).inc(count)
+        metrics.labelled(metrics.CREDITS, model, group).inc(charged / MICROS_PER_CREDIT)
 
 
 def key_spend_prune(*, older_than: timedelta = timedelta(days=8)) -> int:

@@ -76,9 +76,11 @@ def _fast_and_isolated(settings):
     cache["KEY_PREFIX"] = f"test-{uuid.uuid4().hex}"
     settings.CACHES = {"default": cache}
     # Row ids repeat between tests (rolled back), so nothing remembered by id may carry over.
+    from catalogue.selectors import slugs
     from generation import routing
     from generation.breakers import breakers
 
+    slugs.forget()
     routing.forget()
     breakers.reset()
     health.recorder.forget()

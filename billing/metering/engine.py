@@ -52,6 +52,7 @@ from billing.metering.limits import KeyLimits, LimitState
 from billing.models import HoldKind
 from billing.services import WalletState
 from billing.usage import Charge, UsageFacts
+from core import metrics
 from core.db import run_db
 
 logger = logging.getLogger(__name__)
@@ -325,10 +326,12 @@ class Meter:
                     results = await run_db(_commit, [pending.item for pending in batch])
                 except Exception as error:  # the database is down: these calls are free
                     logger.warning("a settlement batch of %d failed", len(batch), exc_info=True)
+                    metrics.SETTLEMENT_BATCH_FAILED.observe(len(batch))
                     for pending in batch:
                         await self._written(pending, None)
                         pending.fail(error)
                     continue
+                _committed(batch)
                 for pending in batch:
                     settlement = results.get(pending.item.reference)
                     await self._written(pending, settlement)
@@ -451,6 +454,7 @@ class _Pending:
     call: Call | None = None
     tokens: int = 0
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
+    queued: float = field(default_factory=time.monotonic)
 
     def done(self, settlement: Settlement | None) -> None:
         if not self.future.done():  # a waiter that was cancelled left it so
@@ -459,6 +463,14 @@ class _Pending:
     def fail(self, error: Exception) -> None:
         if not self.future.done():
             self.future.set_exception(error)
+
+
+def _committed(batch: list[_Pending]) -> None:
+    """A batch's size, and how long each of its calls waited for it (metrics)."""
+    now = time.monotonic()
+    metrics.SETTLEMENT_BATCH_COMMITTED.observe(len(batch))
+    for pending in batch:
+        metrics.SETTLEMENT_LAG.observe(now - pending.queued)
 
 
 # In-process tests turn this off (tests/conftest.py): a maintenance task would outlive the
