@@ -26,6 +26,7 @@ from billing import metering, pricing
 from billing.metering import meter
 from billing.usage import UsageFacts
 from catalogue.models import AIModel, Family, RefundPolicy
+from core import metrics
 from core.db import run_db
 from core.errors import ApiError
 from generation.failover import first_answer
@@ -319,6 +320,9 @@ def task_advance(task_id: int, lease: str) -> float | None:
         )
         if not claimed:
             return None
+        metrics.TASK_QUEUE_WAIT.labels(task.model.slug).observe(
+            (now - task.created_at).total_seconds()
+        )
         task.refresh_from_db()
         with transaction.atomic():
             notify_change(task)
@@ -460,7 +464,7 @@ def _complete(task: Task, files: list) -> None:
             return
         settlement = metering.task_settle(reference=task.public_id, charge=charge, usage=usage)
         Task.objects.filter(pk=task.pk).update(credits_used=settlement.charged)
-        _terminal_effects(task)
+        _terminal_effects(task, TaskStatus.COMPLETED)
 
 
 def _discard(artifacts) -> None:
@@ -484,13 +488,16 @@ def task_fail(task: Task, code: str, message: str) -> bool:
         if not won:
             return False
         metering.task_release(reference=task.public_id)
-        _terminal_effects(task)
+        _terminal_effects(task, TaskStatus.FAILED)
     return True
 
 
-def _terminal_effects(task: Task) -> None:
-    """Inside the terminal transition's transaction: the callback and the live notice."""
+def _terminal_effects(task: Task, status: str) -> None:
+    """Inside the terminal transition's transaction: the callback, the live notice and the
+    count of finished tasks (once committed)."""
     notify_change(task)
+    counted = metrics.TASKS_FINISHED.labels(task.model.slug, status)
+    transaction.on_commit(counted.inc)
     if task.callback_url:
         from generation.callbacks.services import callback_schedule
         from generation.task_objects import task_object
@@ -543,7 +550,7 @@ def task_cancel(task: Task) -> Task:
         else:
             metering.task_release(reference=task.public_id)
         Task.objects.filter(pk=task.pk).update(credits_used=charge)
-        _terminal_effects(task)
+        _terminal_effects(task, TaskStatus.CANCELLED)
     if status == TaskStatus.RUNNING and upstream_id:
         _cancel_upstream(task, upstream_id)
     return _reload(task)

@@ -20,6 +20,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.services import audit_record
 from accounts.webhooks import WebhookSecretError, webhook_signing_keys
+from core import metrics
 from core.ids import new_public_id
 from generation.callbacks.signing import payload_body, webhook_headers
 from generation.callbacks.targets import CallbackURLError, callback_target
@@ -185,6 +186,12 @@ def _record_outcome(delivery: CallbackDelivery, result: SendResult) -> None:
     delivery.refresh_from_db()
 
 
+def _outcome(result: SendResult, delivery: CallbackDelivery) -> str:
+    if result.ok:
+        return "delivered"
+    return "retrying" if delivery.status == DeliveryStatus.PENDING else "failed"
+
+
 def callback_deliver(delivery_id: int, *, manual: bool = False) -> CallbackAttempt | None:
     """Make the next attempt of a delivery if it is due (or now, when ``manual``).
 
@@ -211,6 +218,7 @@ def callback_deliver(delivery_id: int, *, manual: bool = False) -> CallbackAttem
         manual=manual,
     )
     _record_outcome(delivery, result)
+    metrics.CALLBACK_DELIVERIES.labels(_outcome(result, delivery)).inc()
     if not result.ok:
         logger.info(
             "callback %s attempt %d failed: %s",
