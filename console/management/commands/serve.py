@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.staticfiles.finders import get_finders
@@ -44,6 +45,14 @@ def _die_with_parent() -> None:
     """In the child: get SIGTERM if `serve` itself dies, even by SIGKILL (Linux)."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _clear_metrics() -> None:
+    """Start the machine's metrics afresh: the files of processes from a previous run would
+    otherwise pile up, to be read by every scrape (docs/operations.md#metrics)."""
+    if settings.BYTESPIKE_METRICS_DIR:
+        for path in Path(settings.BYTESPIKE_METRICS_DIR).glob("*.db"):
+            path.unlink()
 
 
 @dataclass
@@ -136,6 +145,7 @@ class Command(BaseCommand):
             Child("beat", [*celery, "beat", "--loglevel", "INFO", "--schedule", schedule]),
         ]  # fmt: skip
 
+        _clear_metrics()
         stopping = []
         signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
