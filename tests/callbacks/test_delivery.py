@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 from django.utils import timezone
+from prometheus_client import REGISTRY
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
@@ -258,6 +259,25 @@ def test_error_answers_are_retried_then_the_delivery_fails(
     assert delivery.last_status_code == 503
     assert delivery.next_attempt_at is None
     assert callback_deliver(delivery.pk) is None
+
+
+def test_attempts_are_counted_by_outcome_in_the_metrics(schedule, receiver, enqueued):
+    def counts() -> dict[str, float]:
+        name = "bytespike_callback_deliveries_total"
+        outcomes = ("delivered", "retrying", "failed")
+        return {o: REGISTRY.get_sample_value(name, {"outcome": o}) or 0 for o in outcomes}
+
+    before = counts()
+    receiver.answer(Answer(status=500), Answer(status=503), Answer())
+    failing = schedule(receiver.url)
+    callback_deliver(failing.pk)  # another attempt is scheduled
+    CallbackDelivery.objects.filter(pk=failing.pk).update(attempts=MAX_ATTEMPTS - 1)
+    make_due(failing)
+    callback_deliver(failing.pk)  # the last one
+    callback_deliver(schedule(receiver.url).pk)
+
+    after = counts()
+    assert {o: after[o] - before[o] for o in after} == {"delivered": 1, "retrying": 1, "failed": 1}
 
 
 def test_retry_schedule_lasts_about_a_day():
