@@ -27,7 +27,13 @@ get = functools.partial(httpx.get, timeout=30)
 
 def test_serve_runs_the_whole_product_and_stops_cleanly(tmp_path):
     port = free_port()
-    process, demo = start_serve(tmp_path, port)
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    stale = metrics_dir / "counter_1.db"  # a previous run's process
+    stale.write_bytes(b"\0" * 8)
+    token = "serve-metrics-token"
+    process, demo = start_serve(tmp_path, port, BYTESPIKE_METRICS_DIR=str(metrics_dir),
+                                BYTESPIKE_METRICS_TOKEN=token)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
         children = descendants(process.pid)
@@ -50,6 +56,15 @@ def test_serve_runs_the_whole_product_and_stops_cleanly(tmp_path):
         submit(client, "/team/", {"email": "mate@example.com", "role": "viewer"},
                action="/team/invitations/")  # fmt: skip
         assert wait_until(lambda: 'data-status="sent"' in client.get("/team/").text, 30)
+
+        # The machine's metrics start afresh, and its web process serves them.
+        assert not stale.exists()
+        scraped = get(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert scraped.status_code == 200
+        requests = "bytespike_requests_total{"
+        counted = [line for line in scraped.text.splitlines()
+                   if line.startswith(requests) and 'route="v1-models"' in line]  # fmt: skip
+        assert len(counted) == 1 and 'status="401"' in counted[0]  # the probe above
     finally:
         code = stop(process, signal.SIGTERM)
     assert code == 0
