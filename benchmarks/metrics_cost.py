@@ -28,15 +28,16 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=100_000)
     parser.add_argument("--json", action="store_true", help="a JSON line of results last")
     args = parser.parse_args()
-    os.environ.setdefault("BYTESPIKE_METRICS_DIR", tempfile.mkdtemp(prefix="bytespike-metrics-"))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
-    sys.path.insert(0, str(ROOT))
-    import django
+    with tempfile.TemporaryDirectory(prefix="bytespike-metrics-") as folder:
+        os.environ.setdefault("BYTESPIKE_METRICS_DIR", folder)
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
+        sys.path.insert(0, str(ROOT))
+        import django
 
-    django.setup()
-    from django.conf import settings
+        django.setup()
+        from django.conf import settings
 
-    with_metrics, without = asyncio.run(_time(args.calls))
+        with_metrics, without = asyncio.run(_time(args.calls))
     cost = (with_metrics - without) / args.calls * 1e6
     result = {
         "calls": args.calls,
