@@ -123,7 +123,15 @@ class AIModelAdmin(admin.ModelAdmin):
         (None, {"fields": ["slug", "display_name", "family", "description", "is_active"]}),
         (
             "Routing",
-            {"fields": ["groups", "capabilities", "max_attempts", "failover_deadline_seconds"]},
+            {
+                "fields": [
+                    "groups",
+                    "capabilities",
+                    "max_attempts",
+                    "failover_deadline_seconds",
+                    "attempt_timeout_seconds",
+                ]
+            },
         ),
         (
             "Prices (micro-credits, before the group multiplier)",

@@ -180,6 +180,12 @@ class AIModel(models.Model):
     failover_deadline_seconds = models.PositiveIntegerField(
         default=30, help_text="No further deployment is tried once a call is this old."
     )
+    attempt_timeout_seconds = models.PositiveIntegerField(
+        default=0,
+        help_text="Give up on a deployment (and fail over) when it has not answered in this "
+        "long: a streamed call's first event, a whole answer otherwise. 0: only the upstream "
+        "client's own timeouts (connect 10 s, read 300 s).",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

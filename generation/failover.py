@@ -10,6 +10,7 @@ call is billed once, for the attempt that answered. Every attempt's outcome and 
 deployment's statistics (health.py: memory only, written in the background).
 """
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -53,7 +54,9 @@ async def first_answer[T](
         attempt_started = time.monotonic()
         try:
             try:
-                answer = await metrics.upstream_attempt(upstream.name, attempt(upstream))
+                answer = await metrics.upstream_attempt(
+                    upstream.name, _bounded(attempt(upstream), model.attempt_timeout_seconds)
+                )
             except UpstreamFormatError:
                 raise Unreadable() from None
         except UpstreamError as error:
@@ -92,6 +95,17 @@ def all_down(target: Target) -> UpstreamError:
     )
     error.headers["Retry-After"] = retry_after
     return error
+
+
+async def _bounded(attempt: Awaitable, seconds: int):
+    """The attempt, given up as an upstream timeout after ``seconds`` (0: no bound of ours)."""
+    if not seconds:
+        return await attempt
+    try:
+        async with asyncio.timeout(seconds):
+            return await attempt
+    except TimeoutError:
+        raise UpstreamError(504, "upstream_timeout", "The upstream provider timed out.") from None
 
 
 def _ms(started: float) -> int:

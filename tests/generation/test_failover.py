@@ -124,6 +124,21 @@ def test_a_failing_primary_fails_over_and_the_caller_pays_once(client, world, de
     assert Deployment.objects.get(pk=record.deployment_id).upstream_model == "gpt-41-prod"
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_primary_slower_than_the_attempt_timeout_fails_over(client, world, demo, stream):
+    AIModel.objects.filter(slug="gpt-4.1").update(attempt_timeout_seconds=1)
+    faults("openai", sandbox_latency_ms=5000)
+    started = time.monotonic()
+    if stream:
+        response, text = chat_streamed(demo["default"])
+        assert "[DONE]" in text
+    else:
+        response = chat(client, demo["default"])
+    assert time.monotonic() - started < 4
+    assert response.status_code == 200
+    served_by(response, world, "azure")
+
+
 def test_an_outage_window_fails_over(client, world, demo):
     from django.utils import timezone
 
