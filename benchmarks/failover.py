@@ -10,7 +10,9 @@ two deployments on two sandbox channels: ``primary`` (priority 1, the channel's 
 failure rate 0.30, timeout rate 0.05) and ``secondary`` (priority 0, no faults). The sandbox
 answers at once (no added latency), so what is measured is what failover adds: a sandbox
 timeout fails at once, where a real one would first wait for the transport's timeout. A quarter
-of the calls are streamed.
+of the calls are streamed. The primary's breaker opens on runs of failures and keeps most calls
+away from it; ``--no-breakers`` makes every call try the primary first, which measures what
+each failed attempt costs.
 
 Measured from the clients: the share of calls that succeed (target >= 99.9%), latency p50/p99
 of the calls the primary served and of those that failed over to the secondary (the
@@ -165,6 +167,8 @@ def run(backend: str, run_dir: Path, args) -> dict:
     data_dir = ROOT / "var" / f"bench-failover-{backend}"
     shutil.rmtree(data_dir, ignore_errors=True)
     quiet = {"BYTESPIKE_SANDBOX_LATENCY_MS": "0", "BYTESPIKE_SANDBOX_TOKEN_DELAY_MS": "0"}
+    if args.no_breakers:  # every call tries the primary first: failover's cost on each failure
+        quiet |= {"BYTESPIKE_BREAKER_FAILURES": "1000000000", "BYTESPIKE_BREAKER_ERROR_RATE": "2"}
     if backend == "pg":
         admin_url, bench_url = database_urls(BENCH_DB)
         env = bench_env(
@@ -260,6 +264,10 @@ def main() -> None:
     parser.add_argument("--only", choices=["pg", "sqlite"])
     parser.add_argument("--calls", type=int, default=6000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--no-breakers", action="store_true",
+        help="breakers that never open: every call tries the flapping primary first",
+    )  # fmt: skip
     args = parser.parse_args()
     run_dir = ROOT / "var" / "bench" / f"failover-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     run_dir.mkdir(parents=True, exist_ok=True)
