@@ -20,7 +20,8 @@ def model_form(model: AIModel, deployments: list[dict], **changes) -> dict:
     data = {
         "slug": model.slug, "display_name": model.display_name, "family": model.family,
         "description": "", "is_active": "on", "capabilities": "[]", "max_attempts": 3,
-        "failover_deadline_seconds": 30, "input_price": 0, "output_price": 0,
+        "failover_deadline_seconds": 30, "attempt_timeout_seconds": 0, "input_price": 0,
+        "output_price": 0,
         "cache_read_price": 0, "cache_write_price": 0, "image_prices": "{}",
         "video_price_per_second": 0, "video_submit_fee": 0, "context_window": 0,
         "max_output_tokens": 0, "max_images": 4, "sizes": "[]", "durations": "[]",
