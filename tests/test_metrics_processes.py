@@ -40,10 +40,10 @@ def machine(tmp_path):
             bases.append(base)
         worker = [sys.executable, "-m", "celery", "-A", "console", "worker", "--concurrency", "1",
                   "--without-mingle", "--without-gossip", "--loglevel", "WARNING"]  # fmt: skip
-        log = (logs / "worker.log").open("w")
-        processes.append(
-            subprocess.Popen(worker, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        )
+        with (logs / "worker.log").open("w") as log:  # the child keeps its own copy
+            processes.append(
+                subprocess.Popen(worker, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            )
         yield {"bases": bases, "logs": logs}
     finally:
         for process in processes:

@@ -488,7 +488,8 @@ def test_the_refresh_task_ends_quietly_with_its_event_loop(web, redis_url, caplo
         asyncio.run(scenario())
         gc.collect()
     assert loops[0]() is None  # the finished loop was let go
-    assert [str(w.message) for w in caught] == []
+    # Unclosed loops, tasks or Redis connections; not files another test left to the collector.
+    assert [str(w.message) for w in caught if not str(w.message).startswith("unclosed file")] == []
     # Its own complaints only: under a loaded machine other loggers may warn about slowness.
     assert [
         r.getMessage()
