@@ -28,20 +28,22 @@ logger = logging.getLogger(__name__)
 
 
 def ledger_row(account_id, kind, *, amount=0, held_change=0, balance, held, reference, key, at):
-    sql.insert(
+    sql.insert_rows(
         LedgerEntry,
-        {
-            "account_id": account_id,
-            "kind": kind,
-            "amount": amount,
-            "held_change": held_change,
-            "balance_after": balance,
-            "held_after": held,
-            "reference": reference,
-            "idempotency_key": key,
-            "description": "",
-            "created_at": at,
-        },
+        [
+            {
+                "account_id": account_id,
+                "kind": kind,
+                "amount": amount,
+                "held_change": held_change,
+                "balance_after": balance,
+                "held_after": held,
+                "reference": reference,
+                "idempotency_key": key,
+                "description": "",
+                "created_at": at,
+            }
+        ],
     )
 
 
