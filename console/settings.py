@@ -360,8 +360,9 @@ BYTESPIKE_KEY_CACHE_SECONDS = float(
 # the given number of trusted proxies from the right. Empty: the socket's peer address.
 BYTESPIKE_CLIENT_IP_HEADER = os.environ.get("BYTESPIKE_CLIENT_IP_HEADER", "")
 BYTESPIKE_TRUSTED_PROXIES = int(os.environ.get("BYTESPIKE_TRUSTED_PROXIES", "1"))
-# The HTTP client stack for live upstreams: "aiohttp" (httpx-aiohttp; measured faster, see
-# docs/benchmarks.md) or "httpx" (httpcore).
+# The HTTP client stack for live upstreams: "aiohttp" (non-streamed calls on a plain aiohttp
+# session, streams on httpx over aiohttp; measured faster, see generation/providers/clients.py)
+# or "httpx" (httpcore for everything).
 BYTESPIKE_UPSTREAM_TRANSPORT = os.environ.get("BYTESPIKE_UPSTREAM_TRANSPORT", "aiohttp")
 # Circuit breaker per upstream deployment (generation/breakers.py). It opens after this many
 # consecutive failures (counted across web processes with Redis), or when a web process sees

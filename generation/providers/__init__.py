@@ -12,6 +12,7 @@ import re
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
+import aiohttp
 import httpx
 import orjson
 from httpx_sse import EventSource
@@ -19,7 +20,7 @@ from httpx_sse import EventSource
 from catalogue.models import Channel
 from core.errors import ApiError
 from generation.protocols.base import SSE, UpstreamCall
-from generation.providers.clients import async_client
+from generation.providers.clients import async_client, json_session
 
 logger = logging.getLogger(__name__)
 
@@ -103,9 +104,9 @@ def upstream_errors(
     logged: its text may quote a URL or a header."""
     try:
         yield
-    except httpx.TimeoutException:
+    except (httpx.TimeoutException, TimeoutError):  # aiohttp's timeouts are TimeoutErrors
         raise UpstreamError(504, "upstream_timeout", "The upstream provider timed out.") from None
-    except httpx.HTTPError as error:
+    except (httpx.HTTPError, aiohttp.ClientError) as error:
         logger.warning("upstream %s %s: %s", route.kind, type(error).__name__, failed)
         raise UpstreamError(502, "upstream_error", failed, transient=transient) from None
 
@@ -164,17 +165,23 @@ class ChannelRoute:
 
 async def send_json(route: ChannelRoute, call: UpstreamCall) -> dict:
     """POST a non-streaming call; the JSON answer, or UpstreamError."""
-    client = async_client(route)
+    session = json_session(route)
     with upstream_errors(route):
-        response = await client.post(
-            call.path, content=orjson.dumps(call.body), params=call.params, headers=JSON
-        )
-    if response.status_code >= 400:
-        raise upstream_error_for(
-            response.status_code, response.content, response.headers.get("retry-after")
-        )
+        if session is None:
+            response = await async_client(route).post(
+                call.path, content=orjson.dumps(call.body), params=call.params, headers=JSON
+            )
+            status, headers, content = response.status_code, response.headers, response.content
+        else:
+            async with session.post(
+                route.base_url + call.path, data=orjson.dumps(call.body), params=call.params,
+                headers=JSON, allow_redirects=False,
+            ) as response:  # fmt: skip
+                status, headers, content = response.status, response.headers, await response.read()
+    if status >= 400:
+        raise upstream_error_for(status, content, headers.get("retry-after"))
     try:
-        return orjson.loads(response.content)
+        return orjson.loads(content)
     except orjson.JSONDecodeError:
         raise UpstreamError(502, "upstream_error", "The upstream answer was not JSON.") from None
 

@@ -9,6 +9,7 @@ import random
 import time
 from collections import Counter
 
+import aiohttp
 import httpx
 import pytest
 from asgiref.sync import async_to_sync
@@ -298,14 +299,35 @@ def _transport(error_class):
         lambda: upstream_error_for(401, b"{}"),  # our credentials on that channel
         lambda: _transport(httpx.ConnectError),
         lambda: _transport(httpx.ReadTimeout),
+        lambda: _transport(aiohttp.ClientConnectionError),
+        lambda: _transport(aiohttp.SocketTimeoutError),
         lambda: failover.Unreadable(),
     ],
-    ids=["429", "500", "502", "503", "529", "401", "connect", "timeout", "unreadable"],
+    ids=[
+        "429",
+        "500",
+        "502",
+        "503",
+        "529",
+        "401",
+        "connect",
+        "timeout",
+        "aiohttp-connect",
+        "aiohttp-timeout",
+        "unreadable",
+    ],
 )
 def test_retryable_failures_move_on(failure):
     result, made = _run(_target(), [failure()])
     assert result[1] == "answer"
     assert len(made) == 2
+
+
+def test_transport_failures_of_either_client_are_a_502_or_a_timeout_504():
+    for error, status in [(httpx.ConnectError, 502), (aiohttp.ClientConnectionError, 502),
+                          (httpx.ReadTimeout, 504), (aiohttp.SocketTimeoutError, 504),
+                          (aiohttp.ConnectionTimeoutError, 504)]:  # fmt: skip
+        assert _transport(error).status == status, error
 
 
 @pytest.mark.parametrize("status", [400, 413, 422])

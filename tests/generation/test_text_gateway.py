@@ -5,6 +5,7 @@ Streams, real SDKs and client disconnects are tested against a live server in te
 
 import json
 import logging
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -479,3 +480,24 @@ def test_a_live_channel_sends_its_secret_and_keeps_it_secret(
     assert body["id"] != "chatcmpl-upstream123"  # our ids, never the upstream's
     record = UsageRecord.objects.get()
     assert (record.input_tokens, record.cache_read_tokens, record.output_tokens) == (8, 4, 3)
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+def test_a_live_channel_that_refuses_connections_is_a_free_502(
+    client, world, demo, settings, transport
+):
+    settings.BYTESPIKE_UPSTREAM_TRANSPORT = transport
+    with socket.socket() as closed:  # a port nobody listens on once the socket is closed
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    channel = Channel.objects.get(slug="openai")
+    channel.mode, channel.base_url = ChannelMode.LIVE, f"http://127.0.0.1:{port}/v1"
+    channel.set_secret("sk-live-unreachable-0123456789")
+    channel.save()
+    Channel.objects.filter(slug="azure").update(is_enabled=False)
+    routing.forget()
+    response = chat(client, demo["default"])
+    assert response.status_code == 502
+    assert response.json()["error"]["message"] == "Could not reach the upstream provider."
+    assert not UsageRecord.objects.exists()
+    nothing_held(world.account)
