@@ -25,6 +25,7 @@ import pytest
 import redis
 from django.conf import settings
 
+from generation.routing import CATALOGUE_TTL_SECONDS
 from tests.processes import ROOT, embedded_env, free_port, start_web, wait_until
 
 pytestmark = pytest.mark.xdist_group("money-races")
@@ -437,15 +438,16 @@ import json
 from billing.models import LedgerEntry, UsageRecord
 ids = {ids!r}
 rows = {{}}
-for request_id, batch, credits in UsageRecord.objects.filter(request_id__in=ids).values_list(
-        "request_id", "batch", "credits"):
-    rows.setdefault(request_id, []).append(batch)
+for request_id, batch, upstream in UsageRecord.objects.filter(request_id__in=ids).values_list(
+        "request_id", "batch", "deployment__channel__slug"):
+    rows.setdefault(request_id, []).append([batch, upstream])
 entries = {{}}
 for reference in LedgerEntry.objects.filter(kind="charge").values_list("reference", flat=True):
     entries[reference] = entries.get(reference, 0) + 1
 print(json.dumps({{
     "rows": rows,
-    "entries": {{r: entries.get(r, 0) for r in set(ids) | {{b for v in rows.values() for b in v}}}},
+    "entries": {{r: entries.get(r, 0)
+                for r in set(ids) | {{b for v in rows.values() for b, _ in v}}}},
 }}))
 """
 
@@ -539,19 +541,55 @@ def test_tasks_images_and_text_racing_for_one_tiny_quota(installation):
 def test_a_web_process_killed_under_load_loses_no_answered_call(installation):
     """Every call answered 200 before the kill has one usage row, in one ledger entry."""
     _, secret = installation.key()
-    victim, base = installation.processes[0], installation.bases[0]
-    answered, stop = [], threading.Event()
+    answered = kill_under_load(installation, secret, installation.bases[:1])
+    assert answered_once(installation, answered)
 
-    def load():
+
+FAULTS_SCRIPT = """
+from catalogue.models import Channel
+Channel.objects.filter(slug="openai").update(sandbox_failure_rate={rate})
+"""
+
+
+def test_a_web_process_killed_while_the_primary_upstream_flaps_bills_each_answer_once(
+    installation,
+):
+    """Failover attacked: GPT-4.1's primary deployment (openai) fails 40% of its attempts and its
+    backup (azure) answers; the load is spread over every web process and one is killed. Each
+    answered call has one usage row, naming the deployment its X-ByteSpike-Upstream header
+    named; failed attempts are free; the books balance."""
+    installation.manage("shell", "-c", FAULTS_SCRIPT.format(rate=0.4))
+    try:
+        time.sleep(CATALOGUE_TTL_SECONDS + 1)  # every web process routes by the new faults
+        _, secret = installation.key()
+        answered = kill_under_load(installation, secret, list(installation.bases))
+        upstreams = answered_once(installation, answered)
+        assert {"openai", "azure"} <= set(upstreams.values()), upstreams
+        for request_id, upstream in upstreams.items():
+            assert answered[request_id] == upstream, (request_id, answered[request_id], upstream)
+    finally:
+        installation.manage("shell", "-c", FAULTS_SCRIPT.format(rate=0))
+
+
+def kill_under_load(installation: Installation, secret: str, bases: list[str]) -> dict:
+    """Calls from 12 threads spread over ``bases`` until a lease is open and many were
+    answered; then the first web process is killed (SIGKILL) and replaced. The request ids
+    answered 200, with the upstream that answered each."""
+    victim = installation.processes[0]
+    answered, stop = {}, threading.Event()
+
+    def load(base):
         while not stop.is_set():
             try:
                 answer = chat(base, secret, "hi", max_tokens=20)
             except httpx.HTTPError:
                 return  # the process died under us
             if answer.status_code == 200:
-                answered.append(answer.headers["X-Request-ID"])
+                answered[answer.headers["X-Request-ID"]] = answer.headers["X-ByteSpike-Upstream"]
 
-    threads = [threading.Thread(target=load, daemon=True) for _ in range(12)]
+    threads = [
+        threading.Thread(target=load, args=(bases[i % len(bases)],), daemon=True) for i in range(12)
+    ]
     for thread in threads:
         thread.start()
 
@@ -568,18 +606,26 @@ def test_a_web_process_killed_under_load_loses_no_answered_call(installation):
     installation.bases.pop(0)
     installation.start_web()
     assert len(answered) > 20, len(answered)
+    return dict(answered)
 
+
+def answered_once(installation: Installation, answered) -> dict:
+    """Check that each answered call has one usage row, in one ledger entry, and that the dead
+    process's lease was swept and the wallet is sound; the upstream each row names."""
     # The dead process's lease is swept once it is not renewed (STALE_SECONDS).
     assert wait_until(lambda: not installation.open_leases(), timeout=30, interval=0.2)
-    found = calls(installation, answered)
+    found = calls(installation, list(answered))
+    upstreams = {}
     for request_id in answered:
-        batches = found["rows"].get(request_id)
-        assert batches is not None and len(batches) == 1, (request_id, batches)
+        rows = found["rows"].get(request_id)
+        assert rows is not None and len(rows) == 1, (request_id, rows)
+        ((batch, upstreams[request_id]),) = rows
         # A call admitted against a lease is in its batch's entry; one with its own hold, in
         # its own charge entry.
-        entry = batches[0] or request_id
+        entry = batch or request_id
         assert found["entries"][entry] == 1, (request_id, entry)
     assert installation.books()["problems"] == []
+    return upstreams
 
 
 def calls(installation: Installation, ids: list[str]) -> dict:
