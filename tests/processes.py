@@ -105,6 +105,20 @@ def stop(process: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 40) -> 
     return process.wait(timeout=timeout)
 
 
+def stop_all(processes) -> None:
+    """Stop processes the way a deploy does (SIGTERM, all at once so their shutdowns overlap),
+    and kill any that has not stopped 20 s later."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=20)
+
+
 def submit(client: httpx.Client, page: str, data: dict, action: str | None = None):
     """Post a console form as a browser would: the page's CSRF token and a same-origin Referer."""
     html = client.get(page).text

@@ -13,7 +13,7 @@ from accounts.models import Role
 from billing.models import UsageRecord
 from generation.models import Task
 from tests.factories import MembershipFactory, UserFactory, funded_keys
-from tests.processes import ROOT, shared_env, start_web, wait_until
+from tests.processes import ROOT, shared_env, start_web, stop_all, wait_until
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 TOKEN = "machine-metrics-token-42"
@@ -46,13 +46,7 @@ def machine(tmp_path):
             )
         yield {"bases": bases, "logs": logs}
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_all(processes)
 
 
 def scrape(base: str) -> dict:

@@ -16,7 +16,7 @@ from django.conf import settings
 
 from accounts.models import Membership, Role
 from tests.factories import MembershipFactory, UserFactory
-from tests.processes import ROOT, console_login, free_port, submit, wait_until
+from tests.processes import ROOT, console_login, free_port, stop_all, submit, wait_until
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -63,13 +63,7 @@ def cluster(tmp_path, settings):
     for base in bases:
         assert wait_until(lambda b=base: _up(httpx, b), 60), "web process did not start"
     yield {"bases": bases, "mail": tmp_path / "mail", "logs": logs}
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    stop_all(processes)
 
 
 def _up(httpx, base) -> bool:

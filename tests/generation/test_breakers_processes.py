@@ -2,7 +2,6 @@
 failures seen by either count towards one trip, and once it is open neither sends a call there
 (the second learns it from Redis, not from a failure of its own)."""
 
-import subprocess
 import time
 
 import httpx
@@ -10,7 +9,7 @@ import pytest
 
 from catalogue.models import Channel
 from tests.factories import funded_keys
-from tests.processes import shared_env, start_web
+from tests.processes import shared_env, start_web, stop_all
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -33,13 +32,7 @@ def two_web_processes(tmp_path):
             bases.append(base)
         yield bases
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_all(processes)
 
 
 def chat(base: str, key: str) -> tuple[httpx.Response, float]:

@@ -26,7 +26,7 @@ import redis
 from django.conf import settings
 
 from generation.routing import CATALOGUE_TTL_SECONDS
-from tests.processes import ROOT, embedded_env, free_port, start_web, wait_until
+from tests.processes import ROOT, embedded_env, free_port, start_web, stop_all, wait_until
 
 pytestmark = pytest.mark.xdist_group("money-races")
 
@@ -119,14 +119,7 @@ class Installation:
             return {row[0] for row in connection.execute(OPEN_LEASES)}
 
     def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_all(self.processes)
 
 
 def _postgres_database() -> tuple[str, callable]:
