@@ -120,3 +120,20 @@ def balance_read(key, *, now: datetime) -> BalanceRead:
             if slug is not None
         ],
     )
+
+
+def holds_open_by_kind() -> dict[str, tuple[int, int]]:
+    """Every account's open holds, by kind (request, task, lease): (how many, micro-credits held).
+    For operators: the metrics scrape and the operations page."""
+    from django.db.models import Count, Sum
+
+    from billing.models import HoldKind
+
+    found = {
+        row["kind"]: (row["count"], row["amount"] or 0)
+        for row in Hold.objects.filter(status=HoldStatus.OPEN)
+        .order_by()
+        .values("kind")
+        .annotate(count=Count("id"), amount=Sum("amount"))
+    }
+    return {kind: found.get(kind, (0, 0)) for kind in HoldKind.values}

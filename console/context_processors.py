@@ -19,6 +19,7 @@ NAV = [
 ]
 # Operators of the gateway see these too (their pages are a 404 for everyone else).
 STAFF_NAV = [
+    ("console:operations", "Operations", "bolt"),
     ("generation:channels", "Channels", "pulse"),
 ]
 

@@ -10,18 +10,16 @@ import hmac
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db.models import Count, Min, Sum
 from django.http import Http404, HttpResponse
-from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from prometheus_client.core import GaugeMetricFamily
 
-from billing.models import Hold, HoldKind, HoldStatus
+from billing.selectors import holds_open_by_kind
 from catalogue.models import Deployment
 from core.db import run_db
 from core.metrics import exposition
 from generation.breakers import breakers
-from generation.models import Task, TaskStatus
+from generation.selectors import tasks_unfinished
 
 BREAKER_STATES = ("closed", "open", "half_open")
 
@@ -59,16 +57,9 @@ def _from_database() -> tuple[list, list[tuple[int, str, str]]]:
         "bytespike_holds_open_credits", "Credits held by the holds open now, by kind.",
         labels=["kind"],
     )  # fmt: skip
-    found = {
-        row["kind"]: row
-        for row in Hold.objects.filter(status=HoldStatus.OPEN)
-        .values("kind")
-        .annotate(count=Count("id"), amount=Sum("amount"))
-    }
-    for kind in HoldKind.values:
-        row = found.get(kind, {"count": 0, "amount": 0})
-        holds.add_metric([kind], row["count"])
-        held.add_metric([kind], (row["amount"] or 0) / 1_000_000)
+    for kind, (count, amount) in holds_open_by_kind().items():
+        holds.add_metric([kind], count)
+        held.add_metric([kind], amount / 1_000_000)
 
     tasks = GaugeMetricFamily(
         "bytespike_tasks", "Tasks waiting for a worker (pending) or running now.", labels=["status"]
@@ -78,19 +69,9 @@ def _from_database() -> tuple[list, list[tuple[int, str, str]]]:
         "Age of the oldest task in each unfinished status (0: none).",
         labels=["status"],
     )
-    unfinished = (TaskStatus.PENDING, TaskStatus.RUNNING)
-    found = {
-        row["status"]: row
-        for row in Task.objects.filter(status__in=unfinished)
-        .order_by()
-        .values("status")
-        .annotate(count=Count("id"), since=Min("created_at"))
-    }
-    now = timezone.now()
-    for status in unfinished:
-        row = found.get(status)
-        tasks.add_metric([status], row["count"] if row else 0)
-        oldest.add_metric([status], (now - row["since"]).total_seconds() if row else 0)
+    for status, (count, age) in tasks_unfinished().items():
+        tasks.add_metric([status], count)
+        oldest.add_metric([status], age)
 
     deployments = list(Deployment.objects.values_list("id", "model__slug", "channel__slug"))
     return [holds, held, tasks, oldest], deployments

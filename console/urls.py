@@ -3,13 +3,14 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from console import health, metrics, views
+from console import health, metrics, operations, views
 from console.api import api, unknown_route
 from generation.files import serve_file
 
 console_patterns = (
     [
         path("", views.dashboard, name="dashboard"),
+        path("operations/", operations.operations, name="operations"),
     ],
     "console",
 )

@@ -208,3 +208,102 @@ def exposition(read_at_scrape: list[Metric], accept: str) -> tuple[bytes, str]:
     registry.register(_Read(read_at_scrape))
     encode, content_type = choose_encoder(accept)
     return encode(registry), content_type
+
+
+# --- Headline numbers (the staff operations page) ------------------------------------------------
+
+
+def _families() -> list[Metric]:
+    """What a scrape would read of the processes' own metrics (every process's on this machine,
+    in multiprocess mode)."""
+    if settings.BYTESPIKE_METRICS_DIR:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=settings.BYTESPIKE_METRICS_DIR)
+        return list(registry.collect())
+    return list(REGISTRY.collect())
+
+
+# The counters and histograms the operations page shows, and how their series are summed:
+# a counter's samples by the label named (None: all together), a histogram's buckets over
+# every series that matches ``only``.
+_COUNTED = {
+    "requests": ("bytespike_requests_total", "status"),
+    "tokens": ("bytespike_tokens_total", None),
+    "credits": ("bytespike_credits_total", None),
+    "tasks_finished": ("bytespike_tasks_finished_total", "status"),
+    "callbacks": ("bytespike_callback_deliveries_total", "outcome"),
+    "key_cache": ("bytespike_key_cache_lookups_total", "result"),
+}
+_TIMED = {
+    "gateway_added": ("bytespike_gateway_added_seconds", {}),
+    "upstream": ("bytespike_upstream_latency_seconds", {"outcome": "ok"}),
+    "first_byte": ("bytespike_stream_first_byte_seconds", {}),
+    "settlement_lag": ("bytespike_settlement_lag_seconds", {}),
+    "batch_calls": ("bytespike_settlement_batch_calls", {"outcome": "committed"}),
+    "queue_wait": ("bytespike_task_queue_wait_seconds", {}),
+}
+
+
+def snapshot() -> dict:
+    """The counters and histogram buckets the operations page reads, summed over their series:
+    ``{"counters": {name: {label value: total}}, "histograms": {name: [[le, count], ...]}}``
+    (cumulative counts, as Prometheus keeps them). Plain data: it is kept in the session to take
+    the next one's difference from."""
+    samples: dict[str, list] = {}
+    for family in _families():
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append(sample)
+    counters = {}
+    for name, (sample_name, by) in _COUNTED.items():
+        sums: dict[str, float] = {}
+        for sample in samples.get(sample_name, ()):
+            key = sample.labels.get(by, "") if by else ""
+            sums[key] = sums.get(key, 0.0) + sample.value
+        counters[name] = sums
+    histograms = {}
+    for name, (family_name, only) in _TIMED.items():
+        buckets: dict[float, float] = {}
+        for sample in samples.get(f"{family_name}_bucket", ()):
+            if all(sample.labels.get(k) == v for k, v in only.items()):
+                le = float(sample.labels["le"])
+                buckets[le] = buckets.get(le, 0.0) + sample.value
+        histograms[name] = sorted([le, count] for le, count in buckets.items())
+    return {"counters": counters, "histograms": histograms}
+
+
+def quantile(q: float, buckets: list[list[float]]) -> float | None:
+    """The ``q`` quantile of cumulative histogram buckets ``[[le, count], ...]``, interpolated
+    inside its bucket as Prometheus's histogram_quantile does; None without observations."""
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = q * buckets[-1][1]
+    lower, below = 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            if le == float("inf"):
+                return lower  # beyond the last finite bucket: its bound is all that is known
+            inside = count - below
+            return lower + (le - lower) * ((rank - below) / inside if inside else 1.0)
+        lower, below = le, count
+    return lower
+
+
+def difference(later: dict, earlier: dict | None) -> dict:
+    """What happened between two snapshots (the earlier may be of processes since restarted:
+    a counter that went down counts from zero)."""
+    if earlier is None:
+        return later
+
+    def minus(now: float, then: float) -> float:
+        return now - then if now >= then else now
+
+    counters = {
+        name: {key: minus(value, earlier["counters"].get(name, {}).get(key, 0.0))
+               for key, value in sums.items()}
+        for name, sums in later["counters"].items()
+    }  # fmt: skip
+    histograms = {}
+    for name, buckets in later["histograms"].items():
+        before = {le: count for le, count in earlier["histograms"].get(name, [])}
+        histograms[name] = [[le, minus(count, before.get(le, 0.0))] for le, count in buckets]
+    return {"counters": counters, "histograms": histograms}

@@ -94,3 +94,29 @@ def task_poll(
     slug, balance, held, key_spent = extra
     task.model = AIModel(pk=task.model_id, slug=slug)
     return TaskPoll(task, WalletState(balance or 0, held or 0), key_spent or 0)
+
+
+def tasks_unfinished() -> dict[str, tuple[int, float]]:
+    """Tasks waiting for a worker (pending) or running, every account's: (how many, age in
+    seconds of the oldest; 0 when none). For operators: the metrics scrape and the operations
+    page."""
+    from django.db.models import Count, Min
+    from django.utils import timezone
+
+    from generation.models import TaskStatus
+
+    unfinished = (TaskStatus.PENDING, TaskStatus.RUNNING)
+    found = {
+        row["status"]: row
+        for row in Task.objects.filter(status__in=unfinished)
+        .order_by()
+        .values("status")
+        .annotate(count=Count("id"), since=Min("created_at"))
+    }
+    now = timezone.now()
+    return {
+        status: (found[status]["count"], (now - found[status]["since"]).total_seconds())
+        if status in found
+        else (0, 0.0)
+        for status in unfinished
+    }
