@@ -36,6 +36,10 @@ from billing.metering.renewals import start_renewals  # noqa: E402  (needs Djang
 
 start_renewals()
 
+from core import tracing  # noqa: E402
+
+tracing.setup()  # when an OTLP endpoint is set: spans per request and for each step of a call
+
 # uvicorn's access log prints whole URLs, and Google-style clients may put the key in ?key=.
 # The filter goes on uvicorn's own logger, so its handler and --no-access-log stay as they are.
 logging.getLogger("uvicorn.access").addFilter(RedactSecrets())
@@ -145,7 +149,7 @@ async def lifespan(receive, send) -> None:
             return
 
 
-async def application(scope, receive, send):
+async def route(scope, receive, send):
     if scope["type"] == "lifespan":
         return await lifespan(receive, send)
     if scope["type"] == "http":
@@ -153,3 +157,6 @@ async def application(scope, receive, send):
         if scope["path"].startswith(DATA_PLANE_PREFIXES):
             return await data_plane(scope, receive, send)
     return await console(scope, receive, send)
+
+
+application = tracing.wrap_asgi(route)

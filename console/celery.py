@@ -4,7 +4,7 @@ import functools
 import logging
 import os
 
-from celery import Celery
+from celery import Celery, signals
 from celery.contrib.django.task import DjangoTask
 from celery.worker.consumer import Consumer as CeleryConsumer
 from django.db import transaction
@@ -52,3 +52,13 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.worker_consumer = f"{__name__}:Consumer"
 # Each app keeps its Celery jobs in jobs.py ("task" is the product's async Task).
 app.autodiscover_tasks(related_name="jobs")
+
+
+@signals.worker_init.connect
+@signals.beat_init.connect
+def _start_tracing(**_) -> None:
+    """Workers and beat trace their jobs when an OTLP endpoint is set (core/tracing.py); web
+    processes start theirs in console/asgi.py."""
+    from core import tracing
+
+    tracing.setup()

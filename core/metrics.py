@@ -22,6 +22,8 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from core import tracing
+
 # --- Data-plane requests and upstreams ---------------------------------------------------------
 
 REQUESTS = Counter(
@@ -158,11 +160,12 @@ async def upstream_attempt[T](upstream: str, attempt: Awaitable[T]) -> T:
     """Await one attempt on the ``upstream`` channel, timed by outcome. An attempt cancelled
     (its client left) says nothing about the upstream and is not counted."""
     started = time.perf_counter()
-    try:
-        answer = await attempt
-    except Exception:
-        _attempted(upstream, started, "error")
-        raise
+    with tracing.span("upstream call", **{"bytespike.upstream": upstream}):
+        try:
+            answer = await attempt
+        except Exception:
+            _attempted(upstream, started, "error")
+            raise
     _attempted(upstream, started, "ok")
     return answer
 

@@ -5,6 +5,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.utils import timezone
 
+from core import tracing
 from generation import health
 from generation.callbacks.services import callback_deliver, deliveries_due
 from generation.models import CallbackDelivery, DeliveryStatus
@@ -54,7 +55,8 @@ def task_advance(task_id: int, lease: str) -> str:
     """One step of an async task; schedules the next one while the task is not finished."""
     from generation import services
 
-    countdown = services.task_advance(task_id, lease)
+    with tracing.span("task step", **{"bytespike.task": task_id}):
+        countdown = services.task_advance(task_id, lease)
     if countdown is None:
         return "done"
     task_advance.apply_async((task_id, lease), countdown=countdown)

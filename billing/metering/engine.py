@@ -52,7 +52,7 @@ from billing.metering.limits import KeyLimits, LimitState
 from billing.models import HoldKind
 from billing.services import WalletState
 from billing.usage import Charge, UsageFacts
-from core import metrics
+from core import metrics, tracing
 from core.db import run_db
 
 logger = logging.getLogger(__name__)
@@ -194,6 +194,10 @@ class Meter:
     async def admit(self, principal, *, reference: str, credits: int, tokens: int = 0) -> Call:
         """Admit a call that may cost up to ``credits`` and use ``tokens``; raises a
         ``BillingError`` (402, 429) when the wallet or a limit refuses it."""
+        with tracing.span("admission", **{"bytespike.credits_reserved": credits}):
+            return await self._admit(principal, reference, credits, tokens)
+
+    async def _admit(self, principal, reference: str, credits: int, tokens: int) -> Call:
         self._start_maintenance()
         limits = KeyLimits.of(principal)
         reservation = Reservation(
@@ -249,7 +253,8 @@ class Meter:
         self._untrack(call.reference)
         # Shielded: a request cancelled while its batch commits is charged all the same, and
         # the books of the call are closed by the batch's leader (``_written``).
-        settlement = await asyncio.shield(self._flush(_Pending(item, call, tokens)))
+        with tracing.span("settlement", **{"bytespike.credits": item.charge}):
+            settlement = await asyncio.shield(self._flush(_Pending(item, call, tokens)))
         if shortfall:
             settlement = Settlement(settlement.charged, settlement.shortfall + shortfall,
                                     settlement.wallet)  # fmt: skip
@@ -344,7 +349,12 @@ class Meter:
     # --- Tasks ---------------------------------------------------------------------------------
 
     async def task_reserve(self, principal, *, reference: str, credits: int) -> LimitState:
-        """Count a task's estimate against its key's limits (no slot in flight)."""
+        """Count a task's estimate against its key's limits (no slot in flight); its wallet
+        is held with the task, in the transaction that saves it."""
+        with tracing.span("admission", **{"bytespike.credits_reserved": credits}):
+            return await self._task_reserve(principal, reference, credits)
+
+    async def _task_reserve(self, principal, reference: str, credits: int) -> LimitState:
         limits = KeyLimits.of(principal)
         if not limits.any:
             return LimitState()

@@ -18,7 +18,7 @@ from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 from ulid import ULID
 
-from core import metrics
+from core import metrics, tracing
 from core.errors import ApiError
 from generation.dataplane.errors import Protocol, error_response
 from generation.metering import current_headers
@@ -82,6 +82,7 @@ def dataplane_view(protocol: Protocol | Callable = request_protocol, *, methods:
             request_id = f"req_{ULID()}"
             caller = protocol(request) if callable(protocol) else protocol
             request.bytespike_request_id = request_id
+            tracing.annotate(**{"bytespike.request_id": request_id})
             with metrics.DataPlaneCall(request.resolver_match.url_name, caller) as call:
                 response = await _respond(view, request, caller, methods, args, kwargs)
                 call.status = response.status_code
@@ -161,9 +162,11 @@ async def _answer(view, request, caller, args, kwargs):
     # media links from it, and failing there would fail a call that was already charged.
     request.get_host()
     try:
-        principal = await authenticate_inference(request)
+        with tracing.span("key auth"):
+            principal = await authenticate_inference(request)
     except KeyAuthError as error:
         return error_response(caller, error)
+    tracing.annotate(**{"bytespike.key": principal.key_public_id})
     try:
         response = await view(request, principal, *args, **kwargs)
     except ApiError as error:

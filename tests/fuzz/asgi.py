@@ -39,13 +39,15 @@ def request(
     body: bytes = b"",
     *,
     leave_after: int = 0,
+    app=None,
 ) -> Answer:
     """``target`` is the path and query as sent on the wire (percent-encoded ASCII);
-    ``leave_after``: hang up once that many events of a stream came (0: read to the end)."""
-    return async_to_sync(_request)(method, target, headers, body, leave_after)
+    ``leave_after``: hang up once that many events of a stream came (0: read to the end);
+    ``app``: another ASGI application than ``console.asgi.application``."""
+    return async_to_sync(_request)(method, target, headers, body, leave_after, app or application)
 
 
-async def _request(method, target, headers, body, leave_after) -> Answer:
+async def _request(method, target, headers, body, leave_after, app) -> Answer:
     raw_path, _, query = target.partition("?")
     scope = {
         "type": "http",
@@ -98,7 +100,7 @@ async def _request(method, target, headers, body, leave_after) -> Answer:
                 hang_up.set()
 
     try:
-        await asyncio.wait_for(application(scope, receive, send), TIMEOUT_SECONDS)
+        await asyncio.wait_for(app(scope, receive, send), TIMEOUT_SECONDS)
     except TimeoutError:
         raise AssertionError(
             f"{method} {target[:200]} did not finish within {TIMEOUT_SECONDS} s"
