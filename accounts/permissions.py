@@ -8,6 +8,7 @@ MANAGE_OWN_KEYS = "manage_own_keys"
 MANAGE_ALL_KEYS = "manage_all_keys"
 MANAGE_MANAGEMENT_KEYS = "manage_management_keys"
 MANAGE_WEBHOOKS = "manage_webhooks"
+MANAGE_ALERTS = "manage_alerts"
 VIEW_AUDIT = "view_audit"
 MANAGE_BILLING = "manage_billing"
 MANAGE_MEMBERS = "manage_members"
@@ -25,6 +26,7 @@ ROLES_WITH = {
     MANAGE_ALL_KEYS: _ADMINS,
     MANAGE_MANAGEMENT_KEYS: _ADMINS,
     MANAGE_WEBHOOKS: _ADMINS,
+    MANAGE_ALERTS: _ADMINS,
     VIEW_AUDIT: _ADMINS,
     MANAGE_BILLING: _OWNERS,
     MANAGE_MEMBERS: _OWNERS,
@@ -33,7 +35,7 @@ ROLES_WITH = {
 
 ROLE_SUMMARIES = {
     Role.OWNER: "Everything, including members and billing.",
-    Role.ADMIN: "All keys, management keys and webhooks.",
+    Role.ADMIN: "All keys, management keys, webhooks and alerts.",
     Role.DEVELOPER: "Own keys and the playground.",
     Role.VIEWER: "Read-only: usage and wallet.",
 }

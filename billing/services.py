@@ -19,6 +19,7 @@ from accounts.models import Account, User
 from accounts.services import audit_record
 from billing.errors import BillingError, InsufficientBalanceError
 from billing.models import LedgerEntry, LedgerKind, Wallet
+from billing.signals import wallet_credited
 from core.money import MAX_MICROS, format_credits
 
 # --- Wallet and balance changes --------------------------------------------------------------
@@ -76,6 +77,10 @@ def change_balance(
         if wallet.low_balance_alerted and not wallet.is_low:
             wallet.low_balance_alerted = False  # the next crossing alerts again
         wallet.save(update_fields=["balance", "low_balance_alerted"])
+        if amount > 0:
+            wallet_credited.send(
+                sender=Wallet, account_id=wallet.account_id, available=wallet.available
+            )
         return _ledger(
             wallet,
             kind,

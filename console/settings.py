@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "keys",
     "billing",
     "generation",
+    "alerts",
 ]
 
 MIDDLEWARE = [
@@ -449,4 +450,17 @@ BYTESPIKE_WEBHOOK_ROTATION_GRACE_SECONDS = float(
 CELERY_BEAT_SCHEDULE["webhook-previous-secrets-forget"] = {
     "task": "accounts.jobs.webhook_previous_secrets_forget",
     "schedule": 300.0,
+}
+
+# --- Alerts -----------------------------------------------------------------------------------
+# Account alerts (alerts/, docs/alerts.md). Beat evaluates the rules of every account that spent
+# since its last run this often: the longest an alert waits for its crossing (plus a worker).
+BYTESPIKE_ALERTS_EVALUATE_SECONDS = float(os.environ.get("BYTESPIKE_ALERTS_EVALUATE_SECONDS", "60"))
+CELERY_BEAT_SCHEDULE["alerts-evaluate"] = {
+    "task": "alerts.jobs.alerts_evaluate_recent",
+    "schedule": BYTESPIKE_ALERTS_EVALUATE_SECONDS,
+}
+CELERY_BEAT_SCHEDULE["alerts-resend-due"] = {
+    "task": "alerts.jobs.alert_deliveries_resend_due",
+    "schedule": 60.0,
 }

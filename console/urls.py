@@ -29,5 +29,6 @@ urlpatterns = [
     path("", include("keys.urls")),
     path("", include("generation.urls")),
     path("", include("billing.urls")),
+    path("", include("alerts.urls")),
     path("", include(console_patterns)),
 ]

@@ -17,15 +17,21 @@ from generation.models import CallbackDelivery, DeliveryStatus
 MAX_COUNTDOWN_SECONDS = 300
 
 
-def callback_enqueue_next(delivery: CallbackDelivery) -> bool:
-    """Enqueue the delivery's next attempt if it is pending and due within a countdown."""
+def enqueue_when_due(job, delivery) -> bool:
+    """Enqueue ``job`` for a delivery's next attempt (a callback's, an alert's) if it is pending
+    and due within a countdown; later attempts are left to beat."""
     if delivery.status != DeliveryStatus.PENDING or delivery.next_attempt_at is None:
         return False
     delay = (delivery.next_attempt_at - timezone.now()) / timedelta(seconds=1)
     if delay > MAX_COUNTDOWN_SECONDS:
         return False
-    callback_deliver_task.apply_async((delivery.pk,), countdown=max(0.0, delay))
+    job.apply_async((delivery.pk,), countdown=max(0.0, delay))
     return True
+
+
+def callback_enqueue_next(delivery: CallbackDelivery) -> bool:
+    """Enqueue the delivery's next attempt if it is pending and due within a countdown."""
+    return enqueue_when_due(callback_deliver_task, delivery)
 
 
 @shared_task(acks_late=True)

@@ -22,6 +22,7 @@ from accounts.services import audit_record
 from accounts.webhooks import WebhookSecretError, webhook_signing_keys
 from core import metrics
 from core.ids import new_public_id
+from generation.callbacks.signals import callback_attempted
 from generation.callbacks.signing import payload_body, webhook_headers
 from generation.callbacks.targets import CallbackURLError, callback_target
 from generation.callbacks.transport import SendResult, callback_send, short_error
@@ -219,6 +220,9 @@ def callback_deliver(delivery_id: int, *, manual: bool = False) -> CallbackAttem
     )
     _record_outcome(delivery, result)
     metrics.CALLBACK_DELIVERIES.labels(_outcome(result, delivery)).inc()
+    callback_attempted.send(
+        sender=CallbackDelivery, account_id=delivery.task.account_id, delivered=result.ok
+    )
     if not result.ok:
         logger.info(
             "callback %s attempt %d failed: %s",

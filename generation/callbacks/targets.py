@@ -94,6 +94,11 @@ def _allowed_hosts() -> frozenset[str]:
     )
 
 
+def exempt_host(host: str) -> bool:
+    """True for a host exempt from the address rules (BYTESPIKE_CALLBACK_ALLOWED_HOSTS)."""
+    return host.strip("[]").rstrip(".").lower() in _allowed_hosts()
+
+
 def _is_ip_literal(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
@@ -121,70 +126,71 @@ class CallbackTarget:
     addresses: tuple[str, ...]
 
 
-def _parse(url: str) -> tuple[httpx.URL, str]:
+def _parse(url: str, name: str) -> tuple[httpx.URL, str]:
     """The URL and its host (ASCII, lower case, no brackets), or CallbackURLError."""
     if not isinstance(url, str) or not url.strip():
-        raise CallbackURLError("callback_url must be a URL.")
+        raise CallbackURLError(f"{name} must be a URL.")
     if len(url) > MAX_URL_LENGTH:
-        raise CallbackURLError(f"callback_url is longer than {MAX_URL_LENGTH} characters.")
+        raise CallbackURLError(f"{name} is longer than {MAX_URL_LENGTH} characters.")
     if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F or ch == "\\" for ch in url):
-        raise CallbackURLError("callback_url is not a valid URL.")
+        raise CallbackURLError(f"{name} is not a valid URL.")
     try:
         parsed = httpx.URL(url)
         raw_host = parsed.raw_host.decode("ascii")
         has_at = "@" in urlsplit(url).netloc
     except (httpx.InvalidURL, ValueError, TypeError, UnicodeError):
-        raise CallbackURLError("callback_url is not a valid URL.") from None
+        raise CallbackURLError(f"{name} is not a valid URL.") from None
     allowed_schemes = {"https", "http"} if settings.BYTESPIKE_CALLBACK_ALLOW_HTTP else {"https"}
     if parsed.scheme not in allowed_schemes:
-        raise CallbackURLError("callback_url must use https.")
+        raise CallbackURLError(f"{name} must use https.")
     if parsed.userinfo or has_at:
-        raise CallbackURLError("callback_url must not contain a user name or password.")
+        raise CallbackURLError(f"{name} must not contain a user name or password.")
     if parsed.port is not None and not 0 < parsed.port < 65536:
-        raise CallbackURLError("callback_url has an invalid port.")
+        raise CallbackURLError(f"{name} has an invalid port.")
     host = raw_host.lower().rstrip(".")
     if not host:
-        raise CallbackURLError("callback_url must have a host.")
+        raise CallbackURLError(f"{name} must have a host.")
     if not (_is_ip_literal(host) or _HOST_NAME.fullmatch(host)):
-        raise CallbackURLError("callback_url has an invalid host.")
+        raise CallbackURLError(f"{name} has an invalid host.")
     return parsed, host
 
 
-def _resolve(host: str, port: int) -> tuple[str, ...]:
+def _resolve(host: str, port: int, name: str) -> tuple[str, ...]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
-        raise CallbackURLError("callback_url's host could not be resolved.") from None
+        raise CallbackURLError(f"{name}'s host could not be resolved.") from None
     addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses:
-        raise CallbackURLError("callback_url's host could not be resolved.")
+        raise CallbackURLError(f"{name}'s host could not be resolved.")
     return addresses
 
 
-def callback_target(url: str) -> CallbackTarget:
+def callback_target(url: str, *, name: str = "callback_url") -> CallbackTarget:
     """Check a callback URL and resolve its host now; raise CallbackURLError if we won't send.
+    ``name`` is what the messages call the URL (alert channels share these rules).
 
     Every address the host resolves to must be public: one bad address refuses the URL, since
     a client's resolver (or an attacker's DNS) decides which one a connection would use.
     """
-    parsed, host = _parse(url)
+    parsed, host = _parse(url, name)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     exempt = host in _allowed_hosts()
     literal = _is_ip_literal(host) or _is_numeric_host(host)
     if not exempt and not literal:
         if host == "localhost" or host in METADATA_HOSTS or host.endswith(INTERNAL_SUFFIXES):
-            raise CallbackURLError("callback_url must not point to an internal host.")
+            raise CallbackURLError(f"{name} must not point to an internal host.")
         if "." not in host:
-            raise CallbackURLError("callback_url's host must be a fully qualified domain name.")
-    addresses = _resolve(host, port)
+            raise CallbackURLError(f"{name}'s host must be a fully qualified domain name.")
+    addresses = _resolve(host, port, name)
     if not exempt:
         for address in addresses:
             reason = address_refusal(address)
             if reason and literal:
-                raise CallbackURLError(f"callback_url is not a public address ({reason}).")
+                raise CallbackURLError(f"{name} is not a public address ({reason}).")
             if reason:
                 logger.info("callback URL host %s resolves to a %s address", host, reason)
-                raise CallbackURLError("callback_url must resolve to public addresses only.")
+                raise CallbackURLError(f"{name} must resolve to public addresses only.")
     return CallbackTarget(url=parsed, host=host, port=port, addresses=addresses)
 
 
