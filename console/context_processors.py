@@ -2,7 +2,7 @@
 
 from django.utils.functional import SimpleLazyObject
 
-from accounts.permissions import ROLES_WITH
+from accounts.permissions import MANAGE_ALERTS, ROLES_WITH
 from accounts.selectors import membership_current, memberships_for_user
 from billing.models import Wallet
 
@@ -14,6 +14,7 @@ NAV = [
     ("billing:wallet", "Wallet", "wallet"),
     ("generation:playground", "Playground", "spark"),
     ("generation:tasks", "Tasks", "list"),
+    ("alerts:alerts", "Alerts", "alert"),
     ("accounts:team", "Team", "users"),
     ("accounts:settings", "Settings", "gear"),
 ]
@@ -23,6 +24,9 @@ STAFF_NAV = [
     ("generation:channels", "Channels", "pulse"),
 ]
 
+# Entries shown only to roles that may open them.
+NAV_PERMISSIONS = {"alerts:alerts": MANAGE_ALERTS}
+
 # Pages under a section keep its nav entry highlighted (URL-name prefixes).
 NAV_ALSO = {
     "keys:keys": ("keys:key-", "keys:management-key"),
@@ -31,6 +35,7 @@ NAV_ALSO = {
     "generation:playground": ("generation:playground-",),
     "generation:tasks": ("generation:task-",),
     "generation:channels": ("generation:channel-",),
+    "alerts:alerts": ("alerts:",),
 }
 
 
@@ -43,6 +48,10 @@ def _permissions(membership) -> dict[str, bool]:
     if not membership:
         return {}
     return {permission: membership.can(permission) for permission in ROLES_WITH}
+
+
+def _may(membership, permission: str) -> bool:
+    return bool(membership) and membership.can(permission)
 
 
 def _low_balance(membership):
@@ -78,6 +87,7 @@ def console(request) -> dict:
                 "active": _is_active(name, current),
             }
             for name, label, icon in (NAV + STAFF_NAV if user.is_staff else NAV)
+            if name not in NAV_PERMISSIONS or _may(membership, NAV_PERMISSIONS[name])
         ],
         # Pages behind account_view set request.membership; allauth's pages look it up.
         "membership": membership,
