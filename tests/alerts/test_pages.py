@@ -290,3 +290,21 @@ def test_deleting_a_rule(world, client_for, balance_rule):
         reverse("alerts:rule-delete", args=[balance_rule.public_id]), **HTMX
     )
     assert response.status_code == 200 and not AlertRule.objects.exists()
+
+
+def test_staff_see_alerts_in_the_admin_without_any_secret(
+    client, world, receiver, balance_rule, test_delivery
+):
+    from tests.factories import UserFactory
+
+    channel, secret = services.channel_create(
+        account=world.account, actor=world.owner, kind=ChannelKind.WEBHOOK, name="Ops",
+        target=receiver.url,
+    )  # fmt: skip
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    for name in ("notificationchannel", "alertrule", "alert"):
+        assert client.get(reverse(f"admin:alerts_{name}_changelist")).status_code == 200
+    page = client.get(reverse("admin:alerts_notificationchannel_change", args=[channel.pk]))
+    assert page.status_code == 200 and secret not in page.content.decode()
+    alert = test_delivery.alert
+    assert client.get(reverse("admin:alerts_alert_change", args=[alert.pk])).status_code == 200
