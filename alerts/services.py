@@ -38,12 +38,31 @@ from alerts.models import (
 from core import crypto
 from generation.callbacks.services import EARLY_TOLERANCE, LEASE_MARGIN, retry_delay
 from generation.callbacks.transport import SendResult
-from keys.models import ApiKey
+from keys.models import ApiKey, ManagementKey
 
 logger = logging.getLogger(__name__)
 
 SECRET_BYTES = 32
 THRESHOLD_KINDS = (RuleKind.BALANCE_BELOW, RuleKind.MONTHLY_SPEND)
+
+
+# Who changed something: a person in the console, or a management key through the API.
+Actor = User | ManagementKey | None
+
+
+def _user(actor: Actor) -> User | None:
+    return actor if isinstance(actor, User) else None
+
+
+def _audit(*, account: Account, actor: Actor, action: str, target: str, **details) -> None:
+    if isinstance(actor, ManagementKey):
+        label = f"management key {actor.name} ({actor.masked})"
+        audit_record(
+            account=account, actor=None, actor_label=label, action=action, target=target,
+            **details,
+        )  # fmt: skip
+    else:
+        audit_record(account=account, actor=actor, action=action, target=target, **details)
 
 
 def _iso(moment: datetime) -> str:
@@ -65,7 +84,7 @@ def _target_value(kind: str, target: str) -> str:
 
 
 def channel_create(
-    *, account: Account, actor: User | None, kind: str, name: str, target: str
+    *, account: Account, actor: Actor, kind: str, name: str, target: str
 ) -> tuple[NotificationChannel, str]:
     """The new channel and, for a webhook, its signing secret: shown once, never again."""
     secret = _new_secret() if kind == ChannelKind.WEBHOOK else ""
@@ -77,9 +96,9 @@ def channel_create(
             target=_target_value(kind, target),
             secret_ciphertext=crypto.encrypt(secret) if secret else "",
             secret_hint=secret_hint(secret) if secret else "",
-            created_by=actor,
+            created_by=_user(actor),
         )
-        audit_record(
+        _audit(
             account=account, actor=actor, action="alert_channel.create", target=channel.name,
             kind=kind,
         )  # fmt: skip
@@ -87,21 +106,21 @@ def channel_create(
 
 
 def channel_update(
-    *, channel: NotificationChannel, actor: User | None, name: str, target: str, enabled: bool
+    *, channel: NotificationChannel, actor: Actor, name: str, target: str, enabled: bool
 ) -> NotificationChannel:
     channel.name = name.strip()
     channel.target = _target_value(channel.kind, target)
     channel.enabled = enabled
     with transaction.atomic():
         channel.save(update_fields=["name", "target", "enabled"])
-        audit_record(
+        _audit(
             account=channel.account, actor=actor, action="alert_channel.update",
             target=channel.name, enabled=enabled,
         )  # fmt: skip
     return channel
 
 
-def channel_secret_rotate(*, channel: NotificationChannel, actor: User | None) -> str:
+def channel_secret_rotate(*, channel: NotificationChannel, actor: Actor) -> str:
     """A new signing secret for a webhook channel, shown once; the old one stops at once."""
     if channel.kind != ChannelKind.WEBHOOK:
         raise ValueError("Only webhook channels sign their messages.")
@@ -110,17 +129,17 @@ def channel_secret_rotate(*, channel: NotificationChannel, actor: User | None) -
     channel.secret_hint = secret_hint(secret)
     with transaction.atomic():
         channel.save(update_fields=["secret_ciphertext", "secret_hint"])
-        audit_record(
+        _audit(
             account=channel.account, actor=actor, action="alert_channel.rotate",
             target=channel.name,
         )  # fmt: skip
     return secret
 
 
-def channel_delete(*, channel: NotificationChannel, actor: User | None) -> None:
+def channel_delete(*, channel: NotificationChannel, actor: Actor) -> None:
     """Delete a channel; the alerts sent to it keep their deliveries (with its name)."""
     with transaction.atomic():
-        audit_record(
+        _audit(
             account=channel.account, actor=actor, action="alert_channel.delete",
             target=channel.name,
         )  # fmt: skip
@@ -132,7 +151,7 @@ def channel_target(channel: NotificationChannel) -> Target:
     return Target(kind=channel.kind, address=channel.target, secret=secret)
 
 
-def channel_test(*, channel: NotificationChannel, actor: User | None) -> AlertDelivery:
+def channel_test(*, channel: NotificationChannel, actor: Actor) -> AlertDelivery:
     """Queue a test alert to one channel (enabled or not): its delivery, to follow."""
     now = timezone.now()
     with transaction.atomic():
@@ -147,7 +166,7 @@ def channel_test(*, channel: NotificationChannel, actor: User | None) -> AlertDe
         alert.data = _alert_data(alert, None, {"test": True})
         alert.save(update_fields=["data"])
         (delivery,) = _deliveries_create(alert, [channel])
-        audit_record(
+        _audit(
             account=channel.account, actor=actor, action="alert_channel.test",
             target=channel.name,
         )  # fmt: skip
@@ -175,7 +194,7 @@ def _evaluate_on_commit(account_id: int) -> None:
 def rule_create(
     *,
     account: Account,
-    actor: User | None,
+    actor: Actor,
     kind: str,
     channels: list[NotificationChannel],
     threshold: int | None = None,
@@ -187,11 +206,11 @@ def rule_create(
     once, so its owner learns where things stand."""
     with transaction.atomic():
         rule = AlertRule.objects.create(
-            account=account, kind=kind, enabled=enabled, created_by=actor,
+            account=account, kind=kind, enabled=enabled, created_by=_user(actor),
             **_rule_fields(kind, threshold, api_key, streak),
         )  # fmt: skip
         rule.channels.set(channels)
-        audit_record(
+        _audit(
             account=account, actor=actor, action="alert_rule.create", target=rule.public_id,
             kind=kind,
         )  # fmt: skip
@@ -202,7 +221,7 @@ def rule_create(
 def rule_update(
     *,
     rule: AlertRule,
-    actor: User | None,
+    actor: Actor,
     channels: list[NotificationChannel],
     threshold: int | None = None,
     api_key: ApiKey | None = None,
@@ -216,7 +235,7 @@ def rule_update(
     with transaction.atomic():
         rule.save(update_fields=["threshold", "api_key", "streak", "enabled"])
         rule.channels.set(channels)
-        audit_record(
+        _audit(
             account=rule.account, actor=actor, action="alert_rule.update",
             target=rule.public_id, enabled=enabled,
         )  # fmt: skip
@@ -224,11 +243,9 @@ def rule_update(
     return rule
 
 
-def rule_delete(*, rule: AlertRule, actor: User | None) -> None:
+def rule_delete(*, rule: AlertRule, actor: Actor) -> None:
     with transaction.atomic():
-        audit_record(
-            account=rule.account, actor=actor, action="alert_rule.delete", target=rule.public_id
-        )
+        _audit(account=rule.account, actor=actor, action="alert_rule.delete", target=rule.public_id)
         rule.delete()
 
 

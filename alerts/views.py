@@ -54,7 +54,7 @@ class ChannelRow:
     shown_target: str  # a Slack URL is a credential: only its host and last characters
 
 
-def _shown_target(channel: NotificationChannel) -> str:
+def shown_target(channel: NotificationChannel) -> str:
     if channel.kind == ChannelKind.SLACK:
         host = urlsplit(channel.target).hostname or ""
         return f"{host}/…{channel.target[-4:]}"
@@ -94,7 +94,7 @@ def _rule_form(account, data=None, rule=None) -> RuleForm:
 def _channels_context(request, **extra) -> dict:
     return {
         "channel_rows": [
-            ChannelRow(channel, _shown_target(channel))
+            ChannelRow(channel, shown_target(channel))
             for channel in channels_for_account(request.account)
         ],
         "channel_form": ChannelForm(),

@@ -188,7 +188,7 @@ api = ManagementAPI(
     title="ByteSpike management API",
     version="1",
     description=(
-        "Manage routing groups and inference keys of your account. Authenticate with a "
+        "Manage routing groups, inference keys and alerts of your account. Authenticate with a "
         "management key (`sk-byts-admin-...`) in the `x-api-key` header. Errors use the "
         'OpenAI envelope `{"error": {"message", "type", "param", "code"}}`; lists are '
         '`{"items", "total", "page", "page_size"}`; amounts are credits (1 credit = 1 USD).'
@@ -289,3 +289,4 @@ def _server_error(request, exc: Exception):
 
 api.add_router("", "keys.api.router")
 api.add_router("", "billing.api.router")
+api.add_router("", "alerts.api.router")

@@ -13,20 +13,18 @@ from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
 from pydantic import (
     AwareDatetime,
-    BeforeValidator,
     ConfigDict,
     StrictInt,
     StrictStr,
     WithJsonSchema,
 )
 from pydantic.json_schema import SkipJsonSchema
-from pydantic_core import PydanticCustomError
 
 from catalogue.models import RoutingGroup
 from catalogue.pricing import price_card
 from catalogue.selectors import models_in_group
-from core.api import DEFAULT_PAGE_SIZE, MAX_PAGE, MAX_PAGE_SIZE, CreditsOut
-from core.money import AmountError, credits_json, to_micros
+from core.api import DEFAULT_PAGE_SIZE, MAX_PAGE, MAX_PAGE_SIZE, CreditsOut, credits_in
+from core.money import credits_json
 from keys.models import ApiKey
 from keys.selectors import (
     api_key_get_for_account,
@@ -51,32 +49,11 @@ router = Router()
 MAX_EXPIRY_DAYS = 3650
 
 
-def _parse_credits(value):
-    try:
-        return to_micros(value)
-    except AmountError as error:
-        raise PydanticCustomError("invalid_amount", str(error)) from None
-
-
 # Every limit: absent or null is no limit; 0 is refused by the key services (pause a key to
 # stop it), with a message that says so.
 NO_LIMIT = 'Absent or null: no limit. 0 is refused: to stop a key, set its status to "paused".'
 
-# Credits in, micro-credits out. A JSON number with a fraction arrives as a float; to_micros
-# parses its shortest repr as a decimal, so 0.1 means exactly 0.1 credits, not the binary
-# 0.1000000000000000055...
-Credits = Annotated[
-    int,
-    BeforeValidator(_parse_credits),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "number", "exclusiveMinimum": 0},
-                {"type": "string", "pattern": r"^\d+(\.\d{1,6})?$"},
-            ]
-        }
-    ),
-]
+Credits = credits_in()
 # Requests, tokens or calls; the range is checked by the key services.
 Count = Annotated[StrictInt, WithJsonSchema({"type": "integer", "minimum": 1})]
 # Checked by the key services, which explain that revoking is a call of its own.

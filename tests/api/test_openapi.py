@@ -34,6 +34,18 @@ def test_document_lists_every_endpoint(schema):
         ("GET", "/api/v1/usage/records"),
         ("GET", "/api/v1/billing/transactions"),
         ("GET", "/api/v1/account"),
+        ("GET", "/api/v1/alert-channels"),
+        ("POST", "/api/v1/alert-channels"),
+        ("GET", "/api/v1/alert-channels/{channel_id}"),
+        ("PATCH", "/api/v1/alert-channels/{channel_id}"),
+        ("DELETE", "/api/v1/alert-channels/{channel_id}"),
+        ("POST", "/api/v1/alert-channels/{channel_id}/test"),
+        ("GET", "/api/v1/alert-rules"),
+        ("POST", "/api/v1/alert-rules"),
+        ("GET", "/api/v1/alert-rules/{rule_id}"),
+        ("PATCH", "/api/v1/alert-rules/{rule_id}"),
+        ("DELETE", "/api/v1/alert-rules/{rule_id}"),
+        ("GET", "/api/v1/alerts"),
     }
 
 

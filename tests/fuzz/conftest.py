@@ -76,13 +76,13 @@ class FuzzAccount:
         return self.world.account
 
 
-def _offline_resolve(host: str, port: int) -> tuple[str, ...]:
+def _offline_resolve(host: str, port: int, name: str = "callback_url") -> tuple[str, ...]:
     if host == PUBLIC_HOST:
         return (PUBLIC_ADDRESS,)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
     except (OSError, UnicodeError):
-        raise targets.CallbackURLError("callback_url's host could not be resolved.") from None
+        raise targets.CallbackURLError(f"{name}'s host could not be resolved.") from None
     return tuple(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
