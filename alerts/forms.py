@@ -26,6 +26,7 @@ class ChannelForm(forms.Form):
     enabled = forms.BooleanField(label="Enabled", required=False, initial=True)
 
     def __init__(self, *args, channel: NotificationChannel | None = None, **kwargs):
+        kwargs.setdefault("auto_id", "channel_%s")  # the rule form shares the page
         if channel is not None:
             kwargs.setdefault(
                 "initial",
@@ -72,6 +73,7 @@ class RuleForm(forms.Form):
     enabled = forms.BooleanField(label="Enabled", required=False, initial=True)
 
     def __init__(self, *args, keys=(), channels=(), rule=None, **kwargs):
+        kwargs.setdefault("auto_id", "rule_%s")
         if rule is not None:
             kwargs.setdefault(
                 "initial",
@@ -94,7 +96,9 @@ class RuleForm(forms.Form):
             for channel in channels
         ]
         self.rule = rule
-        if rule is not None:
+        if rule is None:
+            del self.fields["enabled"]  # a new rule is enabled
+        else:
             del self.fields["kind"]  # a rule keeps its kind, and shows only its own fields
             for name, kinds in KIND_FIELDS.items():
                 if rule.kind not in kinds:

@@ -289,7 +289,6 @@ def rule_create(request):
     form = _rule_form(request.account, request.POST)
     if form.is_valid():
         values = _rule_values(form)
-        values["enabled"] = True
         services.rule_create(
             account=request.account, actor=request.user, kind=form.cleaned_data["kind"], **values
         )

@@ -136,7 +136,7 @@ def test_a_refused_target_is_a_form_error_naming_the_problem(
     )
     assert response.status_code == 422
     html = response.content.decode()
-    assert problem in html and 'id="id_target_error"' in html
+    assert problem in html and 'id="channel_target_error"' in html
     assert not NotificationChannel.objects.exists()
 
 
