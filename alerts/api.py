@@ -186,9 +186,18 @@ class DeliveryOut(Schema):
 @router.post(
     "/alert-channels/{channel_id}/test", response={202: DeliveryOut}, tags=TAGS,
     operation_id="alert_channels_test", summary="Send a test alert",
+    openapi_extra={
+        "responses": {
+            "429": {
+                "description": "Too many test alerts this hour (code `rate_limit_exceeded`).",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            }
+        }
+    },
 )  # fmt: skip
 def channel_test(request, channel_id: str):
-    """Queue an `alert.test` message to the channel; follow it in GET /api/v1/alerts."""
+    """Queue an `alert.test` message to the channel; follow it in GET /api/v1/alerts. At most
+    20 test alerts an hour per account."""
     channel = channel_get_for_account(account=request.auth.account, public_id=channel_id)
     delivery = services.channel_test(channel=channel, actor=request.auth)
     return Status(202, delivery_json(delivery))

@@ -35,7 +35,8 @@ from alerts.models import (
     NotificationChannel,
     RuleKind,
 )
-from core import crypto
+from core import crypto, ratelimit
+from core.errors import ApiError
 from generation.callbacks.services import EARLY_TOLERANCE, LEASE_MARGIN, retry_delay
 from generation.callbacks.transport import SendResult
 from keys.models import ApiKey, ManagementKey
@@ -43,6 +44,7 @@ from keys.models import ApiKey, ManagementKey
 logger = logging.getLogger(__name__)
 
 SECRET_BYTES = 32
+TEST_ALERTS_PER_HOUR = 20
 THRESHOLD_KINDS = (RuleKind.BALANCE_BELOW, RuleKind.MONTHLY_SPEND)
 
 
@@ -151,8 +153,24 @@ def channel_target(channel: NotificationChannel) -> Target:
     return Target(kind=channel.kind, address=channel.target, secret=secret)
 
 
+class TestAlertLimitError(ApiError):
+    """Too many test alerts from one account: they send mail and requests on its behalf."""
+
+    def __init__(self):
+        super().__init__(
+            429, "rate_limit_exceeded",
+            f"At most {TEST_ALERTS_PER_HOUR} test alerts an hour; try again later.",
+            headers={"Retry-After": "3600"},
+        )  # fmt: skip
+
+
 def channel_test(*, channel: NotificationChannel, actor: Actor) -> AlertDelivery:
-    """Queue a test alert to one channel (enabled or not): its delivery, to follow."""
+    """Queue a test alert to one channel (enabled or not): its delivery, to follow. At most
+    ``TEST_ALERTS_PER_HOUR`` per account (``TestAlertLimitError``)."""
+    if not ratelimit.allow(
+        "alert-test", channel.account_id, limit=TEST_ALERTS_PER_HOUR, period=3600
+    ):
+        raise TestAlertLimitError
     now = timezone.now()
     with transaction.atomic():
         alert = Alert.objects.create(

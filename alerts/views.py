@@ -254,7 +254,16 @@ def channel_test(request, public_id: str):
     """Queue a test alert to the channel; the answer shows its delivery, which polls itself
     until the first attempt's outcome is known."""
     channel = channel_get_for_account(account=request.account, public_id=public_id)
-    delivery = services.channel_test(channel=channel, actor=request.user)
+    try:
+        delivery = services.channel_test(channel=channel, actor=request.user)
+    except services.TestAlertLimitError as error:
+        if not request.htmx:
+            messages.error(request, error.message)
+            return redirect("alerts:alerts")
+        return render(
+            request, f"{PAGE}#test-refused", {"channel_id": channel.public_id, "error": error},
+            status=422,  # swapped in, like a form's refusal (htmx leaves a 429 alone)
+        )  # fmt: skip
     if not request.htmx:
         messages.success(request, f"Test alert queued for {channel.name}.")
         return redirect("alerts:alerts")

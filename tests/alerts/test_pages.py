@@ -308,3 +308,16 @@ def test_staff_see_alerts_in_the_admin_without_any_secret(
     assert page.status_code == 200 and secret not in page.content.decode()
     alert = test_delivery.alert
     assert client.get(reverse("admin:alerts_alert_change", args=[alert.pk])).status_code == 200
+
+
+def test_test_alerts_are_limited_per_account(world, client_for, email_channel, settings):
+    from alerts.services import TEST_ALERTS_PER_HOUR
+
+    client = client_for(world.owner)
+    url = reverse("alerts:channel-test", args=[email_channel.public_id])
+    for _ in range(TEST_ALERTS_PER_HOUR):
+        assert client.post(url, **HTMX).status_code == 200
+    refused = client.post(url, **HTMX)
+    assert refused.status_code == 422
+    assert f"At most {TEST_ALERTS_PER_HOUR} test alerts an hour" in refused.content.decode()
+    assert email_channel.deliveries.count() == TEST_ALERTS_PER_HOUR

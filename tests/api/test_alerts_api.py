@@ -145,3 +145,13 @@ def test_another_accounts_channels_and_rules_are_404(api, outsider_api, email):
 def test_without_a_key_it_is_401(client):
     assert client.get(CHANNELS).status_code == 401
     assert client.get(RULES).status_code == 401
+
+
+def test_test_alerts_past_the_hourly_limit_are_429(api, email):
+    from alerts.services import TEST_ALERTS_PER_HOUR
+
+    for _ in range(TEST_ALERTS_PER_HOUR):
+        assert api.post(f"{CHANNELS}/{email['id']}/test").status_code == 202
+    refused = api.post(f"{CHANNELS}/{email['id']}/test")
+    assert refused.status_code == 429 and refused["Retry-After"] == "3600"
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
