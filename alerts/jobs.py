@@ -6,7 +6,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from alerts import services
+from alerts import operators, services
 from alerts.models import AlertDelivery
 from generation.jobs import enqueue_when_due
 
@@ -48,3 +48,25 @@ def alert_deliveries_resend_due() -> int:
     for delivery_id in due:
         alert_deliver.delay(delivery_id)
     return len(due)
+
+
+# --- Operators (alerts/operators.py) -------------------------------------------------------------
+
+OPERATOR_RETRIES = 10  # about 8.5 hours of attempts, 30 s doubling to an hour between them
+
+
+@shared_task(bind=True, acks_late=True, max_retries=OPERATOR_RETRIES)
+def operator_alert_send(self, index: int, message: dict) -> str:
+    if operators.operator_send(index, message):
+        return "delivered"
+    raise self.retry(countdown=min(30 * 2**self.request.retries, 3600))
+
+
+@shared_task
+def operator_checks() -> dict:
+    return operators.operator_checks()
+
+
+@shared_task
+def operator_wallets_check() -> int:
+    return operators.wallets_check()

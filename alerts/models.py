@@ -227,3 +227,20 @@ class AlertDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.webhook_id} {self.status}"
+
+
+class OperatorCondition(models.Model):
+    """Something the gateway's operators are told about (alerts/operators.py), by its key: a
+    breaker trip (one per trip), a channel failing, the task queue or a process's settlement
+    lag over its threshold, a wallet whose books are wrong. ``active`` flips once per crossing:
+    the flip that sets it sends the alert, the one that clears it says it is resolved."""
+
+    key = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=40)
+    active = models.BooleanField(default=False)
+    summary = models.CharField(max_length=500, blank=True)
+    crossings = models.PositiveIntegerField(default=0)
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.key} ({'active' if self.active else 'clear'})"

@@ -25,10 +25,14 @@ def _callback_attempted(sender, account_id: int, delivered: bool, **_) -> None:
 
 
 def connect() -> None:
-    from billing.signals import wallet_credited
+    from alerts.operators import settlement_lag_changed
+    from billing.signals import settlement_lagging, wallet_credited
     from generation.callbacks.signals import callback_attempted
 
     wallet_credited.connect(_wallet_credited, weak=False, dispatch_uid="alerts.rearm")
     callback_attempted.connect(
         _callback_attempted, weak=False, dispatch_uid="alerts.callback_streak"
+    )
+    settlement_lagging.connect(
+        settlement_lag_changed, weak=False, dispatch_uid="alerts.settlement_lag"
     )

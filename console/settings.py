@@ -464,3 +464,31 @@ CELERY_BEAT_SCHEDULE["alerts-resend-due"] = {
     "task": "alerts.jobs.alert_deliveries_resend_due",
     "schedule": 60.0,
 }
+
+# Operators' alerts (alerts/operators.py, docs/operations.md#operator-alerts): where they go (any
+# of a Standard Webhooks receiver with its whsec_ secret, a Slack incoming webhook, email
+# addresses; none set: nothing is checked) and when a condition is one.
+BYTESPIKE_OPERATOR_ALERT_WEBHOOK = os.environ.get("BYTESPIKE_OPERATOR_ALERT_WEBHOOK", "")
+BYTESPIKE_OPERATOR_ALERT_WEBHOOK_SECRET = os.environ.get(
+    "BYTESPIKE_OPERATOR_ALERT_WEBHOOK_SECRET", ""
+)
+BYTESPIKE_OPERATOR_ALERT_SLACK = os.environ.get("BYTESPIKE_OPERATOR_ALERT_SLACK", "")
+BYTESPIKE_OPERATOR_ALERT_EMAILS = os.environ.get("BYTESPIKE_OPERATOR_ALERT_EMAILS", "")
+BYTESPIKE_OPERATOR_ERROR_RATE = float(os.environ.get("BYTESPIKE_OPERATOR_ERROR_RATE", "0.5"))
+BYTESPIKE_OPERATOR_TASK_WAIT_SECONDS = float(
+    os.environ.get("BYTESPIKE_OPERATOR_TASK_WAIT_SECONDS", "300")
+)
+BYTESPIKE_OPERATOR_SETTLEMENT_LAG_SECONDS = float(
+    os.environ.get("BYTESPIKE_OPERATOR_SETTLEMENT_LAG_SECONDS", "5")
+)
+BYTESPIKE_OPERATOR_WALLET_CHECK_SECONDS = float(
+    os.environ.get("BYTESPIKE_OPERATOR_WALLET_CHECK_SECONDS", "600")
+)
+CELERY_BEAT_SCHEDULE["operator-checks"] = {
+    "task": "alerts.jobs.operator_checks",
+    "schedule": 30.0,
+}
+CELERY_BEAT_SCHEDULE["operator-wallets-check"] = {
+    "task": "alerts.jobs.operator_wallets_check",
+    "schedule": BYTESPIKE_OPERATOR_WALLET_CHECK_SECONDS,
+}

@@ -51,6 +51,7 @@ from billing.metering.leases import Lease, LeaseBook
 from billing.metering.limits import KeyLimits, LimitState
 from billing.models import HoldKind
 from billing.services import WalletState
+from billing.signals import settlement_lagging
 from billing.usage import Charge, UsageFacts
 from core import metrics, tracing
 from core.db import run_db
@@ -132,6 +133,10 @@ class Meter:
         # Keys whose calls were admitted by the database while the counters were unreachable:
         # their spend in Redis missed those calls, so it is loaded again once Redis answers.
         self._unheard: set[int] = set()
+        # Whether this process's batches lag (operators are told once per crossing), and the
+        # tasks telling them, kept until done.
+        self._lagging = False
+        self._telling: set[asyncio.Task] = set()
 
     # --- Counters ----------------------------------------------------------------------------
 
@@ -337,6 +342,7 @@ class Meter:
                         pending.fail(error)
                     continue
                 _committed(batch)
+                self._watch_lag(batch)
                 for pending in batch:
                     settlement = results.get(pending.item.reference)
                     await self._written(pending, settlement)
@@ -345,6 +351,26 @@ class Meter:
             with self._lock:
                 self._flushing = False
             raise
+
+    def _watch_lag(self, batch: list["_Pending"]) -> None:
+        """Tell operators when answered calls start waiting too long for their batch, and when
+        they stop (at half the threshold, so a lag hovering around it is one alert)."""
+        lag = time.monotonic() - min(pending.queued for pending in batch)
+        threshold = settings.BYTESPIKE_OPERATOR_SETTLEMENT_LAG_SECONDS
+        if self._lagging == (lag >= threshold / 2 if self._lagging else lag < threshold):
+            return
+        self._lagging = not self._lagging
+        telling = asyncio.get_running_loop().create_task(
+            run_db(settlement_lagging.send, sender=Meter, owner=self.owner,
+                   lagging=self._lagging, seconds=lag)
+        )  # fmt: skip
+        self._telling.add(telling)
+        telling.add_done_callback(self._told)
+
+    def _told(self, telling: asyncio.Task) -> None:
+        self._telling.discard(telling)
+        if not telling.cancelled() and telling.exception() is not None:
+            logger.warning("settlement lag not told", exc_info=telling.exception())
 
     # --- Tasks ---------------------------------------------------------------------------------
 
@@ -450,6 +476,7 @@ class Meter:
         self.leases.forget()
         self._accounts.clear()
         self._unheard.clear()
+        self._lagging = False
         with self._lock:
             self._exact.clear()
             self._pending.clear()
