@@ -11,6 +11,7 @@ from django.shortcuts import redirect
 from accounts.models import Membership
 from accounts.permissions import VIEW
 from accounts.selectors import membership_current
+from core import logs
 
 
 def console_gate(request, permission: str) -> Membership | HttpResponse:
@@ -32,6 +33,8 @@ def _admit(request, outcome) -> HttpResponse | None:
         return outcome
     request.membership = outcome
     request.account = outcome.account
+    # Every later line of the request, and its access line, says whose request it is.
+    logs.bind(account_id=outcome.account.public_id, user_id=outcome.user_id)
     return None
 
 

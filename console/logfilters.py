@@ -1,19 +1,19 @@
 """Logging filters."""
 
 import logging
-import re
 
-# Google-style clients may send the API key as ?key=; access logs print the full path.
-_SECRET_IN_QUERY = re.compile(r"([?&](?:key|api_key|token)=)[^&\s\"]+", re.IGNORECASE)
-_SECRET_KEY = re.compile(r"sk-byts-[A-Za-z0-9-]{8,}")
+from core.logs import redact
 
-
-def redact(text: str) -> str:
-    return _SECRET_KEY.sub("sk-byts-[redacted]", _SECRET_IN_QUERY.sub(r"\1[redacted]", text))
+__all__ = ["RedactSecrets", "redact"]
 
 
 class RedactSecrets(logging.Filter):
-    """Blank out API keys in a record's message and arguments before any handler sees it."""
+    """Blank out API keys in a record's message and arguments before any handler sees it.
+
+    Our own handler's formatter (core/logs.py) redacts each rendered line again, text or JSON,
+    which covers what a filter cannot see: structured fields and tracebacks. This filter keeps
+    handlers that are not ours (uvicorn's access log in text mode) clean too.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str):

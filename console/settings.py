@@ -14,6 +14,7 @@ import dj_database_url
 from django.utils.csp import CSP
 
 from console.datafiles import read_or_create
+from core.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -69,6 +70,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "console.middleware.StaticFilesMiddleware",
+    "console.middleware.RequestLogMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -319,20 +321,11 @@ USE_TZ = True
 
 # --- Logging ----------------------------------------------------------------------------------
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "filters": {"redact": {"()": "console.logfilters.RedactSecrets"}},
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}
-    },
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {
-        "django.db.backends": {"level": "WARNING"},
-        "httpx": {"level": "WARNING"},  # one INFO line per upstream request is noise
-    },
-}
+# BYTESPIKE_LOG_FORMAT: "text" (the default: one readable line) or "json" (one JSON object per
+# line, for production); every line carries its request's context (docs/operations.md#logs).
+BYTESPIKE_LOG_FORMAT = os.environ.get("BYTESPIKE_LOG_FORMAT", "text").strip().lower() or "text"
+LOGGING_CONFIG = "core.logs.configure"
+LOGGING = logging_config(BYTESPIKE_LOG_FORMAT, os.environ.get("LOG_LEVEL", "INFO"))
 
 # --- ByteSpike --------------------------------------------------------------------------------
 

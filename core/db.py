@@ -15,6 +15,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, connections
 
+from core import logs
+
 
 def _threads() -> int:
     """Up to 4, leaving half of a PostgreSQL pool to the rest of the process."""
@@ -41,13 +43,17 @@ async def run_db(function, *args, **kwargs):
     """Run ``function`` (database work) off the event loop and return what it returns."""
     if use_test_thread:
         call = sync_to_async(function, thread_sensitive=True)
+        # A context of its own (asgiref then runs it on the thread holding the test's
+        # transaction), with the request's log fields only.
         task = asyncio.get_running_loop().create_task(
-            call(*args, **kwargs), context=contextvars.Context()
+            call(*args, **kwargs), context=logs.fresh_context()
         )
         return await task
     global _executor
     if _executor is None:
         _executor = concurrent.futures.ThreadPoolExecutor(_threads(), thread_name_prefix="db")
+    # In the request's context: lines logged there, and jobs published there, carry its id.
+    context = contextvars.copy_context()
     return await asyncio.get_running_loop().run_in_executor(
-        _executor, _in_thread, function, args, kwargs
+        _executor, context.run, _in_thread, function, args, kwargs
     )

@@ -25,7 +25,6 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import reswap, retarget, trigger_client_event
 from PIL import Image, UnidentifiedImageError
-from ulid import ULID
 
 from accounts.decorators import account_view, account_view_async
 from accounts.permissions import USE_PLAYGROUND, can_manage_key
@@ -359,7 +358,6 @@ async def images(request):
     """Generate (or edit) images now, through the pipeline /v1/images/* use."""
     data, files = request.POST, request.FILES
     key_id, slug = data.get("key", ""), data.get("model", "")
-    request.bytespike_request_id = f"req_{ULID()}"
     edit = data.get("action") == "edit"
     try:
         principal = await sync_to_async(_principal_or_404)(request, key_id)
@@ -458,7 +456,6 @@ async def chat(request):
     """One turn of the chat: the text gateway's answer, streamed as OpenAI Chat chunks
     (``data: {...}`` ... ``data: [DONE]``) with the usage chunk; ``X-Request-ID`` names the
     usage row (see ``usage``). A refusal is a JSON error in the OpenAI envelope."""
-    request.bytespike_request_id = f"req_{ULID()}"
     try:
         payload = _chat_payload(request)
         key_id, model = payload.get("key"), payload.get("model")

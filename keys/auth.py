@@ -14,6 +14,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
+from core import logs
 from core.db import run_db
 from core.errors import ApiError
 from core.http import client_ip
@@ -41,7 +42,8 @@ def _invalid(message: str = "Invalid API key.") -> KeyAuthError:
 
 @dataclass(frozen=True)
 class KeyPrincipal:
-    """What a request needs to know about the verified key (cached as is).
+    """What a request needs to know about the verified key (cached as is). ``from_key`` reads
+    the key's account: load it with the key (``select_related("account")``).
 
     Limits are None when the key has none, else more than zero: ``quota`` and the rolling caps
     in micro-credits, ``rpm`` requests and ``tpm`` tokens (input + output) per minute,
@@ -66,6 +68,8 @@ class KeyPrincipal:
     tpm: int | None = None
     max_concurrent: int | None = None
     allowed_models: tuple[str, ...] = ()
+    # The account's public id, for log lines (a principal cached before it has "").
+    account_public_id: str = ""
 
     @classmethod
     def from_key(cls, key: ApiKey) -> "KeyPrincipal":
@@ -87,6 +91,7 @@ class KeyPrincipal:
             tpm=key.tpm,
             max_concurrent=key.max_concurrent,
             allowed_models=tuple(key.allowed_models),
+            account_public_id=key.account.public_id,
         )
 
     def may_call(self, slug: str) -> bool:
@@ -96,7 +101,8 @@ class KeyPrincipal:
     def __setstate__(self, state: dict) -> None:
         # A principal cached by the previous release (for up to BYTESPIKE_KEY_CACHE_SECONDS
         # during a deploy) wrote "no limit" as 0 and had no rpm, tpm or max_concurrent; one
-        # cached before allowlists has no allowed_models (the class default, (), applies).
+        # cached before allowlists has no allowed_models (the class default, (), applies), one
+        # cached before log lines named accounts has no account_public_id ("").
         for name in ("quota", "rate_limit_5h", "rate_limit_1d", "rate_limit_7d"):
             if state.get(name) == 0:
                 state[name] = None
@@ -156,7 +162,7 @@ def _check(principal: KeyPrincipal, request) -> None:
 
 
 def _lookup(digest: str) -> KeyPrincipal | None:
-    key = ApiKey.objects.filter(digest=digest).first()
+    key = ApiKey.objects.filter(digest=digest).select_related("account").first()
     return None if key is None else KeyPrincipal.from_key(key)
 
 
@@ -209,6 +215,7 @@ def authenticate_management(request) -> ManagementKey:
     )
     if key is None:
         raise _invalid()
+    logs.bind(account_id=key.account.public_id, key_id=key.public_id)
     now = timezone.now()
     if key.last_used_at is None or (now - key.last_used_at).total_seconds() >= 60:
         ManagementKey.objects.filter(pk=key.pk).update(last_used_at=now)
@@ -230,7 +237,7 @@ def principal_for_console(membership, key_public_id: str, *, address: str) -> Ke
         ApiKey.objects.filter(
             account=membership.account, public_id=key_public_id, deleted_at__isnull=True
         )
-        .select_related("group")
+        .select_related("group", "account")
         .first()
     )
     if key is None or not key.is_active or key.is_expired:

@@ -165,13 +165,13 @@ def shared_env(data_dir: Path, **extra) -> dict:
     return {**env, **extra}
 
 
-def start_web(env: dict, *, log: Path) -> tuple[subprocess.Popen, str]:
+def start_web(env: dict, *, log: Path, log_level: str = "warning") -> tuple[subprocess.Popen, str]:
     """One uvicorn web process in ``env``, as a deploy runs it; returns the process and its base
     URL once it answers."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "console.asgi:application", "--lifespan", "on",
-         "--port", str(port), "--log-level", "warning"],
+         "--port", str(port), "--log-level", log_level],
         cwd=ROOT, env=env, stdout=log.open("a"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

@@ -15,7 +15,7 @@ from asgiref.sync import async_to_sync
 from prometheus_client.parser import text_string_to_metric_families
 
 from billing.models import UsageRecord, Wallet
-from catalogue.models import Channel, ChannelMode, Deployment, RoutingGroup
+from catalogue.models import Deployment, RoutingGroup
 from generation import routing
 from generation.breakers import breakers
 from generation.models import Task
@@ -226,17 +226,12 @@ def test_no_secret_prompt_or_upstream_credential_is_ever_in_a_scrape(
 ):
     """A live channel with a secret, a prompt with a marker, the key itself: none of them may
     reach a metric, whether the call fails upstream or succeeds."""
-    from tests.generation.test_text_gateway import Upstream
+    from tests.generation.test_text_gateway import Upstream, openai_live_at
 
     upstream = Upstream()
     try:
         secret = "sk-live-UPSTREAMsecret0123456789abcdef"
-        channel = Channel.objects.get(slug="openai")
-        channel.mode, channel.base_url = ChannelMode.LIVE, f"{upstream.url}/v1"
-        channel.set_secret(secret)
-        channel.save()
-        Channel.objects.filter(slug="azure").update(is_enabled=False)
-        routing.forget()
+        openai_live_at(upstream, secret)
         marker = "PROMPT-MARKER-7f3a9c"
         upstream.answers.append((401, {"error": {"message": f"Bad key {secret} for {marker}"}}))
         upstream.answers.append((200, {

@@ -53,7 +53,7 @@ from billing.models import HoldKind
 from billing.services import WalletState
 from billing.signals import settlement_lagging
 from billing.usage import Charge, UsageFacts
-from core import metrics, tracing
+from core import logs, metrics, tracing
 from core.db import run_db
 
 logger = logging.getLogger(__name__)
@@ -93,7 +93,9 @@ class Call:
         if self.closed:
             raise RuntimeError(f"{self.reference} is already closed")
         self.closed = True
-        return await self.meter._settle(self, charge, usage, tokens)
+        settlement = await self.meter._settle(self, charge, usage, tokens)
+        logs.note(credits_micro=settlement.charged)  # the request's access line
+        return settlement
 
     async def release(self) -> None:
         """The call failed: it is free."""
@@ -101,6 +103,7 @@ class Call:
             return
         self.closed = True
         await self.meter._release(self)
+        logs.note(credits_micro=0)
 
     def settle_now(self, charge: int, usage: UsageFacts, *, tokens: int = 0) -> Settlement:
         """``settle`` for code running in a thread of the web process (a stream's close)."""

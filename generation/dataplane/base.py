@@ -18,7 +18,7 @@ from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 from ulid import ULID
 
-from core import metrics, tracing
+from core import logs, metrics, tracing
 from core.errors import ApiError
 from generation.dataplane.errors import Protocol, error_response
 from generation.metering import current_headers
@@ -83,15 +83,25 @@ def dataplane_view(protocol: Protocol | Callable = request_protocol, *, methods:
             caller = protocol(request) if callable(protocol) else protocol
             request.bytespike_request_id = request_id
             tracing.annotate(**{"bytespike.request_id": request_id})
-            with metrics.DataPlaneCall(request.resolver_match.url_name, caller) as call:
+            route = request.resolver_match.url_name
+            with (
+                logs.Access(request_id, **_access_fields(request, route, caller)) as access,
+                metrics.DataPlaneCall(route, caller) as call,
+            ):
+                access.call = call
                 response = await _respond(view, request, caller, methods, args, kwargs)
                 call.status = response.status_code
+                access.fields["stream"] = response.streaming
             response["X-Request-ID"] = request_id
             return response
 
         return wrapper
 
     return decorator
+
+
+def _access_fields(request, route: str, caller: str) -> dict:
+    return {"surface": "data_plane", "method": request.method, "route": route, "protocol": caller}
 
 
 async def _respond(view, request, caller, methods, args, kwargs):
@@ -123,9 +133,12 @@ async def unknown_route(request, *args, **kwargs):
     """Any /v1 or /v1beta URL that is no route: a 404 in the envelope the path suggests."""
     error = ApiError(404, "not_found", f"Unknown URL: {request.method} {request.path}.")
     caller = request_protocol(request)
-    metrics.REQUESTS.labels(request.resolver_match.url_name, caller, "", "404", "").inc()
-    response = error_response(caller, error)
-    response["X-Request-ID"] = f"req_{ULID()}"
+    route = request.resolver_match.url_name
+    request_id = f"req_{ULID()}"
+    with logs.Access(request_id, **_access_fields(request, route, caller), status=404):
+        metrics.REQUESTS.labels(route, caller, "", "404", "").inc()
+        response = error_response(caller, error)
+    response["X-Request-ID"] = request_id
     return response
 
 
@@ -166,6 +179,8 @@ async def _answer(view, request, caller, args, kwargs):
             principal = await authenticate_inference(request)
     except KeyAuthError as error:
         return error_response(caller, error)
+    # Public ids only: every later line of the request names the account and key it is for.
+    logs.bind(account_id=principal.account_public_id, key_id=principal.key_public_id)
     tracing.annotate(**{"bytespike.key": principal.key_public_id})
     try:
         response = await view(request, principal, *args, **kwargs)

@@ -10,6 +10,7 @@ from enum import StrEnum
 import orjson
 from django.http import HttpResponse
 
+from core import logs
 from core.errors import ApiError
 
 
@@ -82,6 +83,7 @@ def json_response(data: dict, status: int = 200) -> HttpResponse:
 
 
 def error_response(protocol: Protocol, error: ApiError) -> HttpResponse:
+    logs.note(error=error.code)  # the request's access line says why it failed
     response = json_response(error_body(protocol, error), status=error.status)
     for name, value in error.headers.items():
         response[name] = value

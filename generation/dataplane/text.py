@@ -10,7 +10,7 @@ import logging
 import math
 import threading
 import time
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, nullcontext
 from dataclasses import dataclass
 
 from django.db import DatabaseError
@@ -21,7 +21,7 @@ from billing import pricing
 from billing.metering import meter
 from billing.usage import UsageFacts
 from catalogue.models import ChannelKind, Family
-from core import metrics
+from core import logs, metrics
 from core.errors import ApiError
 from generation.breakers import breakers
 from generation.dataplane.base import dataplane_view, json_body, unavailable
@@ -306,6 +306,7 @@ async def _open_stream(principal, caller, chat, target, metered, response_id, st
         raise
     metrics.stream_started(target.model.slug)
     body = TextStream(
+        access=logs.defer(),  # the request's line is logged when the stream ends
         principal=principal,
         caller=caller,
         chat=chat,
@@ -346,7 +347,9 @@ class TextStream:
     """
 
     def __init__(self, *, principal, caller, chat, target, upstream, parser, events, stack,
-                 metered, response_id, started):  # fmt: skip
+                 metered, response_id, started, access=None):  # fmt: skip
+        self.access = access
+        self.ending_as = "complete"  # how the stream ended, for the access line
         self.principal = principal
         self.caller = caller
         self.chat = chat
@@ -374,37 +377,44 @@ class TextStream:
         return self._generator
 
     async def _frames(self):
-        try:
+        with self._resumed():
             try:
-                async for sse in self.events:
-                    for event in self.parser.feed(sse):
+                try:
+                    async for sse in self.events:
+                        for event in self.parser.feed(sse):
+                            for frame in self._render(event):
+                                yield frame
+                    for event in self.parser.close():
                         for frame in self._render(event):
                             yield frame
-                for event in self.parser.close():
-                    for frame in self._render(event):
+                except (UpstreamError, UpstreamFormatError) as error:
+                    # The books first: nothing may come between the break and the claim that makes
+                    # the call free (a client leaving meanwhile would bill what it was sent).
+                    await self._close_books(failed=True)
+                    self.ending_as = "upstream_error"
+                    await breakers.failed(self.upstream.deployment_id)
+                    message = getattr(error, "message", "The upstream answer could not be read.")
+                    for frame in self.renderer.fail(message):
                         yield frame
-            except (UpstreamError, UpstreamFormatError) as error:
-                # The books first: nothing may come between the break and the claim that makes
-                # the call free (a client leaving meanwhile would bill what it was sent).
-                await self._close_books(failed=True)
-                await breakers.failed(self.upstream.deployment_id)
-                message = getattr(error, "message", "The upstream answer could not be read.")
-                for frame in self.renderer.fail(message):
+                    return
+                if not await self._close_books(failed=False):
+                    # Unbilled, so not a success: the caller gets the protocol's error event, not a
+                    # connection cut without an end.
+                    self.ending_as = "unbilled"
+                    for frame in self.renderer.fail(unavailable().message):
+                        yield frame
+                    return
+                # The answer's end (and its usage) goes out only now that the call is billed: a
+                # client that saw the end of its answer has been charged for it.
+                ending = self.renderer.feed(self._ending) if self._ending else []
+                for frame in [*ending, *self.renderer.finish()]:
                     yield frame
-                return
-            if not await self._close_books(failed=False):
-                # Unbilled, so not a success: the caller gets the protocol's error event, not a
-                # connection cut without an end.
-                for frame in self.renderer.fail(unavailable().message):
-                    yield frame
-                return
-            # The answer's end (and its usage) goes out only now that the call is billed: a
-            # client that saw the end of its answer has been charged for it.
-            ending = self.renderer.feed(self._ending) if self._ending else []
-            for frame in [*ending, *self.renderer.finish()]:
-                yield frame
-        finally:
-            await self.stack.aclose()
+            finally:
+                await self.stack.aclose()
+
+    def _resumed(self):
+        """The request's log context (and access line) while the stream is sent or closed."""
+        return self.access.resumed() if self.access is not None else nullcontext()
 
     async def _close_books(self, *, failed: bool) -> bool:
         """Settle or release; False if the database cannot be reached (restarting, failing
@@ -473,14 +483,19 @@ class TextStream:
         return cost_of(self.target, usage), facts, usage.total_input + usage.output_tokens
 
     def close(self) -> None:
-        """Called by Django when the response is done; bills a stream the client left early."""
-        if self._claim(failed=False):
-            logger.info("stream %s ended early: billing what was delivered", self.reference)
-            cost, facts, tokens = self._settlement()
-            try:
-                self.metered.settle_now(cost, facts, tokens=tokens)
-            except DatabaseError:
-                logger.warning("database unavailable to bill %s", self.reference, exc_info=True)
+        """Called by Django when the response is done; bills a stream the client left early,
+        then logs the request's access line."""
+        with self._resumed():
+            if self._claim(failed=False):
+                self.ending_as = "client_left"
+                logger.info("stream %s ended early: billing what was delivered", self.reference)
+                cost, facts, tokens = self._settlement()
+                try:
+                    self.metered.settle_now(cost, facts, tokens=tokens)
+                except DatabaseError:
+                    logger.warning("database unavailable to bill %s", self.reference, exc_info=True)
+            if self.access is not None:
+                self.access.log(stream_end=self.ending_as)
         generator, loop = self._generator, self._loop
         if generator is not None and loop is not None and not loop.is_closed():
             # Close the upstream connection now, not whenever the generator is collected.

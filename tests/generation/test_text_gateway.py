@@ -421,6 +421,17 @@ class Upstream:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+def openai_live_at(upstream: Upstream, secret: str) -> None:
+    """The demo's `openai` channel made live against ``upstream``, with ``secret``; GPT-4.1's
+    backup deployment would answer instead, so it is off: the live channel is its only one."""
+    channel = Channel.objects.get(slug="openai")
+    channel.mode, channel.base_url = ChannelMode.LIVE, f"{upstream.url}/v1"
+    channel.set_secret(secret)
+    channel.save()
+    Channel.objects.filter(slug="azure").update(is_enabled=False)
+    routing.forget()
+
+
 @pytest.fixture
 def upstream():
     server = Upstream()
@@ -435,14 +446,7 @@ def test_a_live_channel_sends_its_secret_and_keeps_it_secret(
     settings.BYTESPIKE_UPSTREAM_TRANSPORT = transport
     caplog.set_level(logging.DEBUG)
     secret = "sk-live-UPSTREAMsecret0123456789abcdef"
-    channel = Channel.objects.get(slug="openai")
-    channel.mode = ChannelMode.LIVE
-    channel.base_url = f"{upstream.url}/v1"
-    channel.set_secret(secret)
-    channel.save()
-    # GPT-4.1's backup deployment would answer instead: here the live channel is its only one.
-    Channel.objects.filter(slug="azure").update(is_enabled=False)
-    routing.forget()
+    openai_live_at(upstream, secret)
     upstream.answers.append((401, {"error": {"message": f"Incorrect API key provided: {secret}"}}))
     response = chat(client, demo["default"])
     (seen,) = upstream.requests
