@@ -9,6 +9,8 @@ from celery.contrib.django.task import DjangoTask
 from celery.worker.consumer import Consumer as CeleryConsumer
 from django.db import transaction
 
+from core import logs
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 
 logger = logging.getLogger(__name__)
@@ -62,3 +64,33 @@ def _start_tracing(**_) -> None:
     from core import tracing
 
     tracing.setup()
+
+
+# --- Log context ------------------------------------------------------------------------------
+# A job published while a request runs carries the request's id in a message header, and the
+# worker logs the job's lines with it (docs/operations.md#logs). Jobs about a task bind the
+# task's own submit request id as well (generation/services.py), whoever published them.
+
+REQUEST_ID_HEADER = "bytespike_request_id"
+
+
+@signals.before_task_publish.connect
+def _send_request_id(headers=None, **kwargs) -> None:
+    request_id = logs.request_id()
+    if request_id and headers is not None:
+        headers.setdefault(REQUEST_ID_HEADER, request_id)
+
+
+@signals.task_prerun.connect
+def _bind_request_id(task=None, **kwargs) -> None:
+    logs.clear()
+    fields = {"job": task.name} if task is not None else {}
+    request_id = getattr(task.request, REQUEST_ID_HEADER, None) if task is not None else None
+    if request_id:
+        fields["request_id"] = request_id
+    logs.bind(**fields)
+
+
+@signals.task_postrun.connect
+def _unbind_request_id(**kwargs) -> None:
+    logs.clear()

@@ -59,6 +59,8 @@ class Task(models.Model):
         "catalogue.Deployment", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     callback_url = models.URLField(max_length=2000, blank=True)
+    # The X-Request-ID of the submit: the worker's log lines and the callback carry it too.
+    request_id = models.CharField(max_length=40, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)

@@ -26,7 +26,7 @@ from billing import metering, pricing
 from billing.metering import meter
 from billing.usage import UsageFacts
 from catalogue.models import AIModel, Family, RefundPolicy
-from core import metrics
+from core import logs, metrics
 from core.db import run_db
 from core.errors import ApiError
 from generation.failover import first_answer
@@ -35,6 +35,8 @@ from generation.providers import UpstreamError, media
 from generation.routing import Target, Upstream, upstreams_of
 
 logger = logging.getLogger(__name__)
+# One line per transition (docs/operations.md#logs), logged once the transition commits.
+transitions = logs.get_logger("bytespike.tasks")
 
 PROMPT_MAX = 4000
 POLL_MIN_SECONDS = 1.0
@@ -182,9 +184,11 @@ def task_prepare(
     params: dict,
     out_task_id: str = "",
     callback_url: str = "",
+    request_id: str = "",
 ) -> Submitted:
     """Validate a submit: the task it would create (not saved; ``created`` True), or the task
-    an earlier submit with the same ``out_task_id`` and request created (``created`` False)."""
+    an earlier submit with the same ``out_task_id`` and request created (``created`` False).
+    ``request_id``: the submit's (by default the current request's, from the log context)."""
     if model.family not in (Family.IMAGE, Family.VIDEO):
         raise _invalid(
             f"'{model.slug}' is a text model; tasks are for image and video models.", "model"
@@ -213,6 +217,7 @@ def task_prepare(
         estimated_credits=cost(model, multiplier, clean),
         estimated_seconds=model.estimated_seconds,
         callback_url=callback_url,
+        request_id=request_id or logs.request_id(),
         lease=secrets.token_hex(8),
     )
     return Submitted(task, True)
@@ -232,6 +237,7 @@ def task_create(task: Task, *, key_limits=None) -> Submitted:
                 key_limits=key_limits,
             )
             _enqueue(task)
+            _transitioned(task, "submitted", None, TaskStatus.PENDING)
     except IntegrityError:
         # Another submit with this out_task_id won the race.
         existing = _same_request(task.account_id, task.out_task_id, task.request_digest)
@@ -295,6 +301,40 @@ def _enqueue(task: Task, countdown: float | None = None) -> None:
         )
 
 
+def _transitioned(task: Task, transition: str, before, after, **fields) -> None:
+    """Log a task's transition once the transaction that made it commits: the task, the
+    request id of its submit, its account and model, the statuses, and ``fields`` (credits).
+
+    Called inside the transition's transaction, with the request's or the worker's log context
+    (``_task_context``); a transition caused by another request (a cancel) names that one too.
+    """
+    context = logs.context()
+    current = context.get("request_id", "")
+    account = task.account.public_id if Task.account.is_cached(task) else None
+    line = {
+        "request_id": task.request_id or current,
+        "task_id": task.public_id,
+        "account_id": account or context.get("account_id", ""),
+        "model": task.model.slug,
+        "transition": transition,
+        "status_from": before,
+        "status_to": after,
+        **fields,
+    }
+    if current and current != line["request_id"]:
+        line["by_request_id"] = current
+    transaction.on_commit(lambda: transitions.info("task.transition", **line))
+
+
+def _task_context(task: Task):
+    """The log context of a worker's (or the reaper's) work on a task: its submit's request id,
+    the task and its account."""
+    fields = {"task_id": task.public_id, "account_id": task.account.public_id}
+    if task.request_id:
+        fields["request_id"] = task.request_id
+    return logs.bound(**fields)
+
+
 def notify_change(task: Task) -> None:
     """Tell live streams (any web process) that the task changed, once the change commits."""
     from generation.live import publish
@@ -310,9 +350,14 @@ def task_advance(task_id: int, lease: str) -> float | None:
     """One step of a task's life: claim it, submit it upstream, poll it, finish it. Returns
     seconds until the next step, or None when there is nothing more to do (finished, or this
     message belongs to a chain the reaper replaced)."""
-    task = Task.objects.select_related("model", "api_key").filter(pk=task_id).first()
+    task = Task.objects.select_related("model", "api_key", "account").filter(pk=task_id).first()
     if task is None or task.is_terminal or task.lease != lease:
         return None
+    with _task_context(task):
+        return _advance(task, lease)
+
+
+def _advance(task: Task, lease: str) -> float | None:
     now = timezone.now()
     if task.status == TaskStatus.PENDING:
         claimed = Task.objects.filter(pk=task.pk, status=TaskStatus.PENDING, lease=lease).update(
@@ -326,6 +371,7 @@ def task_advance(task_id: int, lease: str) -> float | None:
         task.refresh_from_db()
         with transaction.atomic():
             notify_change(task)
+            _transitioned(task, "started", TaskStatus.PENDING, TaskStatus.RUNNING)
     else:
         Task.objects.filter(pk=task.pk).update(heartbeat_at=now)
     try:
@@ -465,6 +511,10 @@ def _complete(task: Task, files: list) -> None:
         settlement = metering.task_settle(reference=task.public_id, charge=charge, usage=usage)
         Task.objects.filter(pk=task.pk).update(credits_used=settlement.charged)
         _terminal_effects(task, TaskStatus.COMPLETED)
+        _transitioned(
+            task, "completed", TaskStatus.RUNNING, TaskStatus.COMPLETED,
+            credits_micro=settlement.charged,
+        )  # fmt: skip
 
 
 def _discard(artifacts) -> None:
@@ -489,6 +539,9 @@ def task_fail(task: Task, code: str, message: str) -> bool:
             return False
         metering.task_release(reference=task.public_id)
         _terminal_effects(task, TaskStatus.FAILED)
+        _transitioned(
+            task, "failed", task.status, TaskStatus.FAILED, credits_micro=0, error=code
+        )  # fmt: skip
     return True
 
 
@@ -551,6 +604,7 @@ def task_cancel(task: Task) -> Task:
             metering.task_release(reference=task.public_id)
         Task.objects.filter(pk=task.pk).update(credits_used=charge)
         _terminal_effects(task, TaskStatus.CANCELLED)
+        _transitioned(task, "cancelled", status, TaskStatus.CANCELLED, credits_micro=charge)
     if status == TaskStatus.RUNNING and upstream_id:
         _cancel_upstream(task, upstream_id)
     return _reload(task)
@@ -580,23 +634,30 @@ def tasks_reap() -> dict:
     """
     now = timezone.now()
     revived = failed = 0
-    stale = Task.objects.select_related("model", "api_key").filter(
+    stale = Task.objects.select_related("model", "api_key", "account").filter(
         status__in=(TaskStatus.PENDING, TaskStatus.RUNNING), heartbeat_at__lt=now - stale_after()
     )
     for task in stale:
-        started = task.started_at or task.created_at
-        limit = timedelta(seconds=task.model.max_run_seconds) + OVERDUE_GRACE
-        if task.status == TaskStatus.RUNNING and now - started > limit:
-            task_advance(task.pk, task.lease)  # ask the upstream once more
-            if task_fail(task, "timeout", "The generation did not finish in time."):
-                failed += 1
-            continue
-        lease = secrets.token_hex(8)
-        with transaction.atomic():
-            if Task.objects.filter(pk=task.pk, lease=task.lease).update(
-                lease=lease, heartbeat_at=now
-            ):
-                task.lease = lease
-                _enqueue(task)
-                revived += 1
+        with _task_context(task):
+            outcome = _reap(task, now)
+        revived += outcome == "revived"
+        failed += outcome == "failed"
     return {"revived": revived, "failed": failed}
+
+
+def _reap(task: Task, now) -> str:
+    started = task.started_at or task.created_at
+    limit = timedelta(seconds=task.model.max_run_seconds) + OVERDUE_GRACE
+    if task.status == TaskStatus.RUNNING and now - started > limit:
+        task_advance(task.pk, task.lease)  # ask the upstream once more
+        if task_fail(task, "timeout", "The generation did not finish in time."):
+            return "failed"
+        return ""
+    lease = secrets.token_hex(8)
+    with transaction.atomic():
+        if Task.objects.filter(pk=task.pk, lease=task.lease).update(lease=lease, heartbeat_at=now):
+            task.lease = lease
+            _enqueue(task)
+            _transitioned(task, "revived", task.status, task.status)
+            return "revived"
+    return ""

@@ -10,6 +10,7 @@ import logging
 import random
 import time
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
@@ -20,7 +21,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.services import audit_record
 from accounts.webhooks import WebhookSecretError, webhook_signing_keys
-from core import metrics
+from core import logs, metrics
 from core.ids import new_public_id
 from generation.callbacks.signals import callback_attempted
 from generation.callbacks.signing import payload_body, webhook_headers
@@ -29,6 +30,8 @@ from generation.callbacks.transport import SendResult, callback_send, short_erro
 from generation.models import CallbackAttempt, CallbackDelivery, DeliveryStatus, Task, TaskStatus
 
 logger = logging.getLogger(__name__)
+# One line per attempt (docs/operations.md#logs): never the URL's path or query, nor a secret.
+attempts = logs.get_logger("bytespike.callbacks")
 
 EVENT_TYPES = {
     TaskStatus.COMPLETED: "task.completed",
@@ -154,6 +157,10 @@ def _attempt(delivery: CallbackDelivery) -> SendResult:
         timestamp=int(time.time()),
         body=body,
     )
+    if delivery.task.request_id:
+        # Not signed (Standard Webhooks signs the id, timestamp and body): a receiver quotes it
+        # to us to find the submit's logs, nothing more.
+        headers["X-Request-ID"] = delivery.task.request_id
     return callback_send(
         target,
         headers=headers,
@@ -205,6 +212,15 @@ def callback_deliver(delivery_id: int, *, manual: bool = False) -> CallbackAttem
     )
     if delivery is None or not _claim(delivery, manual=manual):
         return None
+    task = delivery.task
+    context = {"task_id": task.public_id, "account_id": task.account.public_id}
+    if task.request_id:
+        context["request_id"] = task.request_id
+    with logs.bound(**context):
+        return _deliver(delivery, manual=manual)
+
+
+def _deliver(delivery: CallbackDelivery, *, manual: bool) -> CallbackAttempt:
     attempted_at = timezone.now()
     started = time.monotonic()
     result = _attempt(delivery)
@@ -219,18 +235,31 @@ def callback_deliver(delivery_id: int, *, manual: bool = False) -> CallbackAttem
         manual=manual,
     )
     _record_outcome(delivery, result)
-    metrics.CALLBACK_DELIVERIES.labels(_outcome(result, delivery)).inc()
+    outcome = _outcome(result, delivery)
+    metrics.CALLBACK_DELIVERIES.labels(outcome).inc()
     callback_attempted.send(
         sender=CallbackDelivery, account_id=delivery.task.account_id, delivered=result.ok
     )
-    if not result.ok:
-        logger.info(
-            "callback %s attempt %d failed: %s",
-            delivery.webhook_id,
-            delivery.attempts,
-            result.error,
-        )
+    attempts.info(
+        "callback.attempt",
+        webhook_id=delivery.webhook_id,
+        attempt=delivery.attempts,
+        manual=manual,
+        outcome=outcome,
+        status_code=result.status_code,
+        duration_ms=result.duration_ms,
+        host=_host(delivery.url),
+        **({"error": result.error} if result.error else {}),
+    )
     return attempt
+
+
+def _host(url: str) -> str:
+    """The URL's host: where a callback went, without the path or query that may hold a token."""
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
 
 
 def callback_redeliver(delivery: CallbackDelivery, actor: User | None) -> CallbackAttempt:

@@ -67,6 +67,7 @@ async def submit(request, principal: KeyPrincipal):
         params=params,
         out_task_id=out_task_id,
         callback_url=callback_url,
+        request_id=request.bytespike_request_id,
         key_limits=principal,
     )
     return JsonResponse(await run_db(_present, submitted.task, request))
