@@ -75,6 +75,7 @@ def test_keys_are_redacted_wherever_they_are_in_a_line(json_logs, text_logs):
     logger = logging.getLogger("tests.logs")
     logger.info("key %s", KEY)
     logger.info("GET /v1beta/models/x:streamGenerateContent?alt=sse&key=AIzaSECRET1")
+    logger.info('quoted: "/v1/models?key=AIzaSECRET3" and ?token=TOKEN4\\"x')  # JSON stays valid
     logs.get_logger("tests.events").info(
         "sent", header=f"Bearer {KEY}", url="/hook?token=TOKEN2", nested={"k": KEY}
     )
@@ -83,11 +84,11 @@ def test_keys_are_redacted_wherever_they_are_in_a_line(json_logs, text_logs):
     except RuntimeError:
         logger.exception("failed")
 
-    assert len(json_logs.lines()) == 4
+    assert len(json_logs.lines()) == 5
     for output in (json_logs.text, text_logs.text):
-        for secret in (KEY, "K" * 20, "AIzaSECRET1", "TOKEN2"):
+        for secret in (KEY, "K" * 20, "AIzaSECRET1", "TOKEN2", "AIzaSECRET3", "TOKEN4"):
             assert secret not in output
-        assert output.count("[redacted]") >= 6
+        assert output.count("[redacted]") >= 8
 
 
 def test_the_filter_still_cleans_lines_for_handlers_that_are_not_ours():
