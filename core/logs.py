@@ -327,7 +327,8 @@ class Access:
             level = logging.WARNING if line.get("status", 0) >= 500 else logging.INFO
         if _access_logger.isEnabledFor(level):
             # Straight to the standard library's logger, as structlog's own loggers hand it
-            # their events: the line holds its context already, and the hot path saves a third.
+            # their events: the line holds its context already, and the hot path saves their
+            # processing.
             name = logging.getLevelName(level).lower()
             args, kwargs = ProcessorFormatter.wrap_for_formatter(
                 _access_logger, name, {"event": "request", **line}
