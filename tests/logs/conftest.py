@@ -48,12 +48,15 @@ class Captured:
 def _capture(fmt: str):
     captured = Captured(fmt)
     root = logging.getLogger()
+    level = root.level
     root.addHandler(captured.handler)
+    root.setLevel(logging.INFO)  # whatever LOG_LEVEL says
     logs.clear()
     try:
         yield captured
     finally:
         root.removeHandler(captured.handler)
+        root.setLevel(level)
         logs.clear()
 
 
