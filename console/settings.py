@@ -312,6 +312,63 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = DEBUG
 
+# Generated images and videos (generation/files.py; docs/operations.md, "Media on object
+# storage") live in STORAGES["media"]: the media folder above, or an S3-compatible bucket when
+# AWS_STORAGE_BUCKET_NAME is set (BYTESPIKE_MEDIA_STORAGE=local|s3 forces one). boto3 reads the
+# credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or its other sources (an IAM role).
+AWS_STORAGE_BUCKET_NAME = os.environ.get("AWS_STORAGE_BUCKET_NAME", "")
+AWS_S3_ENDPOINT_URL = os.environ.get("AWS_S3_ENDPOINT_URL", "")
+AWS_S3_REGION_NAME = os.environ.get("AWS_S3_REGION_NAME", "")
+BYTESPIKE_MEDIA_STORAGE = os.environ.get("BYTESPIKE_MEDIA_STORAGE") or (
+    "s3" if AWS_STORAGE_BUCKET_NAME else "local"
+)
+# How a bucket's files reach clients: "proxy" (web processes stream them, with ranges, as they
+# do local files) or "redirect" (302 to a presigned URL valid BYTESPIKE_MEDIA_PRESIGN_SECONDS).
+BYTESPIKE_MEDIA_DELIVERY = os.environ.get("BYTESPIKE_MEDIA_DELIVERY", "proxy")
+BYTESPIKE_MEDIA_PRESIGN_SECONDS = int(os.environ.get("BYTESPIKE_MEDIA_PRESIGN_SECONDS", "600"))
+# Files and their links expire this many days after they are made; beat deletes them.
+BYTESPIKE_MEDIA_RETENTION_DAYS = float(os.environ.get("BYTESPIKE_MEDIA_RETENTION_DAYS", "1"))
+if (
+    BYTESPIKE_MEDIA_STORAGE not in {"local", "s3"}
+    or (BYTESPIKE_MEDIA_STORAGE == "s3" and not AWS_STORAGE_BUCKET_NAME)
+    or BYTESPIKE_MEDIA_DELIVERY not in {"proxy", "redirect"}
+    or BYTESPIKE_MEDIA_RETENTION_DAYS <= 0
+):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "Media: BYTESPIKE_MEDIA_STORAGE is local or s3 (with AWS_STORAGE_BUCKET_NAME), "
+        "BYTESPIKE_MEDIA_DELIVERY proxy or redirect, BYTESPIKE_MEDIA_RETENTION_DAYS over 0."
+    )
+STORAGES["media"] = {"BACKEND": "generation.storage.LocalMediaStorage"}
+if BYTESPIKE_MEDIA_STORAGE == "s3":
+    _addressing = os.environ.get("AWS_S3_ADDRESSING_STYLE") or None  # path, virtual or auto
+    STORAGES["media"] = {
+        "BACKEND": "generation.storage_s3.S3MediaStorage",
+        "OPTIONS": {
+            "bucket_name": AWS_STORAGE_BUCKET_NAME,
+            "endpoint_url": AWS_S3_ENDPOINT_URL or None,
+            "region_name": AWS_S3_REGION_NAME or None,
+            "addressing_style": _addressing,
+            "signature_version": "s3v4",
+            "default_acl": None,  # private objects: the bucket's own policy
+            "file_overwrite": True,  # names are random keys: no existence check per upload
+        },
+    }
+    if BYTESPIKE_MEDIA_DELIVERY == "redirect":
+        # Pages show media from /files/ links; browsers check where those redirect to.
+        _scheme, _, _host = (AWS_S3_ENDPOINT_URL or "https://s3.amazonaws.com").partition("://")
+        _hosts = [_host.split("/")[0]]
+        if not AWS_S3_ENDPOINT_URL and AWS_S3_REGION_NAME:
+            _hosts.append(f"s3.{AWS_S3_REGION_NAME}.amazonaws.com")
+        _hosts += [f"{AWS_STORAGE_BUCKET_NAME}.{host}" for host in _hosts]  # virtual-hosted
+        for _directive in ("img-src", "media-src"):
+            SECURE_CSP[_directive] += [f"{_scheme}://{host}" for host in _hosts]
+CELERY_BEAT_SCHEDULE["expire-media"] = {
+    "task": "generation.jobs.artifacts_expire",
+    "schedule": 600.0,
+}
+
 # --- Internationalisation ---------------------------------------------------------------------
 
 LANGUAGE_CODE = "en-us"

@@ -82,3 +82,13 @@ def tasks_reap() -> dict:
 @shared_task
 def deployment_minutes_prune() -> int:
     return health.prune()
+
+
+# --- Generated media --------------------------------------------------------------------------
+
+
+@shared_task
+def artifacts_expire() -> int:
+    from generation import files
+
+    return files.artifacts_expire()

@@ -5,6 +5,7 @@ from django.db import models
 from django.utils import timezone
 
 from catalogue.models import AIModel
+from generation.storage import media_storage
 
 # --- Async tasks -------------------------------------------------------------------------------
 
@@ -117,16 +118,23 @@ class Artifact(models.Model):
         Task, on_delete=models.CASCADE, null=True, blank=True, related_name="artifacts"
     )
     kind = models.CharField(max_length=8, choices=[("image", "Image"), ("video", "Video")])
-    file = models.FileField(upload_to="artifacts/%Y/%m/%d/")
+    # Emptied when the file is deleted at expiry (the row of a task's output stays).
+    file = models.FileField(upload_to="artifacts/%Y/%m/%d/", storage=media_storage, blank=True)
     mime_type = models.CharField(max_length=50)
     size_bytes = models.BigIntegerField(default=0)
     width = models.PositiveIntegerField(default=0)
     height = models.PositiveIntegerField(default=0)
     duration_seconds = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # The file and its links last until then (BYTESPIKE_MEDIA_RETENTION_DAYS after creation).
+    expires_at = models.DateTimeField()
 
     class Meta:
         ordering = ["created_at", "id"]
+        indexes = [
+            # What beat's expiry job looks for: files still kept, oldest first.
+            models.Index(fields=["expires_at"], condition=~models.Q(file=""), name="artifact_kept")
+        ]
 
     def __str__(self) -> str:
         return self.key

@@ -40,6 +40,7 @@ from generation.dataplane.base import json_body
 from generation.dataplane.errors import Protocol, error_response
 from generation.dataplane.images import image_options, make_images
 from generation.dataplane.text import PLAYGROUND, serve_text
+from generation.files import retention_text
 from generation.providers import media
 from generation.routing import model_not_allowed, resolve_model_for
 from generation.task_pages import render_card
@@ -345,6 +346,7 @@ def _render_images(request, *, model_slug: str, options: dict, items: list[dict]
         "height": height if height.isdigit() else "",
         "edited": options.get("edited", False),
         "request_id": request.bytespike_request_id,
+        "media_retention": retention_text(),
     }
     response = render(request, f"{PAGE}#image-results", context)
     count = len(items)

@@ -518,9 +518,9 @@ def _complete(task: Task, files: list) -> None:
 
 
 def _discard(artifacts) -> None:
-    for artifact in artifacts:
-        artifact.file.delete(save=False)
-        artifact.delete()
+    from generation.files import artifacts_discard
+
+    artifacts_discard(artifacts)
 
 
 def task_fail(task: Task, code: str, message: str) -> bool:

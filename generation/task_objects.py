@@ -22,6 +22,7 @@ def task_object(task: Task, base_url: str, artifacts=None) -> dict:
                 "width": artifact.width,
                 "height": artifact.height,
                 "duration_seconds": artifact.duration_seconds,
+                "expires_at": _time(artifact.expires_at),
             }
             for artifact in artifacts
         ]

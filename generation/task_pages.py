@@ -14,6 +14,7 @@ member sees every key: the task is the account's spend, and reading it is no pow
 
 import json
 from dataclasses import dataclass, replace
+from datetime import datetime
 from urllib.parse import urlencode
 
 from django.core.exceptions import PermissionDenied
@@ -31,7 +32,7 @@ from accounts.models import Account
 from accounts.permissions import USE_PLAYGROUND, can_manage_task
 from catalogue.models import AIModel
 from generation import services
-from generation.files import artifact_path
+from generation.files import artifact_path, retention_text
 from generation.models import CallbackAttempt, CallbackDelivery, Task, TaskStatus
 from generation.task_objects import task_object
 from keys.selectors import api_keys_for_account
@@ -73,6 +74,8 @@ class Output:
     width: int
     height: int
     duration_seconds: float | None
+    expires_at: datetime
+    expired: bool  # its file was deleted (or is about to be): the link answers 410
 
 
 def seconds_text(seconds: float | None) -> str:
@@ -122,6 +125,7 @@ def present_task(task: Task) -> TaskView:
 def _outputs(task: Task) -> tuple[Output, ...]:
     if task.status != TaskStatus.COMPLETED:
         return ()
+    now = timezone.now()
     return tuple(
         Output(
             kind=artifact.kind,
@@ -130,6 +134,8 @@ def _outputs(task: Task) -> tuple[Output, ...]:
             width=artifact.width,
             height=artifact.height,
             duration_seconds=artifact.duration_seconds,
+            expires_at=artifact.expires_at,
+            expired=not artifact.file or artifact.expires_at <= now,
         )
         for artifact in task.artifacts.all()
     )
@@ -317,5 +323,6 @@ def task_detail(request, task_id: str):
         ),
         "timeline": _timeline(shown, deliveries),
         "deliveries": deliveries,
+        "media_retention": retention_text(),
     }
     return render(request, DETAIL, context)

@@ -1,6 +1,6 @@
 """POST /v1/images/generations and /v1/images/edits (SPEC §6): synchronous images, at most 30
 seconds, billed per image, free when they fail. Answers in OpenAI's Images shape, with signed
-URLs (24 hours) or base64 data."""
+URLs (each with its ``expires_at``: BYTESPIKE_MEDIA_RETENTION_DAYS) or base64 data."""
 
 import asyncio
 import base64
@@ -20,7 +20,7 @@ from core.errors import ApiError
 from generation.dataplane.base import dataplane_view, json_body
 from generation.dataplane.errors import Protocol
 from generation.failover import UPSTREAM_HEADER, first_answer
-from generation.files import artifact_save, artifact_url
+from generation.files import artifact_save, artifact_url, iso_time
 from generation.providers import media
 from generation.routing import Target, Upstream, resolve_model_for
 from keys.auth import KeyPrincipal
@@ -151,6 +151,7 @@ def _render(request, principal, files, options) -> list[dict]:
         else:
             artifact = artifact_save(account_id=principal.account_id, kind="image", media=file)
             item["url"] = artifact_url(artifact, request.build_absolute_uri("/"))
+            item["expires_at"] = iso_time(artifact.expires_at)
         data.append(item)
     return data
 
