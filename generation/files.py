@@ -31,7 +31,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_safe
 
 from generation.models import Artifact
-from generation.storage import media
+from generation.storage import media as storage
 
 log = logging.getLogger(__name__)
 _SALT = "bytespike.artifact"
@@ -65,7 +65,15 @@ def iso_time(moment: datetime) -> str:
 
 
 def artifact_save(*, account_id: int, kind: str, media, task=None) -> Artifact:
-    """Copy a generated file into our storage."""
+    """Copy a generated file into our storage, and record it."""
+    artifact = artifact_prepare(account_id=account_id, kind=kind, media=media, task=task)
+    artifact.save()
+    return artifact
+
+
+def artifact_prepare(*, account_id: int, kind: str, media, task=None) -> Artifact:
+    """A new artifact with its file stored, not yet saved: storing waits on the disk or the
+    bucket, not on the database, so async callers do it outside their database threads."""
     now = timezone.now()
     artifact = Artifact(
         account_id=account_id,
@@ -81,13 +89,12 @@ def artifact_save(*, account_id: int, kind: str, media, task=None) -> Artifact:
     )
     extension = _EXTENSIONS.get(media.mime_type, "bin")
     artifact.file.save(f"{artifact.key}.{extension}", ContentFile(media.data), save=False)
-    artifact.save()
     return artifact
 
 
 def artifacts_discard(artifacts) -> None:
     """Delete artifacts nobody will see (a task cancelled while its outputs were stored)."""
-    media.delete_many([artifact.file.name for artifact in artifacts if artifact.file])
+    storage.delete_many([artifact.file.name for artifact in artifacts if artifact.file])
     Artifact.objects.filter(pk__in=[artifact.pk for artifact in artifacts]).delete()
 
 
@@ -110,7 +117,7 @@ def artifacts_expire(*, now: datetime | None = None, batches: int = 20) -> int:
         )
         if not rows:
             break
-        gone = set(media.delete_many([name for _, name, _ in rows]))
+        gone = set(storage.delete_many([name for _, name, _ in rows]))
         done = [(pk, task_id) for pk, name, task_id in rows if name in gone]
         failed.update(pk for pk, name, _ in rows if name not in gone)
         Artifact.objects.filter(pk__in=[pk for pk, task_id in done if task_id is None]).delete()
@@ -199,7 +206,7 @@ def _redirect(artifact: Artifact) -> HttpResponse | None:
     if settings.BYTESPIKE_MEDIA_DELIVERY != "redirect":
         return None
     left = (artifact.expires_at - timezone.now()).total_seconds()
-    url = media.direct_url(
+    url = storage.direct_url(
         artifact.file.name, min(settings.BYTESPIKE_MEDIA_PRESIGN_SECONDS, max(int(left), 1))
     )
     if url is None:
@@ -212,7 +219,7 @@ def _redirect(artifact: Artifact) -> HttpResponse | None:
 def _open(artifact: Artifact, start: int, length: int):
     if length <= 0:
         return io.BytesIO(b"")
-    return media.open_range(artifact.file.name, start, length)
+    return storage.open_range(artifact.file.name, start, length)
 
 
 @require_safe

@@ -53,8 +53,10 @@ class S3MediaStorage(S3Storage):
             except ClientError:
                 log.exception("could not delete %d media objects", len(batch))
                 continue
-            failed = {error["Key"] for error in answer.get("Errors", [])}
-            for key in failed:
-                log.warning("the bucket did not delete %s: %s", key, answer)
+            errors = answer.get("Errors", [])
+            for error in errors:
+                log.warning("the bucket did not delete %s: %s %s",
+                            error.get("Key"), error.get("Code"), error.get("Message"))  # fmt: skip
+            failed = {error.get("Key") for error in errors}
             done += [name for key, name in keys.items() if key not in failed]
         return done

@@ -5,6 +5,7 @@ URLs (each with its ``expires_at``: BYTESPIKE_MEDIA_RETENTION_DAYS) or base64 da
 import asyncio
 import base64
 import io
+import logging
 import time
 
 from asgiref.sync import sync_to_async
@@ -20,10 +21,12 @@ from core.errors import ApiError
 from generation.dataplane.base import dataplane_view, json_body
 from generation.dataplane.errors import Protocol
 from generation.failover import UPSTREAM_HEADER, first_answer
-from generation.files import artifact_save, artifact_url, iso_time
+from generation.files import artifact_prepare, artifact_url, iso_time
 from generation.providers import media
 from generation.routing import Target, Upstream, resolve_model_for
 from keys.auth import KeyPrincipal
+
+log = logging.getLogger(__name__)
 
 TIME_LIMIT_SECONDS = 30
 MAX_JSON_BYTES = 1024 * 1024
@@ -124,6 +127,23 @@ async def make_images(
     except BaseException:
         await asyncio.shield(metered.release())
         raise
+    artifacts = []
+    if options["response_format"] != "b64_json":
+        # Stored (uploaded, to a bucket) before the call is billed, so a storage failure is
+        # free; in any thread, so the upload does not hold one of the database threads.
+        try:
+            store = sync_to_async(_store, thread_sensitive=False)
+            artifacts = await store(principal.account_id, files)
+        except Exception:
+            log.exception("could not store generated images")
+            await asyncio.shield(metered.release())
+            raise ApiError(
+                503, "storage_unavailable", "The images could not be stored; nothing was charged.",
+                headers={"Retry-After": "5"},
+            ) from None  # fmt: skip
+        except BaseException:
+            await asyncio.shield(metered.release())
+            raise
     charge = pricing.image_cost(model, target.multiplier, count=len(files), **price)
     settlement = await metered.settle(
         charge,
@@ -138,21 +158,30 @@ async def make_images(
             latency_ms=int((time.monotonic() - started) * 1000),
         ),
     )
-    data = await run_db(_render, request, principal, files, options)
-    return data, {UPSTREAM_HEADER: upstream.name, **metered.headers(settlement.charged)}
+    headers = {UPSTREAM_HEADER: upstream.name, **metered.headers(settlement.charged)}
+    if options["response_format"] == "b64_json":
+        data = [{"revised_prompt": options["prompt"], "b64_json": base64.b64encode(f.data).decode()}
+                for f in files]  # fmt: skip
+        return data, headers
+    return await run_db(_render, request, artifacts, options), headers
 
 
-def _render(request, principal, files, options) -> list[dict]:
+def _store(account_id: int, files) -> list:
+    return [artifact_prepare(account_id=account_id, kind="image", media=f) for f in files]
+
+
+def _render(request, artifacts, options) -> list[dict]:
+    base_url = request.build_absolute_uri("/")
     data = []
-    for file in files:
-        item = {"revised_prompt": options["prompt"]}
-        if options["response_format"] == "b64_json":
-            item["b64_json"] = base64.b64encode(file.data).decode()
-        else:
-            artifact = artifact_save(account_id=principal.account_id, kind="image", media=file)
-            item["url"] = artifact_url(artifact, request.build_absolute_uri("/"))
-            item["expires_at"] = iso_time(artifact.expires_at)
-        data.append(item)
+    for artifact in artifacts:
+        artifact.save()
+        data.append(
+            {
+                "revised_prompt": options["prompt"],
+                "url": artifact_url(artifact, base_url),
+                "expires_at": iso_time(artifact.expires_at),
+            }
+        )
     return data
 
 

@@ -15,6 +15,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from billing.invariants import wallet_problems
+from billing.models import UsageRecord, Wallet
 from generation import files, jobs
 from generation.models import Artifact, Task
 from generation.storage import LocalMediaStorage
@@ -317,3 +319,19 @@ def test_settings_choose_the_bucket_from_the_standard_aws_variables():
         {"BYTESPIKE_MEDIA_RETENTION_DAYS": "0"},
     ):
         assert "BYTESPIKE_MEDIA_STORAGE is local or s3" in settings_of(**wrong)["error"]
+
+
+def test_an_image_the_bucket_refuses_is_a_503_and_costs_nothing(client, world, key, s3_media,
+                                                                settings):  # fmt: skip
+    settings.STORAGES = {**settings.STORAGES, "media": s3_media.storage(bucket_name="missing")}
+    response = client.post(
+        "/v1/images/generations",
+        data=json.dumps({"model": "gpt-image-1", "prompt": "A paper boat"}),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert response.status_code == 503 and response["Retry-After"] == "5"
+    assert response.json()["error"]["code"] == "storage_unavailable"
+    assert not UsageRecord.objects.exists() and not Artifact.objects.exists()
+    assert Wallet.objects.get(account=world.account).balance == 20 * 1_000_000
+    assert wallet_problems(world.account.pk) == []
