@@ -64,6 +64,29 @@ def iso_time(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
+class StorageUnavailable(Exception):
+    """The media storage (the folder, or the bucket) refused a file: worth trying again."""
+
+
+def artifacts_prepare(*, account_id: int, kind: str, files, task=None) -> list[Artifact]:
+    """New artifacts for the generated files, stored, not yet saved; all or none: if one cannot
+    be stored, those stored before it are deleted and StorageUnavailable is raised."""
+    artifacts = []
+    try:
+        for media in files:
+            artifacts.append(
+                artifact_prepare(account_id=account_id, kind=kind, media=media, task=task)
+            )
+    except Exception as error:
+        log.exception("could not store a generated %s", kind)
+        try:
+            storage.delete_many([artifact.file.name for artifact in artifacts])
+        except Exception:
+            log.exception("could not delete the files stored before")
+        raise StorageUnavailable(str(error)) from error
+    return artifacts
+
+
 def artifact_save(*, account_id: int, kind: str, media, task=None) -> Artifact:
     """Copy a generated file into our storage, and record it."""
     artifact = artifact_prepare(account_id=account_id, kind=kind, media=media, task=task)

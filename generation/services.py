@@ -30,6 +30,7 @@ from core import logs, metrics
 from core.db import run_db
 from core.errors import ApiError
 from generation.failover import first_answer
+from generation.files import StorageUnavailable
 from generation.models import Task, TaskStatus
 from generation.providers import UpstreamError, media
 from generation.routing import Target, Upstream, upstreams_of
@@ -404,6 +405,9 @@ def _advance(task: Task, lease: str) -> float | None:
             return _next_poll(task)
         task_fail(task, "upstream_error", error.message)
         return None
+    except StorageUnavailable:  # our media storage refused the outputs: the same
+        logger.warning("task %s: media storage unavailable, retrying", task.public_id)
+        return _next_poll(task)
 
 
 def _image(task: Task) -> media.ImageRequest:
@@ -485,12 +489,12 @@ def _usage(task: Task, *, images: int = 0, seconds: int = 0) -> UsageFacts:
 
 
 def _complete(task: Task, files: list) -> None:
-    from generation.files import artifact_save
+    from generation.files import artifacts_prepare
 
     kind = "video" if task.model.family == Family.VIDEO else "image"
-    artifacts = [
-        artifact_save(account_id=task.account_id, kind=kind, media=f, task=task) for f in files
-    ]
+    artifacts = artifacts_prepare(account_id=task.account_id, kind=kind, files=files, task=task)
+    for artifact in artifacts:
+        artifact.save()
     if task.model.family == Family.VIDEO:
         charge = cost(task.model, task.rate_multiplier, task.params)
         usage = _usage(task, seconds=task.params["duration"])

@@ -5,7 +5,6 @@ URLs (each with its ``expires_at``: BYTESPIKE_MEDIA_RETENTION_DAYS) or base64 da
 import asyncio
 import base64
 import io
-import logging
 import time
 
 from asgiref.sync import sync_to_async
@@ -21,12 +20,10 @@ from core.errors import ApiError
 from generation.dataplane.base import dataplane_view, json_body
 from generation.dataplane.errors import Protocol
 from generation.failover import UPSTREAM_HEADER, first_answer
-from generation.files import artifact_prepare, artifact_url, iso_time
+from generation.files import StorageUnavailable, artifact_url, artifacts_prepare, iso_time
 from generation.providers import media
 from generation.routing import Target, Upstream, resolve_model_for
 from keys.auth import KeyPrincipal
-
-log = logging.getLogger(__name__)
 
 TIME_LIMIT_SECONDS = 30
 MAX_JSON_BYTES = 1024 * 1024
@@ -132,10 +129,9 @@ async def make_images(
         # Stored (uploaded, to a bucket) before the call is billed, so a storage failure is
         # free; in any thread, so the upload does not hold one of the database threads.
         try:
-            store = sync_to_async(_store, thread_sensitive=False)
-            artifacts = await store(principal.account_id, files)
-        except Exception:
-            log.exception("could not store generated images")
+            store = sync_to_async(artifacts_prepare, thread_sensitive=False)
+            artifacts = await store(account_id=principal.account_id, kind="image", files=files)
+        except StorageUnavailable:
             await asyncio.shield(metered.release())
             raise ApiError(
                 503, "storage_unavailable", "The images could not be stored; nothing was charged.",
@@ -164,10 +160,6 @@ async def make_images(
                 for f in files]  # fmt: skip
         return data, headers
     return await run_db(_render, request, artifacts, options), headers
-
-
-def _store(account_id: int, files) -> list:
-    return [artifact_prepare(account_id=account_id, kind="image", media=f) for f in files]
 
 
 def _render(request, artifacts, options) -> list[dict]:

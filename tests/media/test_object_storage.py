@@ -17,7 +17,7 @@ from django.utils.dateparse import parse_datetime
 
 from billing.invariants import wallet_problems
 from billing.models import UsageRecord, Wallet
-from generation import files, jobs
+from generation import files, jobs, services
 from generation.models import Artifact, Task
 from generation.storage import LocalMediaStorage
 from generation.storage_s3 import S3MediaStorage
@@ -335,3 +335,28 @@ def test_an_image_the_bucket_refuses_is_a_503_and_costs_nothing(client, world, k
     assert not UsageRecord.objects.exists() and not Artifact.objects.exists()
     assert Wallet.objects.get(account=world.account).balance == 20 * 1_000_000
     assert wallet_problems(world.account.pk) == []
+
+
+def test_a_task_whose_outputs_the_bucket_refuses_tries_again_at_its_next_poll(
+    client, world, s3_media, sandbox_clock, settings
+):
+    settings.BYTESPIKE_PUBLIC_URL = "http://testserver"
+    key = funded_keys(world.account, world.owner)["gemini-default"]
+    body = {"model": "veo-3-fast", "params": {"prompt": "Rain [sandbox:seconds=0.3]"}}
+    submitted = client.post(
+        "/v1/tasks/submit", json.dumps(body), "application/json", headers={"x-api-key": key}
+    )
+    task = Task.objects.get(public_id=submitted.json()["task_id"])
+    working = settings.STORAGES
+    settings.STORAGES = {**working, "media": s3_media.storage(bucket_name="missing")}
+    services.task_advance(task.pk, task.lease)  # claimed and submitted
+    sandbox_clock.advance(5)  # the video is ready upstream
+    assert services.task_advance(task.pk, task.lease) > 0  # not stored: polled again later
+    task.refresh_from_db()
+    assert task.status == "running" and not UsageRecord.objects.exists()
+
+    settings.STORAGES = working  # the bucket is back
+    assert services.task_advance(task.pk, task.lease) is None
+    task.refresh_from_db()
+    assert task.status == "completed" and len(s3_media.keys()) == 1
+    assert UsageRecord.objects.get(request_id=task.public_id).seconds == 4
