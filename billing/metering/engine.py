@@ -360,7 +360,8 @@ class Meter:
         they stop (at half the threshold, so a lag hovering around it is one alert)."""
         lag = time.monotonic() - min(pending.queued for pending in batch)
         threshold = settings.BYTESPIKE_OPERATOR_SETTLEMENT_LAG_SECONDS
-        if self._lagging == (lag >= threshold / 2 if self._lagging else lag < threshold):
+        stays = lag >= threshold / 2 if self._lagging else lag < threshold
+        if stays:
             return
         self._lagging = not self._lagging
         telling = asyncio.get_running_loop().create_task(

@@ -167,13 +167,16 @@ def test_a_lagging_settlement_is_told_by_its_process_once_per_crossing(
 
     with django_capture_on_commit_callbacks(execute=True):
         # Over the threshold, still over, under it but above half: one alert; under half: over.
-        async_to_sync(batches)(2.5, 3.0, 1.5, 0.5)
+        async_to_sync(batches)(0.1, 1.9, 2.5, 3.0, 1.5, 0.5, 0.1)
     run_enqueued(enqueued)
-    assert [e["type"] for e in events(receiver)] == [
+    told = events(receiver)
+    assert [e["type"] for e in told] == [
         "operator.settlement_lag",
         "operator.settlement_lag.resolved",
     ]
-    assert events(receiver)[0]["data"]["process"] == meter.owner
+    assert told[0]["data"]["process"] == meter.owner
+    assert told[0]["data"]["seconds"] == pytest.approx(2.5, abs=0.2)  # the batch that crossed
+    assert told[1]["data"]["seconds"] == pytest.approx(0.5, abs=0.2)  # under half of it
 
 
 def test_a_receiver_that_is_down_is_retried_with_backoff(settings, local_callbacks, monkeypatch):
