@@ -87,13 +87,6 @@ def artifacts_prepare(*, account_id: int, kind: str, files, task=None) -> list[A
     return artifacts
 
 
-def artifact_save(*, account_id: int, kind: str, media, task=None) -> Artifact:
-    """Copy a generated file into our storage, and record it."""
-    artifact = artifact_prepare(account_id=account_id, kind=kind, media=media, task=task)
-    artifact.save()
-    return artifact
-
-
 def artifact_prepare(*, account_id: int, kind: str, media, task=None) -> Artifact:
     """A new artifact with its file stored, not yet saved: storing waits on the disk or the
     bucket, not on the database, so async callers do it outside their database threads."""

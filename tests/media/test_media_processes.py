@@ -92,7 +92,7 @@ def test_a_task_rendered_by_the_worker_is_served_by_the_other_web_process(machin
     def completed():
         return Task.objects.filter(public_id=task_id, status="completed").exists()
 
-    assert wait_until(completed, 25), (machines["logs"] / "worker.log").read_text()[-3000:]
+    assert wait_until(completed, 60), (machines["logs"] / "worker.log").read_text()[-3000:]
 
     query = httpx.get(f"{web_b}/v1/tasks/query", params={"task_id": task_id}, headers=headers)
     (output,) = query.json()["output"]
