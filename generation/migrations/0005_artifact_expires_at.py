@@ -18,7 +18,7 @@ def set_expiry(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("generation", "0003_deployment_minute"),
+        ("generation", "0004_task_request_id"),
     ]
 
     operations = [
