@@ -103,7 +103,7 @@ def figures(happened: dict, window: float | None) -> list[Figure]:
     def share(part: float, whole: float) -> str:
         return f"{part / whole:.1%}" if whole else "—"
 
-    lag = metrics.quantile(0.5, batches) or 0
+    per_batch = metrics.quantile(0.5, batches, interpolate=False) or 0
     done = ", ".join(f"{n:,.0f} {status}" for status, n in sorted(finished.items()))
     return [
         Figure("Requests", per_second(calls), f"{calls:,.0f} answered", key="requests"),
@@ -132,7 +132,8 @@ def figures(happened: dict, window: float | None) -> list[Figure]:
         Figure(
             "Settlement lag p95",
             ms("settlement_lag", 0.95),
-            f"{batches[-1][1] if batches else 0:,.0f} batches, {lag:,.0f} calls each (p50)",
+            f"{batches[-1][1] if batches else 0:,.0f} batches, half of them of at most "
+            f"{per_batch:,.0f} call{'' if per_batch == 1 else 's'}",
             key="settlement-lag",
         ),
         Figure(

@@ -274,9 +274,11 @@ def snapshot() -> dict:
     return {"counters": counters, "histograms": histograms}
 
 
-def quantile(q: float, buckets: list[list[float]]) -> float | None:
+def quantile(q: float, buckets: list[list[float]], *, interpolate: bool = True) -> float | None:
     """The ``q`` quantile of cumulative histogram buckets ``[[le, count], ...]``, interpolated
-    inside its bucket as Prometheus's histogram_quantile does; None without observations."""
+    inside its bucket as Prometheus's histogram_quantile does (or, ``interpolate`` False, the
+    bucket's upper bound: for counts, such as calls per batch, where a fraction means nothing);
+    None without observations."""
     if not buckets or buckets[-1][1] <= 0:
         return None
     rank = q * buckets[-1][1]
@@ -285,6 +287,8 @@ def quantile(q: float, buckets: list[list[float]]) -> float | None:
         if count >= rank:
             if le == float("inf"):
                 return lower  # beyond the last finite bucket: its bound is all that is known
+            if not interpolate:
+                return le
             inside = count - below
             return lower + (le - lower) * ((rank - below) / inside if inside else 1.0)
         lower, below = le, count

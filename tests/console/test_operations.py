@@ -77,6 +77,7 @@ def test_the_figures_are_what_happened_since_the_last_refresh(
     assert "/s" in figure(refreshed, "requests")
     assert "0.0%" in figure(refreshed, "errors")
     assert "ms" in figure(refreshed, "gateway-added") and "ms" in figure(refreshed, "upstream")
+    assert "half of them of at most 1 call" in figure(refreshed, "settlement-lag")
     charged = float(re.search(r"charged ([\d,.]+)", figure(refreshed, "credits"))[1])
     assert charged > 0
     # Nothing happened since: the next refresh says so.
@@ -107,6 +108,10 @@ def test_quantiles_interpolate_inside_their_bucket_as_prometheus_does():
     assert metrics.quantile(1.0, buckets) == pytest.approx(1.0)
     assert metrics.quantile(0.5, [[0.1, 0.0], [float("inf"), 0.0]]) is None
     assert metrics.quantile(0.99, [[0.1, 1.0], [float("inf"), 10.0]]) == 0.1  # beyond the last
+    # Counts (calls per batch) are read as the bucket's bound: eight one-call batches are "1".
+    calls = [[1.0, 8.0], [2.0, 8.0], [float("inf"), 8.0]]
+    assert metrics.quantile(0.5, calls) == pytest.approx(0.5)
+    assert metrics.quantile(0.5, calls, interpolate=False) == 1.0
 
 
 def test_a_difference_survives_a_process_restart():
