@@ -44,7 +44,7 @@ from generation.files import retention_text
 from generation.providers import media
 from generation.routing import model_not_allowed, resolve_model_for
 from generation.task_pages import render_card
-from keys.auth import KeyAuthError, KeyPrincipal, principal_for_console
+from keys.auth import KeyAuthError, KeyPrincipal, key_used, principal_for_console
 from keys.models import ApiKey, KeyStatus
 from keys.selectors import api_keys_for_account
 
@@ -77,17 +77,23 @@ def playground_keys(membership) -> list[ApiKey]:
     return keys
 
 
-def _principal(request, key_id: str) -> KeyPrincipal | None:
+def _principal(request, key_id: str, *, calling: bool = False) -> KeyPrincipal | None:
     """The chosen key (None if the user may not use it), checked against the request's address:
-    a key whose IP lists refuse it is an ``ApiError`` (403) with the API's message."""
+    a key whose IP lists refuse it is an ``ApiError`` (403) with the API's message. ``calling``:
+    a call is made with it (not an estimate), which is a use of the key ("last used")."""
     try:
-        return principal_for_console(request.membership, key_id or "", address=client_ip(request))
+        principal = principal_for_console(
+            request.membership, key_id or "", address=client_ip(request)
+        )
     except KeyAuthError as error:
         raise ApiError(error.status, error.code, error.message, "key") from None
+    if calling and principal is not None:
+        key_used(principal.key_id)
+    return principal
 
 
-def _principal_or_404(request, key_id: str) -> KeyPrincipal:
-    principal = _principal(request, key_id)
+def _principal_or_404(request, key_id: str, *, calling: bool = False) -> KeyPrincipal:
+    principal = _principal(request, key_id, calling=calling)
     if principal is None:
         raise Http404("No key you can use has this id.")
     return principal
@@ -275,7 +281,7 @@ def task_submit(request):
     data = request.POST
     key_id, slug = data.get("key", ""), data.get("model", "")
     try:
-        principal = _principal_or_404(request, key_id)
+        principal = _principal_or_404(request, key_id, calling=True)
     except ApiError as error:
         return _form_error(
             request, "task-form", key_id=key_id, slug=slug, message=error.message,
@@ -362,7 +368,7 @@ async def images(request):
     key_id, slug = data.get("key", ""), data.get("model", "")
     edit = data.get("action") == "edit"
     try:
-        principal = await sync_to_async(_principal_or_404)(request, key_id)
+        principal = await sync_to_async(_principal_or_404)(request, key_id, calling=True)
         if int(request.headers.get("content-length") or 0) > MAX_UPLOAD_BYTES:
             raise ApiError(413, "request_too_large", "The upload is over 50 MiB.", "image")
         target = await resolve_model_for(principal, slug)
@@ -463,7 +469,7 @@ async def chat(request):
         key_id, model = payload.get("key"), payload.get("model")
         if not isinstance(key_id, str) or not isinstance(model, str) or not model:
             raise _invalid("Choose a key and a model.", "model")
-        principal = await sync_to_async(_principal)(request, key_id)
+        principal = await sync_to_async(_principal)(request, key_id, calling=True)
         if principal is None:
             raise ApiError(404, "not_found", "No key you can use has this id.", "key")
         response = await serve_text(request, principal, PLAYGROUND, body=chat_body(payload, model))

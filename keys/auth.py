@@ -173,6 +173,22 @@ def _note_use(key_id: int) -> None:
     ApiKey.objects.filter(pk=key_id).update(last_used_at=timezone.now())
 
 
+def _use_due(key_id: int) -> bool:
+    """Whether this process should write the key's last use now (at most once a minute)."""
+    now = time.monotonic()
+    if now - _noted.get(key_id, -LAST_USED_EVERY_SECONDS) < LAST_USED_EVERY_SECONDS:
+        return False
+    _noted[key_id] = now
+    return True
+
+
+def key_used(key_id: int) -> None:
+    """A call was made with the key from the console (the playground): it counts as a use, as
+    a call through the API does."""
+    if _use_due(key_id):
+        _note_use(key_id)
+
+
 async def authenticate_inference(request) -> KeyPrincipal:
     """Verify the request's inference key or raise ``KeyAuthError`` (401/403). A key this
     process verified lately costs no I/O; its last use is written at most once a minute."""
@@ -192,9 +208,7 @@ async def authenticate_inference(request) -> KeyPrincipal:
     if principal is None:
         raise _invalid()
     _check(principal, request)
-    now = time.monotonic()
-    if now - _noted.get(principal.key_id, -LAST_USED_EVERY_SECONDS) >= LAST_USED_EVERY_SECONDS:
-        _noted[principal.key_id] = now
+    if _use_due(principal.key_id):
         await run_db(_note_use, principal.key_id)
     return principal
 

@@ -10,6 +10,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.test import AsyncClient, Client
 from django.urls import reverse
+from django.utils import timezone
 
 from billing.invariants import wallet_problems
 from billing.models import Hold, UsageRecord, Wallet
@@ -620,3 +621,15 @@ def test_every_post_needs_the_csrf_token(world, keys):
         headers={**HTMX, "X-CSRFToken": token},
     )
     assert response.status_code == 200
+
+
+def test_a_playground_call_counts_as_a_use_of_its_key_and_an_estimate_does_not(
+    world, keys, client_for
+):
+    client = client_for(world.owner)
+    assert estimate(client, keys.gemini, duration="8").status_code == 200
+    assert ApiKey.objects.get(pk=keys.gemini.pk).last_used_at is None
+    response, _ = chat_streamed(world.owner, turn(keys.gemini, "Hi"))
+    assert response.status_code == 200
+    used = ApiKey.objects.get(pk=keys.gemini.pk).last_used_at
+    assert used is not None and (timezone.now() - used).total_seconds() < 60
