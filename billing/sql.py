@@ -56,15 +56,14 @@ def _wait() -> None:
 
 def write(sql: str, params=()) -> None:
     """Run a statement whose result is not read (in a pipeline: without waiting for it)."""
-    sent = _pipeline.get()
-    if sent is None:
+    if _pipeline.get() is None:
         with connection.cursor() as cursor:
             cursor.execute(sql, [db_value(p) for p in params])
         return
     # psycopg's own cursor: its errors come when the pipeline is synced, where they are
     # wrapped as Django's; Django's cursor would only add its per-statement overhead.
     with connection.wrap_database_errors:
-        sent._conn.cursor().execute(sql, params)
+        connection.connection.cursor().execute(sql, params)
 
 
 def execute(sql: str, params=()) -> tuple | None:

@@ -204,10 +204,7 @@ def exposition(read_at_scrape: list[Metric], accept: str) -> tuple[bytes, str]:
     metrics above (every process's on this machine, in multiprocess mode) and
     ``read_at_scrape``, the families whose truth is in the database or Redis."""
     registry = CollectorRegistry()
-    if settings.BYTESPIKE_METRICS_DIR:
-        MultiProcessCollector(registry, path=settings.BYTESPIKE_METRICS_DIR)
-    else:
-        registry.register(_Read(list(REGISTRY.collect())))
+    registry.register(_Read(_families()))
     registry.register(_Read(read_at_scrape))
     encode, content_type = choose_encoder(accept)
     return encode(registry), content_type
