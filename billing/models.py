@@ -193,6 +193,8 @@ class UsageRecord(models.Model):
     shortfall = models.BigIntegerField(default=0)
     latency_ms = models.IntegerField(null=True, blank=True)
     ttft_ms = models.IntegerField(null=True, blank=True)
+    # The caller's tags (billing/tags.py), sorted ``key=value`` joined by commas.
+    tags = models.CharField(max_length=1400, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -237,6 +239,38 @@ class UsageRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hour:%Y-%m-%d %H}h key {self.api_key_id} {self.model_id}"
+
+
+class UsageTagRollup(models.Model):
+    """Usage summed per account, key, model, tag and hour: reports filtered or grouped by tag read
+    it. A call with three tags adds to three rows, so tag groups may sum to more than the total."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, null=True, related_name="+")
+    model = models.ForeignKey("catalogue.AIModel", on_delete=models.CASCADE, related_name="+")
+    family = models.CharField(max_length=8)
+    tag = models.CharField(max_length=129)  # key=value
+    hour = models.DateTimeField()
+    calls = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cache_read_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    images = models.BigIntegerField(default=0)
+    seconds = models.BigIntegerField(default=0)
+    credits = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "api_key", "model", "tag", "hour"],
+                name="tag_rollup_unique_bucket",
+            )
+        ]
+        indexes = [models.Index(fields=["account", "tag", "hour"], name="tag_rollup_account_tag")]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h {self.tag} key {self.api_key_id} {self.model_id}"
 
 
 class KeySpend(models.Model):

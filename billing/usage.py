@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing import sql
-from billing.models import KeySpend, KeyTotal, UsageRecord, UsageRollup
+from billing.models import KeySpend, KeyTotal, UsageRecord, UsageRollup, UsageTagRollup
 from catalogue.selectors import slugs
 from core import metrics
 from core.money import MICROS_PER_CREDIT
@@ -38,6 +38,7 @@ class UsageFacts:
     seconds: int = 0
     latency_ms: int | None = None
     ttft_ms: int | None = None
+    tags: tuple[str, ...] = ()  # sorted key=value (billing/tags.py)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ def record_usage_batch(batch: str, records: list[tuple[Charge, int, int]]) -> No
         return
     rows = []
     rollups: dict[tuple, list[int]] = {}
+    tag_rollups: dict[tuple, list[int]] = {}
     spend: dict[tuple, int] = {}
     totals: dict[int, int] = {}
     for call, charged, shortfall in records:
@@ -91,7 +93,8 @@ def record_usage_batch(batch: str, records: list[tuple[Charge, int, int]]) -> No
             "cache_write_tokens": usage.cache_write_tokens,
             "reasoning_tokens": usage.reasoning_tokens, "images": usage.images,
             "seconds": usage.seconds, "credits": charged, "shortfall": shortfall,
-            "latency_ms": usage.latency_ms, "ttft_ms": usage.ttft_ms, "created_at": at,
+            "latency_ms": usage.latency_ms, "ttft_ms": usage.ttft_ms,
+            "tags": ",".join(usage.tags), "created_at": at,
         })  # fmt: skip
         hour = at.replace(minute=0, second=0, microsecond=0)
         sums = rollups.setdefault(
@@ -101,6 +104,13 @@ def record_usage_batch(batch: str, records: list[tuple[Charge, int, int]]) -> No
                    usage.cache_write_tokens, usage.images, usage.seconds, charged)  # fmt: skip
         for n, amount in enumerate(amounts):
             sums[n] += amount
+        for tag in usage.tags:
+            tagged = tag_rollups.setdefault(
+                (call.account_id, usage.api_key_id, usage.model_id, tag, hour, usage.family),
+                [0] * 8,
+            )
+            for n, amount in enumerate(amounts):
+                tagged[n] += amount
         if usage.api_key_id is not None and charged:
             bucket = at - timedelta(
                 minutes=at.minute % 5, seconds=at.second, microseconds=at.microsecond
@@ -118,6 +128,14 @@ def record_usage_batch(batch: str, records: list[tuple[Charge, int, int]]) -> No
         UsageRollup, ("account_id", "api_key_id", "model_id", "hour"), rollup_rows,
         amounts=_ROLLUP_FIELDS,
     )  # fmt: skip
+    if tag_rollups:
+        sql.upsert_add(
+            UsageTagRollup, ("account_id", "api_key_id", "model_id", "tag", "hour"),
+            [{"account_id": a, "api_key_id": k, "model_id": m, "tag": t, "hour": h, "family": f,
+              **dict(zip(_ROLLUP_FIELDS, sums, strict=True))}
+             for (a, k, m, t, h, f), sums in tag_rollups.items()],
+            amounts=_ROLLUP_FIELDS,
+        )  # fmt: skip
     sql.upsert_add(
         KeySpend,
         ("api_key_id", "bucket"),

@@ -62,6 +62,8 @@ class Task(models.Model):
     callback_url = models.URLField(max_length=2000, blank=True)
     # The X-Request-ID of the submit: the worker's log lines and the callback carry it too.
     request_id = models.CharField(max_length=40, blank=True)
+    # The submit's tags (billing/tags.py), sorted key=value joined by commas: its usage row's.
+    tags = models.CharField(max_length=1400, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)

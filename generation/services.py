@@ -186,6 +186,7 @@ def task_prepare(
     out_task_id: str = "",
     callback_url: str = "",
     request_id: str = "",
+    tags: tuple[str, ...] = (),
 ) -> Submitted:
     """Validate a submit: the task it would create (not saved; ``created`` True), or the task
     an earlier submit with the same ``out_task_id`` and request created (``created`` False).
@@ -219,6 +220,7 @@ def task_prepare(
         estimated_seconds=model.estimated_seconds,
         callback_url=callback_url,
         request_id=request_id or logs.request_id(),
+        tags=",".join(tags),
         lease=secrets.token_hex(8),
     )
     return Submitted(task, True)
@@ -485,6 +487,7 @@ def _usage(task: Task, *, images: int = 0, seconds: int = 0) -> UsageFacts:
         group_id=task.api_key.group_id if task.api_key else None,
         images=images,
         seconds=seconds,
+        tags=tuple(task.tags.split(",")) if task.tags else (),
     )
 
 

@@ -29,7 +29,7 @@ import secrets
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import redis.exceptions
 from asgiref.sync import async_to_sync
@@ -80,6 +80,7 @@ class Call:
     lease: Lease | None = None
     counted: bool = True  # reserved in the counters (not when Redis was down)
     closed: bool = False
+    tags: tuple[str, ...] = ()  # the caller's (billing/tags.py), written on its usage row
 
     @property
     def available(self) -> int:
@@ -199,11 +200,16 @@ class Meter:
 
     # --- Admission -----------------------------------------------------------------------------
 
-    async def admit(self, principal, *, reference: str, credits: int, tokens: int = 0) -> Call:
+    async def admit(
+        self, principal, *, reference: str, credits: int, tokens: int = 0, tags: tuple = ()
+    ) -> Call:
         """Admit a call that may cost up to ``credits`` and use ``tokens``; raises a
-        ``BillingError`` (402, 429) when the wallet or a limit refuses it."""
+        ``BillingError`` (402, 429) when the wallet or a limit refuses it. ``tags``: the
+        caller's, written on the call's usage row when it settles."""
         with tracing.span("admission", **{"bytespike.credits_reserved": credits}):
-            return await self._admit(principal, reference, credits, tokens)
+            call = await self._admit(principal, reference, credits, tokens)
+        call.tags = tags
+        return call
 
     async def _admit(self, principal, reference: str, credits: int, tokens: int) -> Call:
         self._start_maintenance()
@@ -252,6 +258,8 @@ class Meter:
 
     async def _settle(self, call: Call, charge: int, usage: UsageFacts, tokens: int) -> Settlement:
         at = _now()
+        if call.tags and not usage.tags:
+            usage = replace(usage, tags=call.tags)
         shortfall = 0
         if call.lease is not None:
             charged, shortfall = self.leases.settle(call.lease, call.credits, charge)

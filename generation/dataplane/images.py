@@ -11,7 +11,7 @@ from asgiref.sync import sync_to_async
 from django.http import JsonResponse
 from PIL import Image, UnidentifiedImageError
 
-from billing import pricing
+from billing import pricing, tags
 from billing.metering import meter
 from billing.usage import UsageFacts
 from catalogue.models import Family
@@ -75,6 +75,7 @@ def image_options(fields, target: Target) -> dict:
         "quality": "" if quality == "auto" else quality,
         "response_format": response_format,
         "output_format": output_format,
+        "user": user if isinstance(user := fields.get("user"), str) else "",
     }
 
 
@@ -95,7 +96,10 @@ async def make_images(
     model = target.model
     price = {"size": options["size"], "quality": options["quality"]}
     hold = pricing.image_cost(model, target.multiplier, count=options["n"], **price)
-    metered = await meter.admit(principal, reference=request.bytespike_request_id, credits=hold)
+    call_tags = tags.call_tags(request.headers.get(tags.HEADER), user=options.get("user", ""))
+    metered = await meter.admit(
+        principal, reference=request.bytespike_request_id, credits=hold, tags=call_tags
+    )
     image_request = media.ImageRequest(
         prompt=options["prompt"],
         n=options["n"],

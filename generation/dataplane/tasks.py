@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import DatabaseError, connections
 from django.http import JsonResponse, StreamingHttpResponse
 
+from billing import tags
 from core.db import run_db
 from core.errors import ApiError
 from generation import metering, services
@@ -58,6 +59,7 @@ async def submit(request, principal: KeyPrincipal):
     }  # fmt: skip
     out_task_id = _text(body, "out_task_id", limit=128)
     callback_url = _text(body, "callback_url", limit=2000)
+    call_tags = tags.call_tags(request.headers.get(tags.HEADER))
     target = await resolve_model_for(principal, slug)
     submitted = await services.task_submit_async(
         account_id=principal.account_id,
@@ -68,6 +70,7 @@ async def submit(request, principal: KeyPrincipal):
         out_task_id=out_task_id,
         callback_url=callback_url,
         request_id=request.bytespike_request_id,
+        tags=call_tags,
         key_limits=principal,
     )
     return JsonResponse(await run_db(_present, submitted.task, request))

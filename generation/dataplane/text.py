@@ -17,7 +17,7 @@ from django.db import DatabaseError
 from django.http import StreamingHttpResponse
 from ulid import ULID
 
-from billing import pricing
+from billing import pricing, tags
 from billing.metering import meter
 from billing.usage import UsageFacts
 from catalogue.models import ChannelKind, Family
@@ -228,7 +228,11 @@ async def serve_text(
 ):
     """A text call in ``caller``'s protocol. ``body`` is the parsed request when the caller is
     not an HTTP client (the console's playground); otherwise it is read from ``request``."""
-    chat = _parse(caller, json_body(request, MAX_BODY_BYTES) if body is None else body, model)
+    raw = json_body(request, MAX_BODY_BYTES) if body is None else body
+    chat = _parse(caller, raw, model)
+    # OpenAI's `metadata` is a map of strings; Anthropic's holds `user_id`, parsed as chat.user.
+    metadata = raw.get("metadata") if caller.protocol is Protocol.OPENAI else None
+    call_tags = tags.call_tags(request.headers.get(tags.HEADER), metadata=metadata, user=chat.user)
     if stream is not None:
         chat.stream = stream
     target = await resolve_model_for(principal, chat.model)
@@ -244,8 +248,9 @@ async def serve_text(
         chat.max_tokens or target.model.max_output_tokens or 0
     )
     metered = await meter.admit(
-        principal, reference=request.bytespike_request_id, credits=hold, tokens=tokens
-    )
+        principal, reference=request.bytespike_request_id, credits=hold, tokens=tokens,
+        tags=call_tags,
+    )  # fmt: skip
     response_id = f"{caller.id_prefix}{ULID()}"
     started = time.monotonic()
     if chat.stream:
