@@ -11,6 +11,7 @@ MANAGE_WEBHOOKS = "manage_webhooks"
 MANAGE_ALERTS = "manage_alerts"
 VIEW_AUDIT = "view_audit"
 MANAGE_BILLING = "manage_billing"
+VIEW_STATEMENTS = "view_statements"
 MANAGE_MEMBERS = "manage_members"
 MANAGE_ACCOUNT = "manage_account"
 
@@ -29,6 +30,7 @@ ROLES_WITH = {
     MANAGE_ALERTS: _ADMINS,
     VIEW_AUDIT: _ADMINS,
     MANAGE_BILLING: _OWNERS,
+    VIEW_STATEMENTS: _OWNERS,
     MANAGE_MEMBERS: _OWNERS,
     MANAGE_ACCOUNT: _OWNERS,
 }

@@ -23,3 +23,8 @@ def release_stale_holds() -> int:
 @shared_task
 def prune_key_spend() -> int:
     return usage.key_spend_prune()
+
+
+@shared_task
+def send_statements() -> int:
+    return notifications.statement_emails_send()

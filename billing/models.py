@@ -26,6 +26,9 @@ class Wallet(models.Model):
     low_balance_threshold = models.BigIntegerField(default=0)
     # Set when available fell below the threshold and the alert went out; cleared on top-up.
     low_balance_alerted = models.BooleanField(default=False)
+    # Owners opted in to last month's statement by e-mail on the 1st; the month last sent.
+    statement_emails = models.BooleanField(default=False)
+    statement_sent_for = models.DateField(null=True, blank=True)
 
     class Meta:
         constraints = [

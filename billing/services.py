@@ -167,6 +167,25 @@ def wallet_set_low_balance_threshold(*, account: Account, amount: int, actor: Us
     return wallet
 
 
+def wallet_set_statement_emails(*, account: Account, enabled: bool, actor: User) -> Wallet:
+    """Opt the account's owners in to (or out of) last month's statement on the 1st. Opting in
+    starts with the month in progress: last month's is not sent out of turn."""
+    from billing.statements import current_month, previous_month
+
+    with transaction.atomic():
+        wallet = _locked_wallet(account.pk)
+        wallet.statement_emails = enabled
+        if enabled:
+            last = previous_month(current_month(account))
+            wallet.statement_sent_for = max(wallet.statement_sent_for or last, last)
+        wallet.save(update_fields=["statement_emails", "statement_sent_for"])
+        audit_record(
+            account=account, actor=actor, action="wallet.statement_emails",
+            target="on" if enabled else "off",
+        )  # fmt: skip
+    return wallet
+
+
 # --- The wallet's figures --------------------------------------------------------------------
 
 

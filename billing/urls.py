@@ -1,6 +1,6 @@
 from django.urls import path
 
-from billing import views
+from billing import statement_views, views
 
 app_name = "billing"
 
@@ -8,6 +8,14 @@ urlpatterns = [
     path("wallet/", views.wallet, name="wallet"),
     path("wallet/redeem/", views.wallet_redeem, name="redeem"),
     path("wallet/threshold/", views.wallet_threshold, name="threshold"),
+    path("wallet/statements/", statement_views.statement_list, name="statements"),
+    path("wallet/statements/emails/", statement_views.statement_emails, name="statement-emails"),
+    path("wallet/statements/<str:month>/", statement_views.statement_page, name="statement"),
+    path(
+        "wallet/statements/<str:month>.pdf",
+        statement_views.statement_download,
+        name="statement-pdf",
+    ),
     path("usage/", views.usage, name="usage"),
     path("usage/export.csv", views.usage_export, name="usage-export"),
 ]

@@ -139,7 +139,11 @@ def _ledger_context(request) -> tuple[dict, int]:
 def _wallet_context(request, **extra) -> dict:
     wallet = extra.pop("wallet", None) or wallet_of(request.account)
     can_manage = request.membership.can(permissions.MANAGE_BILLING)
-    context = {"wallet": wallet, "can_manage": can_manage}
+    context = {
+        "wallet": wallet,
+        "can_manage": can_manage,
+        "can_view_statements": request.membership.can(permissions.VIEW_STATEMENTS),
+    }
     if can_manage:
         context["redeem_form"] = RedeemForm()
         context["threshold_form"] = ThresholdForm(

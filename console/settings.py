@@ -187,6 +187,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
     "release-stale-holds": {"task": "billing.jobs.release_stale_holds", "schedule": 10.0},
     "prune-key-spend": {"task": "billing.jobs.prune_key_spend", "schedule": 3600.0},
+    # Last month's statements go out in the first hour of the 1st, in each account's time zone.
+    "send-statements": {"task": "billing.jobs.send_statements", "schedule": 900.0},
     "reap-tasks": {"task": "generation.jobs.tasks_reap", "schedule": 30.0},
 }
 

@@ -1,0 +1,18 @@
+"""A statement as a PDF: its printable page rendered by WeasyPrint (Pango does the text layout;
+Debian's chromium brings it, `apt-get install libpango-1.0-0` otherwise)."""
+
+from pathlib import Path
+
+from django.conf import settings
+from django.template.loader import render_to_string
+
+STYLESHEET = Path(settings.BASE_DIR) / "static" / "css" / "statement.css"
+
+
+def statement_pdf(statement) -> bytes:
+    import weasyprint  # loads Pango: only when a PDF is asked for
+
+    html = render_to_string("billing/statement_document.html", {"statement": statement})
+    return weasyprint.HTML(string=html).write_pdf(
+        stylesheets=[weasyprint.CSS(filename=str(STYLESHEET))]
+    )
