@@ -27,6 +27,11 @@ class QuotaExceededError(BillingError):
     code = "quota_exceeded"
 
 
+class BudgetExceededError(BillingError):
+    status = 402
+    code = "budget_exceeded"
+
+
 class RateLimitExceededError(BillingError):
     """A rolling limit is reached; ``headroom`` says which, and when it frees up."""
 

@@ -56,6 +56,7 @@ def hold_place(
     counts_in_flight: bool = True,
     key_limits=None,
     kind: str = HoldKind.REQUEST,
+    budgets=(),
 ) -> WalletState:
     """Reserve ``amount`` for ``reference``, or raise if the wallet cannot cover it, too many
     requests are in flight, or ``key_limits`` (the key's quota and caps: anything
@@ -104,6 +105,11 @@ def hold_place(
 
             # Raises (rolling the hold back) when the key is at a limit, not counting this hold.
             key_limits_check(key_limits, now=now, pending=amount)
+        if budgets:
+            from billing.budgets import budgets_check  # builds on this module
+
+            # This hold is open already: it counts among the scope's holds.
+            budgets_check(budgets, pending=0)
         state = WalletState(*row)
         ledger_row(
             account_id,
@@ -116,6 +122,17 @@ def hold_place(
             at=now,
         )
     return state
+
+
+def budgets_checked(account_id: int, budgets, amount: int) -> None:
+    """Raise if ``amount`` more would go over one of ``budgets``, under the wallet's lock (a
+    task submitted while the counters cannot be reached: its hold comes in its own
+    transaction)."""
+    from billing.budgets import budgets_check
+
+    with transaction.atomic():
+        Wallet.objects.select_for_update().filter(account_id=account_id).first()
+        budgets_check(budgets, pending=amount)
 
 
 def _raise_hold_refusal(account_id: int, amount: int):

@@ -340,3 +340,53 @@ class RedemptionCode(models.Model):
 
     def __str__(self) -> str:
         return f"…{self.hint}"
+
+
+class BudgetScope(models.TextChoices):
+    ACCOUNT = "account", "Account"
+    MEMBER = "member", "Member"
+
+
+class Budget(models.Model):
+    """A spending limit on an account, or on one member's keys (the keys they created): monthly
+    (a calendar month of the account's time zone) and/or lifetime, in micro-credits. A hard
+    budget refuses calls past it (402 ``budget_exceeded``, through the metering engine, atomically
+    with the key's limits); a soft one only alerts. Alerts go out at 50, 80 and 100%."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="budgets")
+    scope = models.CharField(max_length=16, choices=BudgetScope.choices)
+    member = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    monthly = models.BigIntegerField(null=True, blank=True)
+    lifetime = models.BigIntegerField(null=True, blank=True)
+    hard = models.BooleanField(default=True)
+    # The highest threshold (50, 80, 100) alerted in ``alerted_period`` (YYYY-MM, or "life").
+    alerted_period = models.CharField(max_length=8, blank=True, default="")
+    alerted_percent = models.PositiveSmallIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account"], condition=models.Q(scope="account"),
+                name="budget_one_per_account",
+            ),
+            models.UniqueConstraint(
+                fields=["account", "member"], condition=models.Q(scope="member"),
+                name="budget_one_per_member",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(scope="account", member__isnull=True)
+                | models.Q(scope="member", member__isnull=False),
+                name="budget_scope_names_its_target",
+            ),
+            models.CheckConstraint(
+                condition=(models.Q(monthly__isnull=True) | models.Q(monthly__gt=0))
+                & (models.Q(lifetime__isnull=True) | models.Q(lifetime__gt=0)),
+                name="budget_amounts_positive",
+            ),
+        ]  # fmt: skip
+
+    def __str__(self) -> str:
+        return f"{self.scope} budget of {self.account}"

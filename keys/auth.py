@@ -70,6 +70,8 @@ class KeyPrincipal:
     allowed_models: tuple[str, ...] = ()
     # The account's public id, for log lines (a principal cached before it has "").
     account_public_id: str = ""
+    # Who created the key: the member whose budget its calls count against.
+    member_id: int | None = None
 
     @classmethod
     def from_key(cls, key: ApiKey) -> "KeyPrincipal":
@@ -92,6 +94,7 @@ class KeyPrincipal:
             max_concurrent=key.max_concurrent,
             allowed_models=tuple(key.allowed_models),
             account_public_id=key.account.public_id,
+            member_id=key.created_by_id,
         )
 
     def may_call(self, slug: str) -> bool:

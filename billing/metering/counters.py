@@ -25,6 +25,7 @@ from billing.metering.limits import (
     BUCKET_SECONDS,
     MINUTE,
     WINDOWS,
+    BudgetLimit,
     Headroom,
     KeyLimits,
     LimitState,
@@ -34,7 +35,7 @@ from billing.metering.limits import (
 logger = logging.getLogger(__name__)
 
 WINDOW_SECONDS = {name: seconds for name, seconds, _ in WINDOWS}
-CREDIT_LIMITS = {"quota", *WINDOW_SECONDS}
+CREDIT_LIMITS = {"quota", "budget", *WINDOW_SECONDS}
 LONGEST = max(WINDOW_SECONDS.values())
 
 
@@ -50,6 +51,7 @@ class Reservation:
     tokens: int = 0
     second: int = 0  # when it was admitted (the tpm bucket its tokens are in)
     in_flight: bool = True  # tasks reserve credits but are no call in flight
+    budgets: tuple[BudgetLimit, ...] = ()  # the hard budgets it counts against
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,13 @@ class Seed:
 
 
 class SeedNeeded(Exception):
-    """The store has no spend for this key yet: load it (``Seed``) and admit again."""
+    """The store has no spend yet for this key (``key``) or for these budgets: load it and admit
+    again (``Seed``; a budget's spend in its period)."""
+
+    def __init__(self, key: bool = True, budgets: tuple[BudgetLimit, ...] = ()):
+        super().__init__()
+        self.key = key
+        self.budgets = budgets
 
 
 # --- Rolling sums ----------------------------------------------------------------------------
@@ -120,6 +128,14 @@ class _KeyState:
             self.windows[name] = Rolling(BUCKET_SECONDS, seconds)
 
 
+@dataclass
+class _Spend:
+    """A budget's charged spend in its period, and what calls in flight reserved against it."""
+
+    total: int = 0
+    res: int = 0
+
+
 class MemoryCounters:
     """The counters of the one web process of the embedded default. Admission runs in the event
     loop without awaiting, so it is atomic."""
@@ -128,6 +144,13 @@ class MemoryCounters:
         self._keys: dict[tuple[int, str], _KeyState] = {}
         self._accounts: dict[int, int] = {}
         self._reservations: dict[str, Reservation] = {}
+        self._spends: dict[str, _Spend] = {}  # by BudgetLimit.counter: only seeded ones
+
+    async def seed_budget(self, budget: BudgetLimit, total: int) -> None:
+        self._spends.setdefault(budget.counter, _Spend(total=total))
+
+    async def forget_budget(self, budget: BudgetLimit) -> None:
+        self._spends.pop(budget.counter, None)
 
     def _state(self, limits: KeyLimits) -> _KeyState:
         return self._keys.setdefault((limits.key_id, limits.version), _KeyState())
@@ -150,8 +173,10 @@ class MemoryCounters:
         second = int(now)
         limits = reservation.limits
         state = self._state(limits) if limits else None
-        if limits and limits.counts_spend and not state.seeded:
-            raise SeedNeeded
+        key_unseeded = bool(limits and limits.counts_spend and not state.seeded)
+        budgets_unseeded = tuple(b for b in reservation.budgets if b.counter not in self._spends)
+        if key_unseeded or budgets_unseeded:
+            raise SeedNeeded(key_unseeded, budgets_unseeded)
         if reservation.id in self._reservations:
             return LimitState()  # admitted before (a retried submit): once is enough
         if reservation.in_flight:
@@ -181,6 +206,10 @@ class MemoryCounters:
             if limits.max_concurrent and reservation.in_flight:
                 left = limits.max_concurrent - state.inflight
                 checks.append(Headroom("concurrency", limits.max_concurrent, left, second + 1))
+        for budget in reservation.budgets:
+            spend = self._spends[budget.counter]
+            left = budget.limit - spend.total - spend.res
+            checks.append(Headroom("budget", budget.limit, left, budget.reset, budget.label))
         for headroom in checks:
             # A credit limit must fit the call's worst case (no quota or cap goes below zero);
             # the others need room for one more call.
@@ -193,6 +222,8 @@ class MemoryCounters:
             self._accounts[reservation.account_id] = (
                 self._accounts.get(reservation.account_id, 0) + 1
             )
+        for budget in reservation.budgets:
+            self._spends[budget.counter].res += reservation.credits
         if state is not None:
             state.res += reservation.credits
             state.inflight += 1 if reservation.in_flight else 0
@@ -211,6 +242,10 @@ class MemoryCounters:
         if reservation is None:
             return
         self._free(reservation, tokens)
+        for budget in reservation.budgets:
+            spend = self._spends.get(budget.counter)
+            if spend is not None:
+                spend.total += credits
         state = self._known(reservation.limits)
         if state is not None and state.seeded and credits:
             second = int(now)
@@ -228,6 +263,10 @@ class MemoryCounters:
     def _free(self, reservation: Reservation, tokens_used: int) -> None:
         if reservation.in_flight:
             self._accounts[reservation.account_id] -= 1
+        for budget in reservation.budgets:
+            spend = self._spends.get(budget.counter)
+            if spend is not None:  # forgotten (forget_budget): loaded afresh, with this call
+                spend.res -= reservation.credits
         state = self._known(reservation.limits)
         if state is None:  # no limits, or forgotten (forget_key): its spend is loaded afresh
             return
@@ -265,10 +304,11 @@ def _limit_state(
     tokens), and the tightest of the rolling ones."""
     taken = {"rpm": 1, "concurrency": 1, "tpm": reservation.tokens}
     after = [
-        Headroom(h.name, h.limit, h.remaining - taken.get(h.name, reservation.credits), h.reset)
+        Headroom(h.name, h.limit, h.remaining - taken.get(h.name, reservation.credits), h.reset,
+                 h.label)
         for h in checks
         if h.name != "quota"
-    ]
+    ]  # fmt: skip
     tightest = min(after, key=lambda h: h.share_left, default=None)
     if quota_left is not None:
         quota_left -= reservation.credits
@@ -316,15 +356,19 @@ local function add(h, name, prefix, bucket, amount)
 end
 """
 
-# KEYS: key hash ('' = no key limits), account hash, owner's reservations hash.
+# KEYS: key hash ('' = no key limits), account hash, owner's reservations hash, then one hash
+#       per hard budget (its spend in its period).
 # ARGV: id, now, in_flight, credits, tokens, account_limit, quota, cap_5h, cap_1d, cap_7d, rpm,
-#       tpm, max_concurrent, counts_spend, record, ttl
+#       tpm, max_concurrent, counts_spend, record, ttl, then each budget's limit, then each
+#       budget's reset.
 # Returns {'ok', quota_left or '', then name, limit, remaining, reset per rolling check...},
-#         {'refused', name, limit, remaining, reset}, {'seed'} or {'dup'}.
+#         {'refused', name, limit, remaining, reset, budget index or 0},
+#         {'seed', key needs it (0/1), budget indexes that need it...} or {'dup'}.
 _ADMIT = (
     _LUA_COMMON
     + """
 local H, A, R = KEYS[1], KEYS[2], KEYS[3]
+local budgets = #KEYS - 3
 local id, now = ARGV[1], tonumber(ARGV[2])
 local inflight, credits, tokens = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local alimit = tonumber(ARGV[6])
@@ -333,9 +377,14 @@ local quota, rpm, tpm, maxc = tonumber(ARGV[7]), tonumber(ARGV[11]), tonumber(AR
 local caps = {{'5h', 18000, tonumber(ARGV[8])}, {'1d', 86400, tonumber(ARGV[9])},
   {'7d', 604800, tonumber(ARGV[10])}}
 if redis.call('HEXISTS', R, id) == 1 then return {'dup'} end
-if H ~= '' and ARGV[14] == '1' and redis.call('HGET', H, 'seeded') ~= '1' then return {'seed'} end
+local seed = {'seed', 0}
+if H ~= '' and ARGV[14] == '1' and redis.call('HGET', H, 'seeded') ~= '1' then seed[2] = 1 end
+for i = 1, budgets do
+  if redis.call('HGET', KEYS[3 + i], 'seeded') ~= '1' then table.insert(seed, i) end
+end
+if seed[2] == 1 or #seed > 2 then return seed end
 if inflight == 1 and num(A, 'inflight') >= alimit then
-  return {'refused', 'concurrency', alimit, 0, now + 1}
+  return {'refused', 'concurrency', alimit, 0, now + 1, 0}
 end
 local checks = {}
 local quota_left = ''
@@ -344,37 +393,48 @@ if H ~= '' then
   local res = num(H, 'res')
   if quota > 0 then
     quota_left = quota - num(H, 'total') - res
-    table.insert(checks, {'quota', quota, quota_left, 0, need})
+    table.insert(checks, {'quota', quota, quota_left, 0, need, 0})
   end
   for _, cap in ipairs(caps) do
     if cap[3] > 0 then
       local total, start = advance(H, 'w' .. cap[1], 'b:', 300, cap[2], now, cap[1] == '7d')
       local reset = math.max(start + cap[2] + 1, now + 1)
-      table.insert(checks, {cap[1], cap[3], cap[3] - total - res, reset, need})
+      table.insert(checks, {cap[1], cap[3], cap[3] - total - res, reset, need, 0})
     end
   end
   if rpm > 0 then
     local total, start = advance(H, 'r', 'r:', 1, 60, now, true)
-    table.insert(checks, {'rpm', rpm, rpm - total, math.max(start + 61, now + 1)})
+    table.insert(checks, {'rpm', rpm, rpm - total, math.max(start + 61, now + 1), 1, 0})
   end
   if tpm > 0 then
     local total, start = advance(H, 't', 't:', 1, 60, now, true)
-    table.insert(checks, {'tpm', tpm, tpm - total, math.max(start + 61, now + 1)})
+    table.insert(checks, {'tpm', tpm, tpm - total, math.max(start + 61, now + 1), 1, 0})
   end
   if maxc > 0 and inflight == 1 then
-    table.insert(checks, {'concurrency', maxc, maxc - num(H, 'inflight'), now + 1})
+    table.insert(checks, {'concurrency', maxc, maxc - num(H, 'inflight'), now + 1, 1, 0})
   end
-  -- A credit limit must fit the call's worst case (need); the others room for one call.
-  for _, check in ipairs(checks) do
-    if check[3] < (check[5] or 1) then
-      return {'refused', check[1], check[2], check[3], check[4]}
-    end
+end
+for i = 1, budgets do
+  local B, limit = KEYS[3 + i], tonumber(ARGV[16 + i])
+  local left = limit - num(B, 'total') - num(B, 'res')
+  table.insert(checks, {'budget', limit, left, tonumber(ARGV[16 + budgets + i]), need, i})
+end
+-- A credit limit must fit the call's worst case (need); the others room for one call.
+for _, check in ipairs(checks) do
+  if check[3] < check[5] then
+    return {'refused', check[1], check[2], check[3], check[4], check[6]}
   end
+end
+if H ~= '' then
   redis.call('HINCRBY', H, 'res', credits)
   redis.call('HINCRBY', H, 'inflight', inflight)
   add(H, 'r', 'r:', now, 1)
   add(H, 't', 't:', now, tokens)
   redis.call('EXPIRE', H, tonumber(ARGV[16]))
+end
+for i = 1, budgets do
+  redis.call('HINCRBY', KEYS[3 + i], 'res', credits)
+  redis.call('EXPIRE', KEYS[3 + i], tonumber(ARGV[16]))
 end
 if inflight == 1 then redis.call('HINCRBY', A, 'inflight', 1) end
 redis.call('EXPIRE', A, tonumber(ARGV[16]))
@@ -398,11 +458,18 @@ local R, id = KEYS[1], ARGV[1]
 local record = redis.call('HGET', R, id)
 if not record then return 0 end
 redis.call('HDEL', R, id)
-local H, A, credits, tokens, second, inflight = string.match(record,
-  '^([^|]*)|([^|]*)|(-?%d+)|(-?%d+)|(%d+)|(%d)$')
+local H, A, credits, tokens, second, inflight, budgets = string.match(record,
+  '^([^|]*)|([^|]*)|(-?%d+)|(-?%d+)|(%d+)|(%d)|?([^|]*)$')
 credits, tokens, second, inflight = tonumber(credits), tonumber(tokens), tonumber(second),
   tonumber(inflight)
 if inflight == 1 then redis.call('HINCRBY', A, 'inflight', -1) end
+-- The budgets it counted against (a forgotten one is loaded afresh, with this call).
+for B in string.gmatch(budgets, '[^,]+') do
+  if redis.call('EXISTS', B) == 1 then
+    redis.call('HINCRBY', B, 'res', 0 - credits)
+    if tonumber(ARGV[2]) > 0 then redis.call('HINCRBY', B, 'total', tonumber(ARGV[2])) end
+  end
+end
 if H ~= '' and redis.call('EXISTS', H) == 1 then
   redis.call('HINCRBY', H, 'res', 0 - credits)  -- never -0: Redis refuses it
   redis.call('HINCRBY', H, 'inflight', 0 - inflight)
@@ -442,6 +509,14 @@ redis.call('EXPIRE', H, tonumber(ARGV[3]))
 return 1
 """
 
+# KEYS: budget hash. ARGV: its spend in its period, ttl.
+_SEED_BUDGET = """
+if redis.call('HGET', KEYS[1], 'seeded') == '1' then return 0 end
+redis.call('HSET', KEYS[1], 'seeded', 1, 'total', ARGV[1], 'res', 0)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+return 1
+"""
+
 COUNTER_TTL_SECONDS = 8 * 86400  # longer than the longest window: an idle key is seeded again
 
 
@@ -456,6 +531,7 @@ class RedisCounters:
         self._admit = client.register_script(_ADMIT)
         self._free = client.register_script(_FREE)
         self._seed = client.register_script(_SEED)
+        self._seed_budget = client.register_script(_SEED_BUDGET)
 
     def _key(self, limits: KeyLimits | None) -> str:
         if limits is None:
@@ -467,6 +543,15 @@ class RedisCounters:
 
     def _owner(self, owner: str) -> str:
         return f"{self.prefix}:meter:owner:{owner}"
+
+    def _budget(self, budget: BudgetLimit) -> str:
+        return f"{self.prefix}:meter:budget:{budget.counter}"
+
+    async def seed_budget(self, budget: BudgetLimit, total: int) -> None:
+        await self._seed_budget(keys=[self._budget(budget)], args=[total, COUNTER_TTL_SECONDS])
+
+    async def forget_budget(self, budget: BudgetLimit) -> None:
+        await self.redis.delete(self._budget(budget))
 
     def owner_of(self, reservation: Reservation) -> str:
         return self.owner if reservation.in_flight else "tasks"
@@ -487,34 +572,41 @@ class RedisCounters:
         key = self._key(reservation.limits)
         account = self._account(reservation.account_id)
         second = int(now)
+        budgets = [self._budget(budget) for budget in reservation.budgets]
         record = "|".join(
             str(v)
             for v in (key, account, reservation.credits, reservation.tokens, second,
-                      int(reservation.in_flight))
+                      int(reservation.in_flight), ",".join(budgets))
         )  # fmt: skip
         answer = await self._admit(
-            keys=[key, account, self._owner(self.owner_of(reservation))],
+            keys=[key, account, self._owner(self.owner_of(reservation)), *budgets],
             args=[
                 reservation.id, second, int(reservation.in_flight), reservation.credits,
                 reservation.tokens, account_limit, limits.quota or 0, limits.rate_limit_5h or 0,
                 limits.rate_limit_1d or 0, limits.rate_limit_7d or 0, limits.rpm or 0,
                 limits.tpm or 0, limits.max_concurrent or 0, int(limits.counts_spend), record,
-                COUNTER_TTL_SECONDS,
+                COUNTER_TTL_SECONDS, *(b.limit for b in reservation.budgets),
+                *(b.reset for b in reservation.budgets),
             ],
         )  # fmt: skip
         verdict = _text(answer[0])
         if verdict == "seed":
-            raise SeedNeeded
+            wanted = tuple(reservation.budgets[int(i) - 1] for i in answer[2:])
+            raise SeedNeeded(int(answer[1]) == 1, wanted)
         if verdict == "dup":
             return LimitState()
         if verdict == "refused":
-            name, limit, remaining, reset = _text(answer[1]), *map(int, answer[2:5])
-            raise refusal(Headroom(name, limit, remaining, reset), second)
+            name, limit, remaining, reset, index = _text(answer[1]), *map(int, answer[2:6])
+            label = reservation.budgets[index - 1].label if index else ""
+            raise refusal(Headroom(name, limit, remaining, reset, label), second)
         quota_left = int(answer[1]) if _text(answer[1]) else None
-        checks = [
-            Headroom(_text(answer[i]), int(answer[i + 1]), int(answer[i + 2]), int(answer[i + 3]))
-            for i in range(2, len(answer), 4)
-        ]
+        labels = iter(budget.label for budget in reservation.budgets)
+        checks = []
+        for i in range(2, len(answer), 4):
+            name = _text(answer[i])
+            label = next(labels) if name == "budget" else ""
+            checks.append(Headroom(name, int(answer[i + 1]), int(answer[i + 2]),
+                                   int(answer[i + 3]), label))  # fmt: skip
         return _limit_state(reservation, quota_left, checks)
 
     async def settle(self, reservation_id: str, credits: int, tokens: int, now: float,

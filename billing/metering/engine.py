@@ -36,7 +36,7 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from ulid import ULID
 
-from billing import batches, holds
+from billing import batches, budgets, holds
 from billing.batches import Release
 from billing.holds import Settlement
 from billing.metering.counters import (
@@ -48,7 +48,7 @@ from billing.metering.counters import (
     keep_alive,
 )
 from billing.metering.leases import Lease, LeaseBook
-from billing.metering.limits import KeyLimits, LimitState
+from billing.metering.limits import BudgetLimit, KeyLimits, LimitState
 from billing.models import HoldKind
 from billing.services import WalletState
 from billing.signals import settlement_lagging
@@ -137,6 +137,10 @@ class Meter:
         # Keys whose calls were admitted by the database while the counters were unreachable:
         # their spend in Redis missed those calls, so it is loaded again once Redis answers.
         self._unheard: set[int] = set()
+        # The same for budgets (by BudgetLimit.counter), and each account's budgets, read at
+        # most once a second (billing/budgets.py).
+        self._unheard_budgets: dict[str, BudgetLimit] = {}
+        self._budget_rules: dict[int, tuple[float, tuple, str]] = {}
         # Whether this process's batches lag (operators are told once per crossing), and the
         # tasks telling them, kept until done.
         self._lagging = False
@@ -169,10 +173,17 @@ class Meter:
         if limits is not None and limits.key_id in self._unheard:
             await store.forget_key(limits)
             self._unheard.discard(limits.key_id)
+        for budget in reservation.budgets:
+            if budget.counter in self._unheard_budgets:
+                await store.forget_budget(budget)
+                self._unheard_budgets.pop(budget.counter, None)
         try:
             return await store.admit(reservation, account_limit, time.time())
-        except SeedNeeded:
-            await self._seed(store, reservation.limits)
+        except SeedNeeded as needed:
+            if needed.key:
+                await self._seed(store, reservation.limits)
+            for budget in needed.budgets:
+                await self._seed_budget(store, budget)
             return await store.admit(reservation, account_limit, time.time())
 
     async def _seed(self, store, limits: KeyLimits) -> None:
@@ -187,6 +198,38 @@ class Meter:
     async def _load(self, store, limits: KeyLimits) -> None:
         seed = await run_db(_load_seed, limits.key_id)
         await store.seed(limits, seed, time.time())
+
+    async def _seed_budget(self, store, budget: BudgetLimit) -> None:
+        """Load a budget's spend in its period into the counters, once at a time."""
+        name = (id(store), budget.counter)
+        loading = self._seeding.get(name)
+        if loading is None:
+
+            async def load():
+                total = await run_db(budgets.spent, budget.scope, budget.period, zone=budget.zone)
+                await store.seed_budget(budget, total)
+
+            loading = self._seeding[name] = asyncio.ensure_future(load())
+            loading.add_done_callback(lambda _: self._seeding.pop(name, None))
+        await asyncio.shield(loading)
+
+    async def _budgets(self, principal) -> tuple[BudgetLimit, ...]:
+        """The hard budgets a call with ``principal``'s key counts against."""
+        cached = self._budget_rules.get(principal.account_id)
+        if cached is None or cached[0] < time.monotonic():
+            rules, zone = await run_db(budgets.rules_for_account, principal.account_id)
+            cached = self._budget_rules[principal.account_id] = (
+                time.monotonic() + budgets.RULES_SECONDS, rules, zone,
+            )  # fmt: skip
+        _, rules, zone = cached
+        if not rules:
+            return ()
+        member = getattr(principal, "member_id", None)
+        return budgets.limits_for(rules, zone, member_id=member, now=_now())
+
+    def budgets_changed(self, account_id: int) -> None:
+        """This process changed the account's budgets: read them again at its next call."""
+        self._budget_rules.pop(account_id, None)
 
     async def _account_limit(self, account_id: int) -> int:
         cached = self._accounts.get(account_id)
@@ -214,10 +257,11 @@ class Meter:
     async def _admit(self, principal, reference: str, credits: int, tokens: int) -> Call:
         self._start_maintenance()
         limits = KeyLimits.of(principal)
+        hard_budgets = await self._budgets(principal)
         reservation = Reservation(
             id=reference, account_id=principal.account_id,
             limits=limits if limits.any else None, credits=credits, tokens=tokens,
-            second=int(time.time()),
+            second=int(time.time()), budgets=hard_budgets,
         )  # fmt: skip
         account_limit = await self._account_limit(principal.account_id)
         try:
@@ -226,7 +270,7 @@ class Meter:
             logger.warning("counters unavailable: admitting %s by the database", reference)
             # A timeout may come after the script ran: give back what it may have reserved.
             await self._quietly(self.counters().release(reference))
-            return await self._admit_by_database(principal, reference, credits)
+            return await self._admit_by_database(principal, reference, credits, hard_budgets)
         call = Call(self, reference, principal.account_id, principal.key_id, credits, state,
                     WalletState(0, 0))  # fmt: skip
         try:
@@ -242,13 +286,16 @@ class Meter:
             raise
         return call
 
-    async def _admit_by_database(self, principal, reference: str, credits: int) -> Call:
+    async def _admit_by_database(self, principal, reference: str, credits: int,
+                                 hard_budgets=()) -> Call:  # fmt: skip
         if principal.key_id is not None:
             self._unheard.add(principal.key_id)
+        for budget in hard_budgets:
+            self._unheard_budgets[budget.counter] = budget
         wallet = await run_db(
             holds.hold_place, account_id=principal.account_id, reference=reference,
             amount=credits, api_key_id=principal.key_id, counts_in_flight=True,
-            key_limits=principal,
+            key_limits=principal, budgets=hard_budgets,
         )  # fmt: skip
         self._track(reference)
         return Call(self, reference, principal.account_id, principal.key_id, credits,
@@ -394,17 +441,23 @@ class Meter:
 
     async def _task_reserve(self, principal, reference: str, credits: int) -> LimitState:
         limits = KeyLimits.of(principal)
-        if not limits.any:
+        hard_budgets = await self._budgets(principal)
+        if not limits.any and not hard_budgets:
             return LimitState()
         reservation = Reservation(
-            id=reference, account_id=principal.account_id, limits=limits, credits=credits,
-            second=int(time.time()), in_flight=False,
+            id=reference, account_id=principal.account_id, limits=limits if limits.any else None,
+            credits=credits, second=int(time.time()), in_flight=False, budgets=hard_budgets,
         )  # fmt: skip
         self._start_maintenance()
         try:
             return await self._reserve(reservation, 0)
         except UNREACHABLE:
-            return LimitState()  # the hold's transaction checks the quota and caps instead
+            # The hold's transaction checks the quota and caps instead; the budgets here.
+            for budget in hard_budgets:
+                self._unheard_budgets[budget.counter] = budget
+            if hard_budgets:
+                await run_db(holds.budgets_checked, principal.account_id, hard_budgets, credits)
+            return LimitState()
 
     async def task_unreserve(self, reference: str) -> None:
         await self._quietly(self.counters().release(reference, owner="tasks"))
@@ -488,6 +541,8 @@ class Meter:
         self.leases.forget()
         self._accounts.clear()
         self._unheard.clear()
+        self._unheard_budgets.clear()
+        self._budget_rules.clear()
         self._lagging = False
         with self._lock:
             self._exact.clear()

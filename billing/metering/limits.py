@@ -13,6 +13,8 @@ burst of concurrent calls cannot overrun a limit together.
   to what it used when it settles (429 ``rate_limit_exceeded``).
 - ``max_concurrent``: the key's calls in flight; the account's own limit
   (``Wallet.concurrency_limit``) applies to all its keys together (429 ``concurrency_limit``).
+- hard budgets (``BudgetLimit``, billing/budgets.py): credits charged to the account, or to the
+  keys of one member, in a calendar month or ever (402 ``budget_exceeded``).
 """
 
 from dataclasses import dataclass
@@ -74,13 +76,32 @@ class KeyLimits:
 
 
 @dataclass(frozen=True)
+class BudgetLimit:
+    """A hard budget a call is admitted against: what ``scope`` (``account:5``,
+    ``member:5:12``) was charged in ``period`` (``2026-12``: a month of the account's time zone,
+    or ``life``) must stay within ``limit``. ``label`` names it for the caller."""
+
+    scope: str
+    period: str
+    limit: int
+    label: str  # "the account's monthly budget"
+    reset: int = 0  # unix seconds when the period ends (a lifetime budget: never, 0)
+    zone: str = "UTC"  # the account's time zone, which the months are of
+
+    @property
+    def counter(self) -> str:
+        return f"{self.scope}:{self.period}"
+
+
+@dataclass(frozen=True)
 class Headroom:
     """One limit as it stands after an admission: what the response headers report."""
 
-    name: str  # quota, 5h, 1d, 7d, rpm, tpm, concurrency
+    name: str  # quota, 5h, 1d, 7d, rpm, tpm, concurrency, budget
     limit: int
     remaining: int
     reset: int  # unix seconds when it frees up (for a quota: never, 0)
+    label: str = ""  # a budget's
 
     @property
     def unit(self) -> str:
@@ -103,6 +124,13 @@ class LimitState:
 
 def refusal(headroom: Headroom, now: int) -> Exception:
     """The error for a reached limit, with what frees it up when."""
+    if headroom.name == "budget":
+        from billing.errors import BudgetExceededError
+
+        return BudgetExceededError(
+            f"This call would go over {headroom.label} of {_credits(headroom.limit)} credits "
+            f"({_credits(max(headroom.remaining, 0))} left)."
+        )
     if headroom.name == "quota":
         return QuotaExceededError(
             f"This key reached its quota of {_credits(headroom.limit)} credits."

@@ -9,7 +9,12 @@ import uuid
 
 import pytest
 
-from billing.errors import ConcurrencyLimitError, QuotaExceededError, RateLimitExceededError
+from billing.errors import (
+    BudgetExceededError,
+    ConcurrencyLimitError,
+    QuotaExceededError,
+    RateLimitExceededError,
+)
 from billing.metering.counters import (
     MemoryCounters,
     RedisCounters,
@@ -19,7 +24,7 @@ from billing.metering.counters import (
     alive_key,
     keep_alive,
 )
-from billing.metering.limits import KeyLimits
+from billing.metering.limits import BudgetLimit, KeyLimits
 from tests.processes import wait_until
 
 T0 = 1_800_000_000  # a multiple of 300: a five-minute bucket starts here
@@ -226,3 +231,65 @@ def test_a_live_process_is_heard_while_its_event_loop_is_busy(redis_store):
             watcher.delete(alive)
             assert wait_until(lambda: watcher.exists(alive), 5, interval=0.02)
     assert run(store.reclaim_dead) == 0
+
+
+# --- Budgets (issue 16): one more credit limit, over every key of its scope ------------------
+
+
+def budget_call(store, n, budgets, *, credits, limits=None, at=T0):
+    reservation = Reservation(
+        id=f"req_{n}", account_id=1, limits=limits, credits=credits, second=int(at),
+        budgets=tuple(budgets),
+    )  # fmt: skip
+    return run(store.admit, reservation, 100, at)
+
+
+def test_a_budget_is_seeded_then_counts_every_call_of_its_scope(store):
+    monthly = BudgetLimit("account:1", "2027-01", 3 * M, "the account's monthly budget", T0 + 99)
+    with pytest.raises(SeedNeeded) as needed:
+        budget_call(store, 1, [monthly], credits=M)
+    assert not needed.value.key and needed.value.budgets == (monthly,)
+    run(store.seed_budget, monthly, M)
+    run(store.seed_budget, monthly, 0)  # a second seed (another process) changes nothing
+    state = budget_call(store, 1, [monthly], credits=M)  # 1 charged, 1 reserved: 1 left
+    assert state.tightest.name == "budget" and state.tightest.remaining == M
+    with pytest.raises(BudgetExceededError) as refused:
+        budget_call(store, 2, [monthly], credits=2 * M)  # its worst case does not fit
+    assert refused.value.status == 402 and refused.value.code == "budget_exceeded"
+    assert "the account's monthly budget of 3.00 credits" in refused.value.message
+    run(store.settle, "req_1", M // 2, 0, T0)  # charged 0.5: 1.5 used
+    run(store.settle, "req_1", M // 2, 0, T0)  # twice: once
+    budget_call(store, 3, [monthly], credits=3 * M // 2)  # fits exactly
+    with pytest.raises(BudgetExceededError):
+        budget_call(store, 4, [monthly], credits=1)
+    run(store.release, "req_3")  # failed: free
+    budget_call(store, 5, [monthly], credits=M)
+
+
+def test_the_tightest_of_a_keys_quota_and_its_budgets_refuses(store):
+    limits = seeded(store, KeyLimits(key_id=9, quota=10 * M))
+    month = BudgetLimit("account:1", "2027-01", 5 * M, "the account's monthly budget", T0 + 99)
+    member = BudgetLimit("member:1:4", "life", 2 * M, "the budget of a@b.test's keys")
+    for budget in (month, member):
+        run(store.seed_budget, budget, 0)
+    budget_call(store, 1, [month, member], credits=M, limits=limits)
+    with pytest.raises(BudgetExceededError) as refused:
+        budget_call(store, 2, [month, member], credits=3 * M // 2, limits=limits)
+    assert "a@b.test" in refused.value.message  # the member's lifetime budget, not the month's
+    # Nothing was reserved by the refused call: the key's quota and the month still have room.
+    budget_call(store, 3, [month], credits=4 * M, limits=limits)
+    with pytest.raises(BudgetExceededError):
+        budget_call(store, 4, [month], credits=1, limits=limits)
+
+
+def test_a_forgotten_budget_is_loaded_afresh(store):
+    budget = BudgetLimit("account:1", "life", 2 * M, "the account's lifetime budget")
+    run(store.seed_budget, budget, 0)
+    budget_call(store, 1, [budget], credits=M)
+    run(store.forget_budget, budget)
+    with pytest.raises(SeedNeeded):
+        budget_call(store, 2, [budget], credits=M)
+    run(store.settle, "req_1", M, 0, T0)  # the old reservation settles into nothing
+    run(store.seed_budget, budget, 2 * M)  # the database has it now
+    with pytest.raises(BudgetExceededError):
+        budget_call(store, 2, [budget], credits=1)

@@ -501,6 +501,46 @@ def test_200_calls_against_a_key_quota_that_covers_5(installation):
     assert books["problems"] == []
 
 
+BUDGET_SCRIPT = """
+import json
+from django.utils import timezone
+from accounts.models import Account, User
+from billing.budgets import budget_set, period_of, spent
+account = Account.objects.get()
+month, _, _ = period_of(timezone.now(), __import__("zoneinfo").ZoneInfo("UTC"))
+already = spent(f"account:{{account.pk}}", month)
+budget_set(account=account, scope="account", monthly=(already + {more}) if {more} else None,
+           lifetime=None, hard=True, actor=User.objects.order_by("pk").first())
+print(json.dumps({{"already": already}}))
+"""
+
+
+def account_budget(installation: Installation, more: int) -> int:
+    """A hard monthly budget on the demo account that leaves ``more`` to spend (0: none);
+    what the account spent this month before it. Every web process reads it within a second."""
+    done = installation.manage("shell", "-c", BUDGET_SCRIPT.format(more=more))
+    time.sleep(1.2)  # billing.budgets.RULES_SECONDS: how long a process may keep the old rules
+    return json.loads(done.stdout.strip().splitlines()[-1])["already"]
+
+
+def test_200_calls_against_an_account_budget_that_covers_5(installation):
+    price = image_cost(installation)
+    public_id, secret = installation.key()
+    account_budget(installation, 5 * price)
+    try:
+        answers = race(spread(installation, 200, lambda base: image(base, secret)))
+        statuses = [a.status_code for a in answers]
+        assert statuses.count(200) == 5, sorted(statuses)
+        assert set(statuses) <= {200, 402, 429}, sorted(statuses)
+        refused = {a.json()["error"]["code"] for a in answers if a.status_code == 402}
+        assert refused <= {"budget_exceeded"}, refused
+        books = installation.books(public_id)
+        assert books["spent"] == 5 * price and books["calls"] == 5, books
+        assert books["problems"] == []
+    finally:
+        account_budget(installation, 0)
+
+
 def test_tasks_images_and_text_racing_for_one_tiny_quota(installation):
     """Submits, sync images and text calls share a key whose quota covers a few of them."""
     quota = 200_000  # five imagen-4 images of 0.04
