@@ -57,11 +57,12 @@ def hold_place(
     key_limits=None,
     kind: str = HoldKind.REQUEST,
     budgets=(),
+    at: datetime | None = None,
 ) -> WalletState:
     """Reserve ``amount`` for ``reference``, or raise if the wallet cannot cover it, too many
     requests are in flight, or ``key_limits`` (the key's quota and caps: anything
     ``billing.limits.key_limits_check`` takes) are reached. Placing the same reference twice
-    reserves once.
+    reserves once. ``at`` dates a hold recorded after the fact (a call made elsewhere).
 
     The key's limits are checked after the wallet's row is locked, in the same transaction: every
     hold of an account's keys takes that lock, so two concurrent calls cannot both see the room
@@ -70,7 +71,7 @@ def hold_place(
     if amount < 0:
         raise ValueError("A hold cannot be negative.")
     in_flight = 1 if counts_in_flight else 0
-    now = timezone.now()
+    now = at or timezone.now()
     with transaction.atomic():
         created = sql.insert(
             Hold,

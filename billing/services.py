@@ -12,8 +12,10 @@ is settled or released in a new short transaction.
 
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import Account, User
 from accounts.services import audit_record
@@ -59,8 +61,10 @@ def change_balance(
     idempotency_key: str,
     actor: User | None = None,
     description: str = "",
+    at: datetime | None = None,
 ) -> LedgerEntry:
-    """Add ``amount`` (negative to take) to the balance, once per idempotency key."""
+    """Add ``amount`` (negative to take) to the balance, once per idempotency key. ``at`` dates
+    an entry recorded after the fact (the demo's welcome credit, before its history)."""
     if not isinstance(amount, int) or amount == 0 or abs(amount) > MAX_MICROS:
         raise BillingError("The amount must be a whole number of micro-credits, not zero.")
     with transaction.atomic():
@@ -89,11 +93,18 @@ def change_balance(
             key=idempotency_key,
             created_by=actor,
             description=description,
+            created_at=at or timezone.now(),
         )
 
 
 def wallet_top_up(
-    *, account: Account, amount: int, reference: str, actor: User | None = None, description=""
+    *,
+    account: Account,
+    amount: int,
+    reference: str,
+    actor: User | None = None,
+    description="",
+    at: datetime | None = None,
 ) -> LedgerEntry:
     """Credits bought or granted. ``reference`` (a payment id, say) makes it happen once."""
     if amount <= 0:
@@ -106,6 +117,7 @@ def wallet_top_up(
         idempotency_key=f"topup:{reference}",
         actor=actor,
         description=description,
+        at=at,
     )
 
 

@@ -14,7 +14,7 @@ from accounts import services as account_services
 from accounts.models import Account, Membership, Role, User
 from billing import metering, pricing
 from billing import services as billing
-from billing.models import UsageRecord
+from billing.models import LedgerEntry, UsageRecord
 from billing.usage import UsageFacts
 from catalogue.demo import seed_catalogue
 from catalogue.models import Family
@@ -27,6 +27,7 @@ from keys.selectors import api_keys_for_account, groups_available
 DEMO_ACCOUNT_NAME = "Demo Labs"
 DEMO_MANAGEMENT_KEY = "Demo management key"
 WELCOME_CREDITS = 100 * 1_000_000
+HISTORY_DAYS = 14  # what `serve` writes; the welcome credit is dated before at least that
 
 
 def demo_password() -> str:
@@ -66,11 +67,15 @@ def seed_demo(*, issue_keys: bool = True, history_days: int = 0) -> dict:
             if membership
             else account_services.account_create(owner=user, name=DEMO_ACCOUNT_NAME)
         )
+    # The welcome credit comes first, dated before any history a later seed writes (history is
+    # never written before the ledger's newest entry), so each "balance after" follows from the
+    # row before it.
     billing.wallet_top_up(
         account=account,
         amount=WELCOME_CREDITS,
         reference=f"demo-welcome-{account.public_id}",
         description="Welcome credit",
+        at=_history_start(max(history_days, HISTORY_DAYS)),
     )
     demo_keys = _demo_keys(account, user)
     if history_days:
@@ -113,14 +118,28 @@ def _fresh_management_key(account: Account, user: User) -> str:
 PROTOCOLS = {"claude-default": "anthropic", "gemini-default": "gemini", "default": "openai"}
 
 
+def _history_start(days: int) -> datetime:
+    """Midnight (UTC) of the first day of a ``days``-day history."""
+    first = timezone.now().date() - timedelta(days=days)
+    return datetime.combine(first, time.min, tzinfo=timezone.UTC)
+
+
 def seed_usage_history(account: Account, demo_keys: list[ApiKey], *, days: int) -> int:
     """Realistic past usage through the real billing path (holds settled at past times).
 
-    References are deterministic per key, day and call, so running it again adds nothing.
-    Returns how many calls were billed by this run.
+    Calls are billed in time order, across keys, and never before the ledger's newest entry: the
+    ledger reads in date order, each "balance after" following from the one before. References
+    are deterministic per key, day and call, so running it again adds nothing. Returns how many
+    calls were billed by this run.
     """
     today = timezone.now().date()
-    billed = 0
+    newest = (
+        LedgerEntry.objects.filter(account=account)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    planned = []
     for key in demo_keys:
         models = [m for m in models_in_group(key.group_id) if m.family != Family.VIDEO]
         if not models:
@@ -140,8 +159,13 @@ def seed_usage_history(account: Account, demo_keys: list[ApiKey], *, days: int) 
                 )
                 model = rng.choice(models)
                 reference = f"demo_{key.public_id}_{day}:{n}"
-                if reference not in done:
-                    billed += _bill_one(account, key, model, rng, at, reference)
+                # Each call's own generator, so the amounts stay the same whatever the order.
+                call_rng = random.Random(reference)
+                if reference not in done and (newest is None or at > newest):
+                    planned.append((at, reference, key, model, call_rng))
+    billed = 0
+    for at, reference, key, model, call_rng in sorted(planned, key=lambda call: call[:2]):
+        billed += _bill_one(account, key, model, call_rng, at, reference)
     return billed
 
 

@@ -53,6 +53,6 @@ def record_usage(*, account_id: int, reference: str, charge: int, usage: UsageFa
     ``BillingError`` if the wallet cannot cover it."""
     holds.hold_place(
         account_id=account_id, reference=reference, amount=charge, api_key_id=usage.api_key_id,
-        counts_in_flight=False,
+        counts_in_flight=False, at=at,
     )  # fmt: skip
     return holds.hold_settle(reference=reference, charge=charge, usage=usage, at=at)

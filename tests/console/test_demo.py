@@ -1,5 +1,6 @@
 """`manage.py seed_demo`: the demo login, catalogue, funded wallet, keys and usage history."""
 
+import itertools
 import json
 import subprocess
 import sys
@@ -71,3 +72,23 @@ def test_history_is_spread_over_the_days_and_written_once(monkeypatch):
     assert 0 < wallet.balance < 100_000_000
     oldest = UsageRecord.objects.aggregate(oldest=Min("created_at"))["oldest"]
     assert oldest is not None
+
+
+@pytest.mark.django_db
+def test_demo_ledger_reads_in_date_order_with_no_jump_in_balance_after(monkeypatch):
+    monkeypatch.setenv("BYTESPIKE_DEMO_PASSWORD", "demo-pass-123")
+    seed_demo(issue_keys=False, history_days=10)
+    seed_demo(issue_keys=False, history_days=12)  # a later run adds older days: none before
+    moved = list(
+        LedgerEntry.objects.exclude(kind__in=("hold", "release")).order_by("created_at", "id")
+    )
+    assert moved[0].kind == "topup" and len(moved) > 20
+    assert moved[0].balance_after == moved[0].amount == 100_000_000
+    for before, after in itertools.pairwise(moved):
+        assert after.created_at >= before.created_at
+        assert after.balance_after == before.balance_after + after.amount, (before, after)
+    # Holds too are dated with their calls, so the full ledger reads in order as well.
+    everything = list(LedgerEntry.objects.order_by("created_at", "id"))
+    for before, after in itertools.pairwise(everything):
+        assert after.balance_after == before.balance_after + after.amount
+        assert after.held_after == before.held_after + after.held_change

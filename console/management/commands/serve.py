@@ -23,7 +23,7 @@ from django.contrib.staticfiles.finders import get_finders
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from console.demo import seed_demo
+from console.demo import HISTORY_DAYS, seed_demo
 
 STOP_GRACE_SECONDS = 15
 # --no-proxy-headers: uvicorn would otherwise take the client address from X-Forwarded-For for
@@ -126,7 +126,7 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         self._collect_static_if_changed()
         # Two weeks of usage, so the dashboard and reports have something to show at once.
-        demo = seed_demo(issue_keys=False, history_days=14)
+        demo = seed_demo(issue_keys=False, history_days=HISTORY_DAYS)
 
         env = os.environ.copy()
         if _is_loopback(host) and "BYTESPIKE_HTTPS" not in env:
