@@ -7,6 +7,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect
+from django.utils import timezone
 
 from accounts.models import Membership
 from accounts.permissions import VIEW
@@ -35,6 +36,8 @@ def _admit(request, outcome) -> HttpResponse | None:
     request.account = outcome.account
     # Every later line of the request, and its access line, says whose request it is.
     logs.bind(account_id=outcome.account.public_id, user_id=outcome.user_id)
+    # Times on the account's pages read in its time zone (the reports' days too).
+    timezone.activate(outcome.account.zone)
     return None
 
 
@@ -59,8 +62,11 @@ def account_view(permission: str = VIEW):
     def decorator(view):
         @wraps(view)
         def wrapper(request, *args, **kwargs):
-            refused = _admit(request, console_gate(request, permission))
-            return refused or view(request, *args, **kwargs)
+            try:
+                refused = _admit(request, console_gate(request, permission))
+                return refused or view(request, *args, **kwargs)
+            finally:
+                timezone.deactivate()
 
         return wrapper
 
@@ -75,8 +81,11 @@ def account_view_async(permission: str = VIEW):
         @wraps(view)
         async def wrapper(request, *args, **kwargs):
             outcome = await sync_to_async(console_gate)(request, permission)
-            refused = _admit(request, outcome)
-            return refused or await view(request, *args, **kwargs)
+            try:
+                refused = _admit(request, outcome)
+                return refused or await view(request, *args, **kwargs)
+            finally:
+                timezone.deactivate()
 
         return wrapper
 

@@ -1,5 +1,7 @@
 """Forms of the accounts pages and the extra sign-up fields."""
 
+import zoneinfo
+
 from django import forms
 
 from accounts import onboarding
@@ -48,3 +50,30 @@ class AccountNameForm(forms.Form):
         if not name:
             raise forms.ValidationError("Give the account a name.")
         return name
+
+
+class TimeZoneForm(forms.Form):
+    time_zone = forms.CharField(
+        label="Time zone",
+        max_length=64,
+        help_text="An IANA name, like Europe/Paris or America/New_York. Usage, the wallet and "
+        "their CSV files read days, today, yesterday and months in it.",
+        widget=forms.TextInput(
+            attrs={"list": "time-zones", "autocomplete": "off", "spellcheck": "false"}
+        ),
+    )
+
+    def clean_time_zone(self) -> str:
+        name = self.cleaned_data["time_zone"].strip()
+        if name.upper() == "UTC":
+            return "UTC"
+        if name not in time_zone_names():
+            raise forms.ValidationError(
+                f"{name!r} is not a time zone. Use an IANA name, like Europe/Paris or UTC."
+            )
+        return name
+
+
+def time_zone_names() -> list[str]:
+    """Every IANA zone name this machine knows, sorted."""
+    return sorted(zoneinfo.available_timezones())

@@ -1,5 +1,7 @@
 """Users, the accounts they belong to, their roles, invitations and the audit trail."""
 
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
@@ -74,6 +76,8 @@ class Account(models.Model):
     webhook_previous_secret_ciphertext = models.TextField(blank=True, editable=False)
     webhook_previous_secret_hint = models.CharField(max_length=16, blank=True, editable=False)
     webhook_previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
+    # The IANA zone every report of the account reads days, "today" and months in.
+    time_zone = models.CharField(max_length=64, default="UTC")
 
     class Meta:
         ordering = ["name", "id"]
@@ -96,6 +100,18 @@ class Account(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The account's time zone (UTC if the stored name is not one this machine knows)."""
+        return zone_named(self.time_zone)
+
+
+def zone_named(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
 
 
 class Role(models.TextChoices):

@@ -14,6 +14,7 @@ MANAGE_BILLING = "manage_billing"
 VIEW_STATEMENTS = "view_statements"
 MANAGE_MEMBERS = "manage_members"
 MANAGE_ACCOUNT = "manage_account"
+SET_TIME_ZONE = "set_time_zone"  # the zone reports read days and months in
 
 _EVERYONE = {Role.OWNER, Role.ADMIN, Role.DEVELOPER, Role.VIEWER}
 _BUILDERS = {Role.OWNER, Role.ADMIN, Role.DEVELOPER}
@@ -33,6 +34,7 @@ ROLES_WITH = {
     VIEW_STATEMENTS: _OWNERS,
     MANAGE_MEMBERS: _OWNERS,
     MANAGE_ACCOUNT: _OWNERS,
+    SET_TIME_ZONE: _ADMINS,
 }
 
 ROLE_SUMMARIES = {

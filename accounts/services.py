@@ -80,6 +80,19 @@ def account_rename(*, account: Account, actor: User, name: str) -> Account:
     return account
 
 
+def account_set_time_zone(*, account: Account, actor: User, time_zone: str) -> Account:
+    """Reports of the account read days, "today" and months in ``time_zone`` (an IANA name
+    the form has checked)."""
+    old = account.time_zone
+    account.time_zone = time_zone
+    with transaction.atomic():
+        account.save(update_fields=["time_zone"])
+        audit_record(
+            account=account, actor=actor, action="account.time_zone", target=time_zone, old=old
+        )
+    return account
+
+
 # --- Memberships -----------------------------------------------------------------------------
 
 

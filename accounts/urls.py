@@ -20,6 +20,7 @@ urlpatterns = [
     path("team/members/<str:public_id>/role/", views.member_role, name="member-role"),
     path("team/members/<str:public_id>/remove/", views.member_remove, name="member-remove"),
     path("settings/", views.account_settings, name="settings"),
+    path("settings/time-zone/", views.account_time_zone, name="time-zone"),
     path("settings/audit/", views.audit_log, name="audit"),
     path("settings/leave/", views.account_leave, name="leave"),
     path("switch-account/", views.account_switch, name="switch"),

@@ -15,7 +15,13 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from accounts import onboarding, permissions, selectors, services
 from accounts.decorators import account_view
-from accounts.forms import AccountNameForm, InvitationForm, RoleForm
+from accounts.forms import (
+    AccountNameForm,
+    InvitationForm,
+    RoleForm,
+    TimeZoneForm,
+    time_zone_names,
+)
 from accounts.models import AuditEvent, Role
 
 AUDIT_PAGE_SIZE = 50
@@ -151,13 +157,23 @@ def _redirect(request, to: str):
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
+def _settings_page(request, *, form=None, zone_form=None, status=200):
+    can_manage = request.membership.can(permissions.MANAGE_ACCOUNT)
+    can_set_zone = request.membership.can(permissions.SET_TIME_ZONE)
+    context = {
+        "form": form or AccountNameForm(initial={"name": request.account.name}),
+        "can_manage": can_manage,
+        "can_set_zone": can_set_zone,
+        "zone_form": zone_form or TimeZoneForm(initial={"time_zone": request.account.time_zone}),
+        "time_zones": time_zone_names() if can_set_zone else [],
+    }
+    return render(request, "accounts/settings.html", context, status=status)
+
+
 @account_view()
 def account_settings(request):
-    can_manage = request.membership.can(permissions.MANAGE_ACCOUNT)
-    form = AccountNameForm(initial={"name": request.account.name})
-    status = 200
     if request.method == "POST":
-        if not can_manage:
+        if not request.membership.can(permissions.MANAGE_ACCOUNT):
             raise PermissionDenied("Only owners can change the account's settings.")
         form = AccountNameForm(request.POST)
         if form.is_valid():
@@ -166,13 +182,24 @@ def account_settings(request):
             )
             messages.success(request, "Account name saved.")
             return redirect("accounts:settings")
-        status = 422
-    return render(
-        request,
-        "accounts/settings.html",
-        {"form": form, "can_manage": can_manage},
-        status=status,
-    )
+        return _settings_page(request, form=form, status=422)
+    return _settings_page(request)
+
+
+@require_POST
+@account_view(permissions.SET_TIME_ZONE)
+def account_time_zone(request):
+    form = TimeZoneForm(request.POST)
+    if form.is_valid():
+        services.account_set_time_zone(
+            account=request.account, actor=request.user, time_zone=form.cleaned_data["time_zone"]
+        )
+        messages.success(
+            request,
+            f"Time zone saved: reports now read days in {form.cleaned_data['time_zone']}.",
+        )
+        return redirect("accounts:settings")
+    return _settings_page(request, zone_form=form, status=422)
 
 
 @require_POST
@@ -265,6 +292,7 @@ ACTION_LABELS = {
     "callback.redeliver": "Redelivered a task callback",
     "account.create": "Created the account",
     "account.rename": "Renamed the account",
+    "account.time_zone": "Changed the time zone",
     "invitation.create": "Invited a teammate",
     "invitation.resend": "Resent an invitation",
     "invitation.revoke": "Withdrew an invitation",
