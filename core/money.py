@@ -4,7 +4,7 @@
 APIs show credits as JSON numbers with up to six decimals.
 """
 
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 MICROS_PER_CREDIT = 1_000_000
 # Far above any real wallet, far below BigIntegerField's limit: refuses absurd amounts.
@@ -69,3 +69,15 @@ def exact_places(micros: int) -> int:
 def format_credits_exact(micros: int) -> str:
     """1,234.5678: every decimal the amount has, so sums shown in tables add up exactly."""
     return format_credits(micros, places=exact_places(micros))
+
+
+def format_credits_fixed(micros: int, places: int = 2) -> str:
+    """For a money column: always ``places`` decimals (rounded half up), so a column's decimal
+    points line up; the exact amount goes beside it (``format_credits_exact``)."""
+    credits = to_credits(micros).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    return f"{credits:,.{places}f}"
+
+
+def plain_credits(micros: int) -> str:
+    """For machines (CSV): every decimal the amount has, no thousands separators."""
+    return format_credits_exact(micros).replace(",", "")

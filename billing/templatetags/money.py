@@ -3,7 +3,13 @@ the cell every money column of a table uses."""
 
 from django import template
 
-from core.money import exact_places, format_credits, format_credits_exact
+from core.money import (
+    exact_places,
+    format_credits,
+    format_credits_exact,
+    format_credits_fixed,
+    to_credits,
+)
 
 register = template.Library()
 
@@ -26,7 +32,10 @@ def credits_exact(micros) -> str:
 def signed_credits(micros) -> str:
     """+5.00 or -1.25 with a true minus sign (U+2212), exact like ``credits_exact``."""
     micros = int(micros or 0)
-    text = format_credits(abs(micros), places=exact_places(micros))
+    return _signed(micros, format_credits(abs(micros), places=exact_places(micros)))
+
+
+def _signed(micros: int, text: str) -> str:
     if micros > 0:
         return f"+{text}"
     if micros < 0:
@@ -34,25 +43,42 @@ def signed_credits(micros) -> str:
     return text
 
 
+@register.filter
+def credits_fixed(micros, places=2) -> str:
+    """1,234.5700 with ``places`` decimals, whatever the amount: a column's figures line up."""
+    return format_credits_fixed(int(micros or 0), int(places))
+
+
 @register.inclusion_tag("partials/money_cell.html")
 def money_cell(
     micros,
     *,
-    exact: bool = False,
+    places: int = 2,
     signed: bool = False,
     note: str = "",
     shortfall: int = 0,
     element: str = "td",
+    cell_id: str = "",
 ) -> dict:
-    """A money column's cell: the amount right-aligned in tabular figures, as ``credits``, or
-    ``credits_exact`` (``exact``), or ``signed_credits`` coloured in or out (``signed``); then an
-    optional muted ``note`` ("est.") and the ``shortfall`` the wallet could not cover. Outside a
-    table (a list's amounts) ``element="span"``."""
+    """A money column's cell: the amount right-aligned in tabular figures with the column's
+    fixed ``places`` (so decimal points line up), the exact amount in a ``<data value>`` and
+    its title, focusable when the figure shown is rounded; ``signed`` colours it in or out with
+    a sign. Then an optional muted ``note`` ("est.") and the ``shortfall`` the wallet could not
+    cover. Outside a table (a list's amounts) ``element="span"``."""
+    amount = int(micros or 0)
+    shown = format_credits_fixed(abs(amount) if signed else amount, int(places))
+    exact = format_credits(abs(amount) if signed else amount, places=exact_places(amount))
+    if signed:
+        shown, exact = _signed(amount, shown), _signed(amount, exact)
     return {
-        "amount": int(micros or 0),
+        "amount": amount,
+        "shown": shown,
         "exact": exact,
+        "value": to_credits(amount),
+        "rounded": format_credits_fixed(amount, int(places)) != format_credits_exact(amount),
         "signed": signed,
         "note": note,
         "shortfall": shortfall,
         "element": "span" if element == "span" else "td",
+        "cell_id": cell_id,
     }
