@@ -13,7 +13,14 @@ from billing.reports import FilterError
 from catalogue.models import Family
 from core.money import AmountError, to_credits, to_micros
 
-GROUP_BY_CHOICES = [("day", "Day"), ("hour", "Hour"), ("model", "Model"), ("api_key", "Key")]
+GROUP_BY_CHOICES = [
+    ("day", "Day"),
+    ("hour", "Hour"),
+    ("model", "Model"),
+    ("api_key", "Key"),
+    ("key_model", "Key, then model"),
+    ("model_key", "Model, then key"),
+]
 
 
 class DateInput(forms.DateInput):
@@ -37,7 +44,8 @@ class FilterForm(forms.Form):
         super().__init__(data, **kwargs)
         self.full_clean()
         if error is not None:
-            self.add_error(error.field if error.field in self.fields else None, str(error))
+            # In the form's own words (its labels), not the API's parameter names.
+            self.add_error(error.field if error.field in self.fields else None, error.console)
 
 
 class UsageFilterForm(FilterForm):

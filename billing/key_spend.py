@@ -22,12 +22,13 @@ def spend_by_key(account, api_keys: list) -> dict[int, KeySpend]:
 
 def usage_panel(account, api_key) -> dict:
     """The key's spend and daily spend over the usage page's default period."""
-    flt = usage_filter_from(account, {"api_key_id": api_key.public_id})
+    flt = usage_filter_from(account, {"api_key_id": api_key.public_id}, tz=account.zone)
     report = usage_report(account, flt)
     chart = charts.time_columns(
         report.buckets,
-        since=flt.since,
-        until=flt.until,
+        since=flt.since.astimezone(flt.tz),
+        until=flt.until.astimezone(flt.tz),
+        zone=account.time_zone,
         hourly=False,
         id="key-usage-chart",
         title=f"Daily spend of {api_key.name}",

@@ -1,12 +1,13 @@
 """Usage and spend reports, read from the hourly rollup (and the per-request log).
 
 One filter serves the console's usage page, its CSV export, the management API and the data
-plane's /v1/usage, so a report and its export always agree. Times are UTC; a report covers
-whole hours: ``since`` is rounded down and ``until`` up to the hour.
+plane's /v1/usage, so a report and its export always agree. A report covers whole hours:
+``since`` is rounded down and ``until`` up to the hour. Dates, days, presets ("yesterday") and
+months are read in a time zone: the account's on the console, UTC on the APIs.
 """
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 
 from django.db.models import F, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay
@@ -20,6 +21,17 @@ from catalogue.models import AIModel, Family
 from keys.models import ApiKey
 
 GROUP_BYS = ("day", "hour", "model", "api_key")
+# The console's attribution views too: every key and model pair, grouped by key then model, or
+# by model then key.
+PAIR_GROUP_BYS = ("key_model", "model_key")
+CONSOLE_GROUP_BYS = GROUP_BYS + PAIR_GROUP_BYS
+PRESETS = {
+    "today": "Today",
+    "yesterday": "Yesterday",
+    "7d": "Last 7 days",
+    "mtd": "Month to date",
+    "last_month": "Last month",
+}
 DEFAULT_DAYS = 30
 MAX_DAYS = 400
 SUMS = (
@@ -35,9 +47,20 @@ SUMS = (
 
 
 class FilterError(ValueError):
-    def __init__(self, message: str, field: str):
+    """A filter refused. ``str()`` is the API's wording (parameter names); ``console`` says the
+    same in the words of the console's forms (their labels), when they differ."""
+
+    def __init__(self, message: str, field: str, *, console: str = ""):
         super().__init__(message)
         self.field = field
+        self.console = console or message
+
+
+ORDER_ERROR = "From must be on or before To."
+
+
+def _order_error() -> FilterError:
+    return FilterError("`since` must be on or before `until`.", "until", console=ORDER_ERROR)
 
 
 @dataclass(frozen=True)
@@ -48,14 +71,25 @@ class UsageFilter:
     api_key: ApiKey | None = None
     model: AIModel | None = None
     family: str = ""
+    tz: tzinfo = timezone.UTC  # the zone dates and days are read in
+    preset: str = ""
+
+    @property
+    def first_day(self) -> date:
+        return self.since.astimezone(self.tz).date()
+
+    @property
+    def last_day(self) -> date:
+        return (self.until - timedelta(microseconds=1)).astimezone(self.tz).date()
+
+    def dates(self) -> dict:
+        return {"since": self.first_day.isoformat(), "until": self.last_day.isoformat()}
 
     def as_params(self) -> dict:
-        """The query-string form (what the console puts in the URL and the CSV link)."""
-        params = {
-            "since": self.since.date().isoformat(),
-            "until": (self.until - timedelta(microseconds=1)).date().isoformat(),
-            "group_by": self.group_by,
-        }
+        """The query-string form (what the console puts in the URL and the CSV link): a preset
+        stays a preset, so a bookmarked "yesterday" is always yesterday."""
+        params = {"preset": self.preset} if self.preset else self.dates()
+        params["group_by"] = self.group_by
         if self.api_key:
             params["api_key_id"] = self.api_key.public_id
         if self.model:
@@ -65,8 +99,12 @@ class UsageFilter:
         return params
 
 
-def _parse_moment(value: str, field: str, *, end: bool) -> datetime:
-    """A date (as ``until``, the whole day is included) or an ISO 8601 time, in UTC if naive."""
+LABELS = {"since": "From", "until": "To"}
+
+
+def _parse_moment(value: str, field: str, *, end: bool, tz: tzinfo = timezone.UTC) -> datetime:
+    """A date (as ``until``, the whole day is included) or an ISO 8601 time, in ``tz`` if
+    naive."""
     value = value.strip()
     try:
         day = parse_date(value)
@@ -74,15 +112,67 @@ def _parse_moment(value: str, field: str, *, end: bool) -> datetime:
     except ValueError:  # well formed but impossible, like 2026-02-30
         day = moment = None
     if day is None and moment is None:
-        raise FilterError(f"Use a date (2026-11-01) or an ISO 8601 time for {field}.", field)
+        raise FilterError(
+            f"Use a date (2026-11-01) or an ISO 8601 time for {field}.",
+            field,
+            console=f"Use a date for {LABELS[field]}, like 2026-11-01.",
+        )
     if not 1 < (day or moment).year < 9999:
         # Room for the arithmetic that follows (the next day, the next hour, a default window).
-        raise FilterError(f"{field} must be between the years 2 and 9998.", field)
+        raise FilterError(
+            f"{field} must be between the years 2 and 9998.",
+            field,
+            console=f"{LABELS[field]} must be between the years 2 and 9998.",
+        )
     if day is not None:
         moment = datetime.combine(day + timedelta(days=1) if end else day, time.min)
     if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment, timezone.UTC)
+        moment = timezone.make_aware(moment, tz)
     return moment
+
+
+def local_midnight(day: date, tz: tzinfo) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min), tz)
+
+
+def preset_days(preset: str, tz: tzinfo, *, now: datetime | None = None) -> tuple[date, date]:
+    """The first and last day (inclusive) a preset covers, in ``tz``."""
+    today = (now or timezone.now()).astimezone(tz).date()
+    if preset == "today":
+        return today, today
+    if preset == "yesterday":
+        return today - timedelta(days=1), today - timedelta(days=1)
+    if preset == "7d":
+        return today - timedelta(days=6), today
+    if preset == "mtd":
+        return today.replace(day=1), today
+    if preset == "last_month":
+        last = today.replace(day=1) - timedelta(days=1)
+        return last.replace(day=1), last
+    raise FilterError(
+        f"preset is one of {', '.join(PRESETS)}.",
+        "preset",
+        console=f"Choose one of the periods: {', '.join(PRESETS.values())}.",
+    )
+
+
+def period_from(params, tz: tzinfo, *, default_days: int | None = None):
+    """(since, until, preset) from ``preset`` or ``since``/``until`` (dates or ISO times):
+    ``until`` exclusive; None for an open end when there is no default."""
+    if preset := params.get("preset"):
+        first, last = preset_days(preset, tz)
+        return local_midnight(first, tz), local_midnight(last + timedelta(days=1), tz), preset
+    until, since = params.get("until"), params.get("since")
+    until_at = _parse_moment(until, "until", end=True, tz=tz) if until else None
+    since_at = _parse_moment(since, "since", end=False, tz=tz) if since else None
+    if default_days is not None:
+        until_at = until_at or timezone.now()
+        if since_at is None:
+            first = until_at.astimezone(tz).date() - timedelta(days=default_days - 1)
+            since_at = local_midnight(first, tz)
+    if since_at and until_at and until_at <= since_at:
+        raise _order_error()
+    return since_at, until_at, ""
 
 
 def _floor_hour(moment: datetime) -> datetime:
@@ -94,28 +184,26 @@ def _ceil_hour(moment: datetime) -> datetime:
     return floor if floor == moment else floor + timedelta(hours=1)
 
 
-def usage_filter_from(account: Account, params, *, default_group_by: str = "day") -> UsageFilter:
-    """Parse query parameters. Unknown keys of this account are 404; bad values FilterError."""
-    now = timezone.now()
-    until = params.get("until")
-    since = params.get("since")
-    until_at = _parse_moment(until, "until", end=True) if until else now
-    since_at = (
-        _parse_moment(since, "since", end=False)
-        if since
-        else datetime.combine(
-            (until_at - timedelta(days=DEFAULT_DAYS - 1)).date(), time.min, tzinfo=timezone.UTC
-        )
-    )
+def usage_filter_from(
+    account: Account,
+    params,
+    *,
+    default_group_by: str = "day",
+    tz: tzinfo = timezone.UTC,
+    group_bys: tuple[str, ...] = GROUP_BYS,
+) -> UsageFilter:
+    """Parse query parameters. Unknown keys of this account are 404; bad values FilterError.
+    Dates and presets are read in ``tz``."""
+    since_at, until_at, preset = period_from(params, tz, default_days=DEFAULT_DAYS)
     since_at = _floor_hour(since_at)
     until_at = _ceil_hour(until_at)
     if until_at <= since_at:
-        raise FilterError("`until` must be after `since`.", "until")
+        raise _order_error()
     if until_at - since_at > timedelta(days=MAX_DAYS):
         raise FilterError(f"Ask for at most {MAX_DAYS} days at a time.", "since")
     group_by = params.get("group_by") or default_group_by
-    if group_by not in GROUP_BYS:
-        raise FilterError(f"group_by is one of {', '.join(GROUP_BYS)}.", "group_by")
+    if group_by not in group_bys:
+        raise FilterError(f"group_by is one of {', '.join(group_bys)}.", "group_by")
     family = params.get("family") or ""
     if family and family not in Family.values:
         raise FilterError(f"family is one of {', '.join(Family.values)}.", "family")
@@ -129,7 +217,7 @@ def usage_filter_from(account: Account, params, *, default_group_by: str = "day"
         model = AIModel.objects.filter(slug=slug).first()
         if model is None:
             raise FilterError(f"There is no model called {slug!r}.", "model")
-    return UsageFilter(since_at, until_at, group_by, api_key, model, family)
+    return UsageFilter(since_at, until_at, group_by, api_key, model, family, tz, preset)
 
 
 def _filtered(queryset: QuerySet, account: Account, flt: UsageFilter, time_field: str):
@@ -159,8 +247,10 @@ class UsageReport:
 def usage_report(account: Account, flt: UsageFilter) -> UsageReport:
     """Buckets by day, hour, model or key, plus the totals, from the hourly rollup."""
     rows = _filtered(UsageRollup.objects.all(), account, flt, "hour")
+    if flt.group_by in PAIR_GROUP_BYS:
+        return _pair_report(rows, flt)
     if flt.group_by == "day":
-        buckets = rows.annotate(bucket=TruncDay("hour", tzinfo=timezone.UTC))
+        buckets = rows.annotate(bucket=TruncDay("hour", tzinfo=flt.tz))
     elif flt.group_by == "hour":
         buckets = rows.annotate(bucket=F("hour"))
     elif flt.group_by == "model":
@@ -171,10 +261,55 @@ def usage_report(account: Account, flt: UsageFilter) -> UsageReport:
     result = list(buckets.values(*group).annotate(**_sums()).order_by("bucket"))
     if flt.group_by in ("model", "api_key"):
         result.sort(key=lambda row: -(row["credits"] or 0))
+    elif flt.group_by == "hour":
+        for row in result:
+            row["bucket"] = row["bucket"].astimezone(flt.tz)
     totals = rows.aggregate(**_sums())
     return UsageReport(
         flt,
         [{name: row.get(name) or 0 for name in SUMS} | _bucket_fields(row) for row in result],
+        {name: totals[name] or 0 for name in SUMS},
+    )
+
+
+def _pair_report(rows: QuerySet, flt: UsageFilter) -> UsageReport:
+    """Every (key, model) pair with usage: keys by spend, each key's models by spend under it
+    (``key_model``), or models then keys (``model_key``)."""
+    result = list(
+        rows.values("api_key__public_id", "api_key__name", "model__slug", "model__display_name")
+        .annotate(**_sums())
+        .order_by()
+    )
+    outer, inner = (
+        ("api_key__public_id", "model__slug")
+        if flt.group_by == "key_model"
+        else ("model__slug", "api_key__public_id")
+    )
+    outer_totals: dict = {}
+    for row in result:
+        outer_totals[row[outer]] = outer_totals.get(row[outer], 0) + (row["credits"] or 0)
+    result.sort(
+        key=lambda row: (
+            -outer_totals[row[outer]],
+            str(row[outer]),
+            -(row["credits"] or 0),
+            str(row[inner]),
+        )
+    )
+    totals = rows.aggregate(**_sums())
+    return UsageReport(
+        flt,
+        [
+            {name: row.get(name) or 0 for name in SUMS}
+            | {
+                "bucket": f"{row['api_key__public_id'] or ''}/{row['model__slug']}",
+                "api_key_id": row["api_key__public_id"],
+                "key_name": row["api_key__name"],
+                "model": row["model__slug"],
+                "model_name": row["model__display_name"],
+            }
+            for row in result
+        ],
         {name: totals[name] or 0 for name in SUMS},
     )
 
@@ -215,8 +350,8 @@ def spend_since(account: Account, since: datetime, *, api_key=None) -> int:
 
 
 def spend_summary(account: Account) -> dict:
-    """Spend today (UTC), over the last 7 and 30 days."""
-    today = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    """Spend today (in the account's time zone), over the last 7 and 30 days."""
+    today = local_midnight(timezone.now().astimezone(account.zone).date(), account.zone)
     rows = UsageRollup.objects.filter(account=account, hour__gte=today - timedelta(days=29))
     totals = rows.aggregate(
         today=Sum("credits", filter=_since(today)),
@@ -232,14 +367,12 @@ def _since(moment):
 
 def daily_spend_by_key(account: Account, days: int = 30) -> tuple[list[date], list[dict]]:
     """For the dashboard chart: the last ``days`` days and, per key, its spend on each day."""
-    today = timezone.now().date()
+    tz = account.zone
+    today = timezone.now().astimezone(tz).date()
     first = today - timedelta(days=days - 1)
     rows = (
-        UsageRollup.objects.filter(
-            account=account,
-            hour__gte=datetime.combine(first, time.min, tzinfo=timezone.UTC),
-        )
-        .annotate(day=TruncDay("hour", tzinfo=timezone.UTC))
+        UsageRollup.objects.filter(account=account, hour__gte=local_midnight(first, tz))
+        .annotate(day=TruncDay("hour", tzinfo=tz))
         .values("day", "api_key__public_id", "api_key__name")
         .annotate(credits=Sum("credits"))
     )
@@ -298,13 +431,102 @@ def ledger_for_account(
     return entries.order_by("-created_at", "-id")
 
 
-def ledger_filter_from(params) -> dict:
-    """kind, since and until from query parameters (dates or ISO times; until is inclusive)."""
+def ledger_filter_from(params, *, tz: tzinfo = timezone.UTC) -> dict:
+    """kind, since and until from query parameters (a preset, or dates or ISO times read in
+    ``tz``; until is inclusive), as ``ledger_for_account`` takes them."""
     result = {"kind": params.get("kind") or ""}
     if result["kind"] and result["kind"] not in LedgerKind.values:
         raise FilterError(f"kind is one of {', '.join(LedgerKind.values)}.", "kind")
-    if since := params.get("since"):
-        result["since"] = _parse_moment(since, "since", end=False)
-    if until := params.get("until"):
-        result["until"] = _parse_moment(until, "until", end=True)
+    since, until, _ = period_from(params, tz)
+    if since:
+        result["since"] = since
+    if until:
+        result["until"] = until
     return result
+
+
+@dataclass(frozen=True)
+class ChargeLine:
+    """What a charge paid for: one key and model, with how many calls and credits."""
+
+    api_key_id: str | None  # the key's public id, None for a call without a key
+    key_name: str
+    key_deleted: bool
+    model: str  # the model's slug
+    model_name: str
+    calls: int
+    credits: int
+
+
+@dataclass(frozen=True)
+class ChargeSource:
+    """The calls behind one ledger charge: a request (``request_id``), a task (``task_id``), or a
+    settlement batch of many requests (``calls`` > 1, ``request_id`` empty)."""
+
+    lines: tuple[ChargeLine, ...]
+    calls: int
+    request_id: str = ""
+    task_id: str = ""
+    day: date | None = None  # the first call's day, in the report's zone (for the usage link)
+
+    @property
+    def single(self) -> ChargeLine | None:
+        return self.lines[0] if len(self.lines) == 1 else None
+
+
+def charge_sources(account: Account, references, *, tz: tzinfo = timezone.UTC) -> dict:
+    """For ledger charges' references: the usage behind each, by reference. A charge's reference
+    is its request's id, its task's id, or the settlement batch that charged many calls at once
+    (one query, however many entries)."""
+    references = {ref for ref in references if ref}
+    if not references:
+        return {}
+    rows = (
+        UsageRecord.objects.filter(account=account)
+        .filter(Q(request_id__in=references) | Q(batch__in=references))
+        .values(
+            "request_id",
+            "batch",
+            "created_at",
+            "credits",
+            "api_key__public_id",
+            "api_key__name",
+            "api_key__deleted_at",
+            "model__slug",
+            "model__display_name",
+        )
+    )
+    grouped: dict[str, list[dict]] = {}
+    for row in rows:
+        reference = row["batch"] if row["batch"] in references else row["request_id"]
+        grouped.setdefault(reference, []).append(row)
+    sources = {}
+    for reference, records in grouped.items():
+        lines: dict[tuple, list] = {}
+        for row in records:
+            pair = (row["api_key__public_id"], row["model__slug"])
+            line = lines.setdefault(pair, [row, 0, 0])
+            line[1] += 1
+            line[2] += row["credits"]
+        ordered = sorted(lines.values(), key=lambda line: (-line[2], str(line[0]["model__slug"])))
+        single = len(records) == 1 and not records[0]["batch"]
+        request_id = records[0]["request_id"] if single else ""
+        sources[reference] = ChargeSource(
+            lines=tuple(
+                ChargeLine(
+                    api_key_id=row["api_key__public_id"],
+                    key_name=row["api_key__name"] or "",
+                    key_deleted=row["api_key__deleted_at"] is not None,
+                    model=row["model__slug"],
+                    model_name=row["model__display_name"],
+                    calls=calls,
+                    credits=credits,
+                )
+                for row, calls, credits in ordered
+            ),
+            calls=len(records),
+            request_id="" if request_id.startswith("task_") else request_id,
+            task_id=request_id if request_id.startswith("task_") else "",
+            day=min(row["created_at"] for row in records).astimezone(tz).date(),
+        )
+    return sources

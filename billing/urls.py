@@ -6,6 +6,7 @@ app_name = "billing"
 
 urlpatterns = [
     path("wallet/", views.wallet, name="wallet"),
+    path("wallet/ledger.csv", views.ledger_export, name="ledger-export"),
     path("wallet/redeem/", views.wallet_redeem, name="redeem"),
     path("wallet/threshold/", views.wallet_threshold, name="threshold"),
     path("wallet/statements/", statement_views.statement_list, name="statements"),

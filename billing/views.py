@@ -3,7 +3,9 @@ low-balance threshold, and usage reports with their chart, request log and CSV e
 
 Reports are read through ``billing.reports``, the selectors the management API uses too, so a
 page, its CSV and the API agree to the micro-credit. Filters live in the URL: a report can be
-bookmarked and shared. Times are UTC.
+bookmarked and shared. Dates, days, the period presets and the times shown are in the account's
+time zone (``Account.time_zone``); the CSV files say which, with their filters, on their first
+line.
 """
 
 import csv
@@ -14,6 +16,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.humanize.templatetags.humanize import intcomma
 from django.core.paginator import Paginator
+from django.db.models import Sum
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -25,7 +28,6 @@ from accounts.decorators import account_view
 from accounts.models import Account
 from billing import errors, redemption, services
 from billing.forms import (
-    GROUP_BY_CHOICES,
     LedgerFilterForm,
     RedeemForm,
     ThresholdForm,
@@ -34,9 +36,12 @@ from billing.forms import (
 )
 from billing.models import LedgerKind
 from billing.reports import (
+    CONSOLE_GROUP_BYS,
+    PRESETS,
     FilterError,
     UsageFilter,
     UsageReport,
+    charge_sources,
     ledger_filter_from,
     ledger_for_account,
     usage_filter_from,
@@ -47,13 +52,13 @@ from billing.reports import (
 from billing.selectors import wallet_of
 from catalogue.models import AIModel
 from core import charts
-from core.money import format_credits, format_credits_exact
+from core.money import format_credits, plain_credits
 from keys.selectors import api_keys_for_account, groups_available
 
 LEDGER_PAGE_SIZE = 25
 LOG_PAGE_SIZE = 50
-USAGE_PARAMS = ("api_key_id", "model", "family", "since", "until", "group_by")
-LEDGER_PARAMS = ("kind", "since", "until")
+USAGE_PARAMS = ("api_key_id", "model", "family", "preset", "since", "until", "group_by")
+LEDGER_PARAMS = ("kind", "preset", "since", "until")
 LEDGER_ALL = "all"  # the kind filter's "everything, holds too"; no kind means balance changes
 
 # The bucket table's columns, in the CSV's order too: (report field, heading).
@@ -69,10 +74,32 @@ USAGE_COLUMNS = (
 )
 # The bucket column(s) per grouping: (CSV name, heading), then the label's, if any.
 BUCKET_COLUMNS = {
-    "day": (("day", "Day (UTC)"),),
-    "hour": (("hour", "Hour (UTC)"),),
+    "day": (("day", "Day"),),
+    "hour": (("hour", "Hour"),),
     "model": (("model", "Model ID"), ("model_name", "Model")),
     "api_key": (("api_key_id", "Key ID"), ("key_name", "Key")),
+    "key_model": (
+        ("api_key_id", "Key ID"),
+        ("key_name", "Key"),
+        ("model", "Model ID"),
+        ("model_name", "Model"),
+    ),
+    "model_key": (
+        ("model", "Model ID"),
+        ("model_name", "Model"),
+        ("api_key_id", "Key ID"),
+        ("key_name", "Key"),
+    ),
+}
+# Where a bucket's row (and bar) leads: its filter applied, grouped the next useful way.
+DRILL_GROUP_BY = {"day": "api_key", "model": "api_key", "api_key": "model"}
+VIEW_LABELS = {
+    "day": "By day",
+    "hour": "By hour",
+    "api_key": "By key",
+    "model": "By model",
+    "key_model": "Key \N{MULTIPLICATION SIGN} model",
+    "model_key": "Model \N{MULTIPLICATION SIGN} key",
 }
 
 
@@ -94,46 +121,223 @@ def _page_number(value, pages: int) -> int:
     return min(max(number, 1), pages)
 
 
-def plain_credits(micros: int) -> str:
-    """Credits for machines (CSV): every decimal the amount has, no thousands separators."""
-    return format_credits_exact(micros).replace(",", "")
+def _zone_name(account: Account) -> str:
+    return account.time_zone or "UTC"
+
+
+def _presets(name: str, params: dict, chosen: str) -> list[dict]:
+    """The period presets as links: the current filters with that period instead of the dates."""
+    base = {key: value for key, value in params.items() if key not in ("since", "until", "page")}
+    return [
+        {
+            "label": label,
+            "url": _url(name, {**base, "preset": preset}),
+            "current": preset == chosen,
+        }
+        for preset, label in PRESETS.items()
+    ]
+
+
+# CSV cells starting like a formula are quoted, so a spreadsheet never runs a key's name.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _safe_cell(value: str) -> str:
+    return f"'{value}" if value.startswith(_FORMULA_STARTS) else value
+
+
+def _slug(text: str) -> str:
+    """A file-name-safe rendering of a key's or model's name."""
+    kept = "".join(c if c.isalnum() or c in "._" else "-" for c in text.lower())
+    return "-".join(part for part in kept.split("-") if part)[:40] or "x"
+
+
+def _csv_response(filename: str, first_line: str):
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    writer = csv.writer(response)
+    # The filters, in words, on the first line: a file that travels says what it is.
+    writer.writerow([_safe_cell(first_line)])
+    return response, writer
 
 
 # --- Wallet ------------------------------------------------------------------------------------
 
 
-def _ledger_context(request) -> tuple[dict, int]:
-    params = _params(request.GET, LEDGER_PARAMS)
+def _ledger_query(request, params: dict):
+    """The ledger entries the wallet's filters select (FilterError if they are refused)."""
     kind = params.get("kind", "")
-    try:
-        filters = ledger_filter_from({**params, "kind": ""} if kind == LEDGER_ALL else params)
-    except FilterError as error:
-        form = LedgerFilterForm(params, error=error)
-        return {
-            "ledger_form": form,
-            "ledger_error": str(error),
-            "ledger_page": None,
-            "ledger_url": _url("billing:wallet", params),
-        }, 422
+    filters = ledger_filter_from(
+        {**params, "kind": ""} if kind == LEDGER_ALL else params, tz=request.account.zone
+    )
     entries = ledger_for_account(request.account, **filters)
     if not kind:
         # Every call holds, then settles: by default the ledger shows money that moved.
         entries = entries.exclude(kind__in=(LedgerKind.HOLD, LedgerKind.RELEASE))
+    return entries, filters
+
+
+def _ledger_rows(request, entries) -> list[dict]:
+    """Ledger entries with what each charge paid for: its key, model and request or task."""
+    entries = list(entries)
+    charges = [entry.reference for entry in entries if entry.kind == LedgerKind.CHARGE]
+    sources = charge_sources(request.account, charges, tz=request.account.zone)
+    rows = []
+    for entry in entries:
+        source = sources.get(entry.reference) if entry.kind == LedgerKind.CHARGE else None
+        rows.append({"entry": entry, "source": source, "links": _source_links(source)})
+    return rows
+
+
+def _source_links(source) -> dict:
+    if source is None:
+        return {}
+    links = {}
+    line = source.single
+    if line and line.api_key_id and not line.key_deleted:
+        links["key"] = reverse("keys:key-detail", args=[line.api_key_id])
+    if source.task_id:
+        links["task"] = reverse("generation:task-detail", args=[source.task_id])
+    # The calls in the usage report: their day, narrowed to the one key and model if there is one.
+    report = {"since": source.day.isoformat(), "until": source.day.isoformat()}
+    if line:
+        report |= {"model": line.model, "group_by": "hour"}
+        if line.api_key_id:
+            report["api_key_id"] = line.api_key_id
+    else:
+        report["group_by"] = "key_model"
+    links["usage"] = _url("billing:usage", report)
+    return links
+
+
+def _ledger_context(request) -> tuple[dict, int]:
+    params = _params(request.GET, LEDGER_PARAMS)
+    zone = _zone_name(request.account)
+    presets = _presets("billing:wallet", params, params.get("preset", ""))
+    try:
+        entries, filters = _ledger_query(request, params)
+    except FilterError as error:
+        form = LedgerFilterForm(params, error=error)
+        return {
+            "ledger_form": form,
+            "ledger_error": error.console,
+            "ledger_page": None,
+            "ledger_url": _url("billing:wallet", params),
+            "ledger_presets": presets,
+            "time_zone": zone,
+        }, 422
     paginator = Paginator(entries, LEDGER_PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
     page_params = {**params, "page": page.number} if page.number > 1 else params
+    net = entries.order_by().aggregate(net=Sum("amount"))["net"] or 0
 
     def page_url(number: int) -> str:
         return _url("billing:wallet", {**params, "page": number} if number > 1 else params)
 
+    shown = dict(params)
+    if "preset" in params:  # the form shows the preset's dates
+        shown |= _ledger_dates(filters, request.account.zone)
     return {
-        "ledger_form": LedgerFilterForm(params),
+        "ledger_form": LedgerFilterForm(shown),
         "ledger_page": page,
+        "ledger_rows": _ledger_rows(request, page.object_list),
+        "ledger_net": net,
         "ledger_filtered": bool(params),
         "ledger_url": _url("billing:wallet", page_params),
+        "ledger_csv_url": _url("billing:ledger-export", params),
+        "ledger_presets": presets,
         "ledger_previous_url": page_url(page.number - 1) if page.has_previous() else "",
         "ledger_next_url": page_url(page.number + 1) if page.has_next() else "",
+        "time_zone": zone,
     }, 200
+
+
+def _ledger_dates(filters: dict, tz) -> dict:
+    dates = {}
+    if filters.get("since"):
+        dates["since"] = filters["since"].astimezone(tz).date().isoformat()
+    if filters.get("until"):
+        last = filters["until"] - timedelta(microseconds=1)
+        dates["until"] = last.astimezone(tz).date().isoformat()
+    return dates
+
+
+def _ledger_words(request, params: dict, filters: dict) -> tuple[str, str]:
+    """The ledger filters in words (the CSV's first line) and as a file name."""
+    kind = params.get("kind", "")
+    kinds = dict(LedgerKind.choices)
+    kind_words = (
+        "everything with holds"
+        if kind == LEDGER_ALL
+        else kinds.get(kind, "balance changes")
+        if kind
+        else "balance changes"
+    )
+    dates = _ledger_dates(filters, request.account.zone)
+    period = f"{dates.get('since', 'start')} to {dates.get('until', 'now')}"
+    preset = f" ({PRESETS[params['preset']]})" if params.get("preset") in PRESETS else ""
+    words = (
+        f"# ByteSpike ledger of {request.account.name} ({request.account.public_id}); "
+        f"kind: {kind_words}; dates: {period}{preset}; "
+        f"time zone: {_zone_name(request.account)}"
+    )
+    filename = f"bytespike-ledger-{_slug(kind_words)}-{dates.get('since', 'start')}-to-" + (
+        f"{dates.get('until', 'now')}.csv"
+    )
+    return words, filename
+
+
+LEDGER_CSV_COLUMNS = (
+    "time",
+    "kind",
+    "description",
+    "key_id",
+    "key",
+    "model",
+    "request_id",
+    "calls",
+    "amount",
+    "held_change",
+    "balance_after",
+)
+
+
+@require_GET
+@account_view()
+def ledger_export(request):
+    """The ledger with the wallet's filters as CSV: every entry (not one page), newest first, as
+    the page lists them, then the net change of the amounts."""
+    params = _params(request.GET, LEDGER_PARAMS)
+    try:
+        entries, filters = _ledger_query(request, params)
+    except FilterError as error:
+        return HttpResponse(error.console, status=422, content_type="text/plain; charset=utf-8")
+    words, filename = _ledger_words(request, params, filters)
+    response, writer = _csv_response(filename, words)
+    writer.writerow(LEDGER_CSV_COLUMNS)
+    tz = request.account.zone
+    net = 0
+    for row in _ledger_rows(request, entries.iterator(chunk_size=500)):
+        entry, source = row["entry"], row["source"]
+        net += entry.amount
+        lines = source.lines if source else ()
+        writer.writerow(
+            [
+                entry.created_at.astimezone(tz).isoformat(),
+                entry.get_kind_display(),
+                _safe_cell(entry.description or ("" if source else entry.reference)),
+                "; ".join(line.api_key_id or "" for line in lines),
+                _safe_cell("; ".join(line.key_name for line in lines)),
+                "; ".join(line.model for line in lines),
+                (source.task_id or source.request_id or entry.reference) if source else "",
+                source.calls if source else "",
+                plain_credits(entry.amount),
+                plain_credits(entry.held_change),
+                plain_credits(entry.balance_after),
+            ]
+        )
+    writer.writerow(["Total", "", "", "", "", "", "", "", plain_credits(net), "", ""])
+    return response
 
 
 def _wallet_context(request, **extra) -> dict:
@@ -253,7 +457,8 @@ def _model_choices(account: Account, flt: UsageFilter | None) -> list[tuple[str,
 
 
 def _usage_form(account, params, flt=None, error=None) -> UsageFilterForm:
-    shown = {**flt.as_params(), **params} if flt else params
+    shown = {**params, **flt.dates(), "group_by": flt.group_by} if flt else params
+    shown.pop("preset", None)
     return UsageFilterForm(
         shown,
         error=error,
@@ -262,37 +467,67 @@ def _usage_form(account, params, flt=None, error=None) -> UsageFilterForm:
     )
 
 
+def _drill(flt: UsageFilter, **narrower) -> str:
+    """The report's URL with a bucket's filter applied."""
+    params = {**flt.as_params(), **narrower}
+    if "since" in narrower:
+        params.pop("preset", None)
+    return _url("billing:usage", params)
+
+
 def _bucket_cells(flt: UsageFilter, bucket: dict) -> tuple[list[str], dict]:
-    """A bucket's CSV value(s), and what the table shows: label, detail and a drill-down link."""
+    """A bucket's CSV value(s), and what the table shows: label, detail and a drill-down link
+    (the bucket's filter applied, grouped the next useful way)."""
     value = bucket["bucket"]
     if flt.group_by in ("day", "hour"):
-        moment = datetime.fromisoformat(value)
+        moment = datetime.fromisoformat(value).astimezone(flt.tz)
         if flt.group_by == "day":
-            label = f"{moment:%a} {moment.day} {moment:%b %Y}"
-            return [moment.date().isoformat()], {"label": label}
-        return [f"{moment:%Y-%m-%dT%H:%M}Z"], {
+            day = moment.date().isoformat()
+            return [day], {
+                "label": f"{moment:%a} {moment.day} {moment:%b %Y}",
+                "url": _drill(flt, since=day, until=day, group_by="api_key"),
+            }
+        return [moment.isoformat(timespec="minutes")], {
             "label": f"{moment.day} {moment:%b %Y}, {moment:%H}:00",
         }
     if flt.group_by == "model":
-        link = {**flt.as_params(), "model": value, "group_by": "day"}
         return [value, bucket.get("label") or value], {
             "label": bucket.get("label") or value,
             "detail": value,
-            "url": _url("billing:usage", link),
+            "url": _drill(flt, model=value, group_by=DRILL_GROUP_BY["model"]),
         }
-    if value is None:
-        return ["", "No key"], {"label": "No key"}
-    link = {**flt.as_params(), "api_key_id": value, "group_by": "day"}
-    return [value, bucket.get("label") or ""], {
-        "label": bucket.get("label") or "Unnamed key",
-        "detail": value,
-        "url": _url("billing:usage", link),
+    if flt.group_by == "api_key":
+        if value is None:
+            return ["", "No key"], {"label": "No key"}
+        return [value, bucket.get("label") or ""], {
+            "label": bucket.get("label") or "Unnamed key",
+            "detail": value,
+            "url": _drill(flt, api_key_id=value, group_by=DRILL_GROUP_BY["api_key"]),
+        }
+    key_id, model = bucket["api_key_id"], bucket["model"]
+    key_name = (bucket["key_name"] or "Unnamed key") if key_id else "No key"
+    model_name = bucket["model_name"] or model
+    narrower = {"model": model, "group_by": "day"}
+    if key_id:
+        narrower["api_key_id"] = key_id
+    key_cells = [key_id or "", bucket["key_name"] or ("" if key_id else "No key")]
+    model_cells = [model, model_name]
+    if flt.group_by == "key_model":
+        cells, label, group = key_cells + model_cells, model_name, key_name
+    else:
+        cells, label, group = model_cells + key_cells, key_name, model_name
+    return cells, {
+        "label": label,
+        "group": group,
+        "detail": model if flt.group_by == "key_model" else (key_id or ""),
+        "url": _drill(flt, **narrower),
+        "chart_label": f"{group} \N{MIDDLE DOT} {label}",
     }
 
 
-def _cells(row: dict) -> list[str]:
+def _cells(row: dict) -> list[dict]:
     return [
-        format_credits_exact(row[name]) if name == "credits" else intcomma(row[name])
+        {"micros": row[name], "money": True} if name == "credits" else {"text": intcomma(row[name])}
         for name, _ in USAGE_COLUMNS
     ]
 
@@ -300,50 +535,80 @@ def _cells(row: dict) -> list[str]:
 def _usage_table(report: UsageReport) -> dict:
     flt = report.filter
     rows = []
+    previous_group = None
     for bucket in report.buckets:
         _, shown = _bucket_cells(flt, bucket)
-        rows.append({**shown, "cells": _cells(bucket)})
+        # Pair views: the key (or model) heads its first row only, so its models read as a group.
+        first = shown.get("group") != previous_group
+        previous_group = shown.get("group")
+        rows.append({**shown, "first_of_group": first, "cells": _cells(bucket)})
+    pairs = flt.group_by in ("key_model", "model_key")
     return {
-        "bucket_heading": BUCKET_COLUMNS[flt.group_by][-1][1],
-        "title": f"By {dict(GROUP_BY_CHOICES)[flt.group_by].lower()}",
+        "bucket_heading": BUCKET_COLUMNS[flt.group_by][-1][1]
+        if not pairs
+        else BUCKET_COLUMNS[flt.group_by][3][1],
+        "group_heading": BUCKET_COLUMNS[flt.group_by][1][1] if pairs else "",
+        "title": VIEW_LABELS[flt.group_by] if pairs else f"{VIEW_LABELS[flt.group_by]}",
         "columns": [heading for _, heading in USAGE_COLUMNS],
         "rows": rows,
         "totals": _cells(report.totals),
     }
 
 
-def _scope(flt: UsageFilter) -> tuple[str, list[str]]:
+def _scope(flt: UsageFilter, zone: str) -> tuple[str, list[str]]:
     """The report's period and what it is narrowed to, in words."""
-    last = flt.until - timedelta(microseconds=1)
-    period = f"{flt.since.day} {flt.since:%b %Y} \N{EN DASH} {last.day} {last:%b %Y}"
+    first, last = flt.first_day, flt.last_day
+    period = f"{first.day} {first:%b %Y}"
+    if last != first:
+        period += f" \N{EN DASH} {last.day} {last:%b %Y}"
+    if flt.preset:
+        period = f"{PRESETS[flt.preset]}, {period}"
     scope = [f"Key {flt.api_key.name}" if flt.api_key else "All keys"]
     if flt.model:
         scope.append(flt.model.display_name)
     if flt.family:
         scope.append(f"{flt.family.capitalize()} models")
-    scope.append(f"by {dict(GROUP_BY_CHOICES)[flt.group_by].lower()}")
+    scope.append(VIEW_LABELS[flt.group_by].lower())
+    scope.append(zone)
     return period, scope
 
 
 def _usage_chart(report: UsageReport):
     flt = report.filter
-    title = (
-        "Spend by "
-        + {"day": "day", "hour": "hour", "model": "model", "api_key": "key"}[flt.group_by]
-    )
+    title = {
+        "day": "Spend by day",
+        "hour": "Spend by hour",
+        "model": "Spend by model",
+        "api_key": "Spend by key",
+        "key_model": "Spend by key and model",
+        "model_key": "Spend by model and key",
+    }[flt.group_by]
     if flt.group_by in ("day", "hour"):
+        links = {}
+        if flt.group_by == "day":
+            for bucket in report.buckets:
+                links[bucket["bucket"]] = _bucket_cells(flt, bucket)[1].get("url", "")
         return charts.time_columns(
             report.buckets,
-            since=flt.since,
-            until=flt.until,
+            since=flt.since.astimezone(flt.tz),
+            until=flt.until.astimezone(flt.tz),
             hourly=flt.group_by == "hour",
             id="usage-chart",
             title=title,
+            links=links,
+            zone=_zone_label(flt),
         )
-    items = [
-        (_bucket_cells(flt, bucket)[1]["label"], bucket["credits"]) for bucket in report.buckets
-    ]
+    items = []
+    for bucket in report.buckets:
+        shown = _bucket_cells(flt, bucket)[1]
+        items.append(
+            (shown.get("chart_label") or shown["label"], bucket["credits"], shown.get("url", ""))
+        )
     return charts.ranked_rows(items, id="usage-chart", title=title)
+
+
+def _zone_label(flt: UsageFilter) -> str:
+    return getattr(flt.tz, "key", None) or str(flt.tz)
 
 
 def _log_context(request, flt: UsageFilter, params: dict) -> dict:
@@ -370,25 +635,48 @@ def _log_context(request, flt: UsageFilter, params: dict) -> dict:
     }
 
 
+def _usage_filter(request, params) -> UsageFilter:
+    return usage_filter_from(
+        request.account, params, tz=request.account.zone, group_bys=CONSOLE_GROUP_BYS
+    )
+
+
+def _views(flt: UsageFilter) -> list[dict]:
+    """The report's other groupings, one click each, with the same filters."""
+    return [
+        {
+            "label": label,
+            "url": _url("billing:usage", {**flt.as_params(), "group_by": group_by}),
+            "current": group_by == flt.group_by,
+        }
+        for group_by, label in VIEW_LABELS.items()
+    ]
+
+
 @require_GET
 @account_view()
 def usage(request):
     account = request.account
     params = _params(request.GET, USAGE_PARAMS)
     page = "billing/usage.html"
+    zone = _zone_name(account)
     try:
-        flt = usage_filter_from(account, params)  # another account's key: 404
+        flt = _usage_filter(request, params)  # another account's key: 404
     except FilterError as error:
-        context = {"form": _usage_form(account, params, error=error), "filter_error": str(error)}
+        context = {
+            "form": _usage_form(account, params, error=error),
+            "filter_error": error.console,
+            "presets": _presets("billing:usage", params, ""),
+            "time_zone": zone,
+        }
         template = f"{page}#usage-report" if request.htmx else page
         response = render(request, template, context, status=422)
         return _push_filters(request, response, params)
     if request.htmx and request.htmx.target == "usage-log":
-        context = {**_log_context(request, flt, params), "log_focus": True}
+        context = {**_log_context(request, flt, params), "log_focus": True, "time_zone": zone}
         return render(request, f"{page}#usage-log", context)
     report = usage_report(account, flt)
-    shown = {**flt.as_params(), **params}
-    period, scope = _scope(flt)
+    period, scope = _scope(flt, zone)
     context = {
         "period": period,
         "scope": scope,
@@ -397,7 +685,10 @@ def usage(request):
         "filter": flt,
         "table": _usage_table(report),
         "chart": _usage_chart(report),
-        "csv_url": _url("billing:usage-export", shown),
+        "csv_url": _url("billing:usage-export", flt.as_params()),
+        "presets": _presets("billing:usage", flt.as_params(), flt.preset),
+        "views": _views(flt),
+        "time_zone": zone,
         **_log_context(request, flt, params),
     }
     response = render(request, f"{page}#usage-report" if request.htmx else page, context)
@@ -412,29 +703,44 @@ def _push_filters(request, response, params):
     return response
 
 
-# CSV cells starting like a formula are quoted, so a spreadsheet never runs a key's name.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _safe_cell(value: str) -> str:
-    return f"'{value}" if value.startswith(_FORMULA_STARTS) else value
+def _usage_words(request, flt: UsageFilter) -> tuple[str, str]:
+    """The report's filters in words (the CSV's first line) and as a file name."""
+    key = f"{flt.api_key.name} ({flt.api_key.public_id})" if flt.api_key else "all keys"
+    model = f"{flt.model.display_name} ({flt.model.slug})" if flt.model else "all models"
+    dates = flt.dates()
+    period = f"{dates['since']} to {dates['until']}"
+    if flt.preset:
+        period += f" ({PRESETS[flt.preset]})"
+    words = (
+        f"# ByteSpike usage of {request.account.name}; key: {key}; model: {model}; "
+        + (f"family: {flt.family}; " if flt.family else "")
+        + f"dates: {period}; time zone: {_zone_name(request.account)}; "
+        f"grouped: {VIEW_LABELS[flt.group_by].lower()}"
+    )
+    parts = ["bytespike-usage"]
+    if flt.api_key:
+        parts.append(f"key-{_slug(flt.api_key.name)}-{flt.api_key.public_id}")
+    if flt.model:
+        parts.append(f"model-{_slug(flt.model.slug)}")
+    if flt.family:
+        parts.append(flt.family)
+    parts += [f"{dates['since']}-to-{dates['until']}", f"by-{flt.group_by.replace('_', '-')}"]
+    return words, "-".join(parts) + ".csv"
 
 
 @require_GET
 @account_view()
 def usage_export(request):
-    """The bucket table of the current filter as CSV: one row per bucket, then the totals."""
+    """The bucket table of the current filter as CSV: a line naming the filters, the header, one
+    row per bucket, then the totals."""
     params = _params(request.GET, USAGE_PARAMS)
     try:
-        flt = usage_filter_from(request.account, params)
+        flt = _usage_filter(request, params)
     except FilterError as error:
-        return HttpResponse(str(error), status=422, content_type="text/plain; charset=utf-8")
+        return HttpResponse(error.console, status=422, content_type="text/plain; charset=utf-8")
     report = usage_report(request.account, flt)
-    shown = flt.as_params()
-    filename = f"bytespike-usage-{shown['since']}-to-{shown['until']}-by-{flt.group_by}.csv"
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    writer = csv.writer(response)
+    words, filename = _usage_words(request, flt)
+    response, writer = _csv_response(filename, words)
     bucket_columns = BUCKET_COLUMNS[flt.group_by]
     writer.writerow([name for name, _ in bucket_columns] + [name for name, _ in USAGE_COLUMNS])
     for bucket in report.buckets:

@@ -4,7 +4,7 @@ key's daily spend.
 The geometry is computed here and drawn by ``templates/partials/chart.html``: no chart library,
 no script and no inline styles (the CSP forbids them). Positions and sizes are SVG presentation
 attributes; colours are CSS classes (``series-0`` … ``series-7``) that the legends share.
-Amounts are micro-credits; days and hours are UTC, like the reports.
+Amounts are micro-credits; days and hours are in the report's time zone.
 """
 
 from dataclasses import dataclass, field
@@ -30,6 +30,7 @@ class Rect:
     height: float
     css: str
     title: str
+    url: str = ""  # where a click on the bar leads (the bucket's own report)
 
 
 @dataclass(frozen=True)
@@ -233,12 +234,20 @@ def time_columns(
     id: str,
     title: str,
     height: int = 240,
+    links: dict[str, str] | None = None,
+    zone: str = "UTC",
 ) -> Chart:
     """One column per day or hour between ``since`` and ``until`` (``usage_report`` buckets,
-    whose ``bucket`` is an ISO time); days and hours without usage stay empty."""
+    whose ``bucket`` is an ISO time; days are those of ``since``'s time zone); days and hours
+    without usage stay empty. ``links``: a bucket's drill-down URL, by its ``bucket``."""
+    links = links or {}
     step = timedelta(hours=1) if hourly else timedelta(days=1)
-    origin = since if hourly else since.replace(hour=0)
-    slots = max(1, ceil((until - origin) / step))
+    origin = since if hourly else since.replace(hour=0, minute=0, second=0, microsecond=0)
+    if hourly:
+        slots = max(1, ceil((until - origin) / step))
+    else:  # counted in dates: a day of a daylight-saving change is 23 or 25 hours long
+        last = (until - timedelta(microseconds=1)).date()
+        slots = max(1, (last - origin.date()).days + 1)
     chart = Chart(
         id=id,
         title=title,
@@ -254,7 +263,7 @@ def time_columns(
     total = sum(bucket["credits"] for bucket in buckets)
     unit = "hour" if hourly else "day"
     chart.description = (
-        f"Spend per {unit} (UTC), {format_credits_exact(total)} credits in all. "
+        f"Spend per {unit} ({zone}), {format_credits_exact(total)} credits in all. "
         "The table below lists every bucket."
     )
     peak = max((bucket["credits"] for bucket in buckets), default=0)
@@ -266,8 +275,8 @@ def time_columns(
     width = slot * 0.7 if slot >= 6 else slot
     offset = (slot - width) / 2
     for bucket in buckets:
-        moment = datetime.fromisoformat(bucket["bucket"])
-        index = int((moment - origin) / step)
+        moment = datetime.fromisoformat(bucket["bucket"]).astimezone(origin.tzinfo)
+        index = int((moment - origin) / step) if hourly else (moment.date() - origin.date()).days
         if not 0 <= index < slots or bucket["credits"] <= 0:
             continue
         bar = bucket["credits"] * scale
@@ -281,6 +290,7 @@ def time_columns(
                 "series-0",
                 f"{when}: {format_credits_exact(bucket['credits'])} credits, "
                 f"{bucket['calls']} calls",
+                links.get(bucket["bucket"], ""),
             )
         )
     if hourly and slots <= 72:
@@ -302,13 +312,15 @@ def time_columns(
         ]
     else:
         chart.x_ticks = _day_ticks(
-            [(origin + index * step).date() for index in range(slots)], chart.left, slot
+            [origin.date() + timedelta(days=index) for index in range(slots)], chart.left, slot
         )
     return chart
 
 
-def ranked_rows(items: list[tuple[str, int]], *, id: str, title: str) -> Chart:
-    """Horizontal bars, biggest first (``items`` are (label, micro-credits), already ranked)."""
+def ranked_rows(items: list[tuple], *, id: str, title: str) -> Chart:
+    """Horizontal bars, biggest first (``items`` are (label, micro-credits) or (label,
+    micro-credits, drill-down URL), already ranked)."""
+    items = [(item[0], item[1], item[2] if len(item) > 2 else "") for item in items]
     shown = items[:MAX_ROWS]
     row_height, label_width, value_width = 28, 200, 100
     top, bottom_margin = 8, 8
@@ -326,17 +338,17 @@ def ranked_rows(items: list[tuple[str, int]], *, id: str, title: str) -> Chart:
         bottom=height - bottom_margin,
         hidden_rows=max(0, len(items) - MAX_ROWS),
     )
-    total = sum(value for _, value in items)
+    total = sum(value for _, value, _ in items)
     chart.description = (
         f"Spend of {len(items)} bucket{'s' if len(items) != 1 else ''}, biggest first, "
         f"{format_credits_exact(total)} credits in all. The table below lists every bucket."
     )
-    peak = max((value for _, value in shown), default=0)
+    peak = max((value for _, value, _ in shown), default=0)
     if peak <= 0:
         chart.empty = True
         return chart
     scale = (chart.right - chart.left) / peak
-    for index, (label, value) in enumerate(shown):
+    for index, (label, value, url) in enumerate(shown):
         y = top + index * row_height
         bar = max(value * scale, 1.5 if value > 0 else 0)
         chart.rects.append(
@@ -347,6 +359,7 @@ def ranked_rows(items: list[tuple[str, int]], *, id: str, title: str) -> Chart:
                 18,
                 f"series-{min(index, SERIES_COLOURS - 1)}",
                 f"{label}: {format_credits_exact(value)} credits",
+                url,
             )
         )
         chart.rows.append(

@@ -188,8 +188,8 @@ def test_ledger_rows_show_kind_reference_signed_amount_and_balance_after(
     reference = bill(key, model, 1_250_000)
     html = client_for(world.viewer).get(reverse("billing:wallet")).text
     ledger = ledger_rows(html)
-    assert "Charge" in ledger and reference in ledger and "\N{MINUS SIGN}1.25 8.75" in ledger
-    assert "Top-up" in ledger and "pay_42" in ledger and "+10.00 10.00" in ledger
+    assert "Charge" in ledger and reference in ledger and "\N{MINUS SIGN}1.2500 8.7500" in ledger
+    assert "Top-up" in ledger and "pay_42" in ledger and "+10.0000 10.0000" in ledger
     # Every call holds before it settles: holds are in the ledger, shown on request.
     assert "Hold" not in ledger
     everything = client_for(world.viewer).get(reverse("billing:wallet"), {"kind": "all"}).text

@@ -59,7 +59,10 @@ def totals_cells(html: str) -> list[str]:
 
 
 def read_csv(response) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(response.content.decode())))
+    """The CSV's rows after its first line, which names the filters."""
+    first, *rows = csv.reader(io.StringIO(response.content.decode()))
+    assert first[0].startswith("# ByteSpike usage of ")
+    return rows
 
 
 # --- Access ----------------------------------------------------------------------------------
@@ -156,7 +159,7 @@ def test_a_date_as_until_includes_that_whole_day(world, client_for, usage):
     [
         ({"since": "yesterday"}, "Use a date"),
         ({"until": "2026-02-30"}, "Use a date"),
-        ({"since": "2026-05-02", "until": "2026-05-01"}, "must be after"),
+        ({"since": "2026-05-02", "until": "2026-05-01"}, "From must be on or before To."),
         ({"since": "2024-01-01", "until": "2026-01-01"}, "at most 400 days"),
         ({"group_by": "week"}, "group_by is one of"),
         ({"family": "audio"}, "family is one of"),
@@ -218,10 +221,16 @@ def test_table_totals_match_the_report_and_the_csv(world, client_for, usage, gro
         "0",
         "2",
         "0",
-        "4.000001",
+        "4.00",
     ]
     assert int(cells[0]) == report.totals["calls"]
-    assert cells[-1] == "4.000001" and report.totals["credits"] == 4_000_001
+    # The column's two decimals, the exact amount in the cell's data value and title.
+    exact = section(html, "usage-totals").split("</tr>")[0]
+    assert (
+        '<data class="amount" value="4.000001" title="Exactly 4.000001 credits" tabindex="0">'
+        in exact
+    )
+    assert report.totals["credits"] == 4_000_001
     rows = read_csv(client.get(EXPORT, params))
     header, *buckets, total = rows
     assert header[-8:] == [
@@ -235,7 +244,7 @@ def test_table_totals_match_the_report_and_the_csv(world, client_for, usage, gro
         "credits",
     ]
     assert total[0] == "Total"
-    assert total[-8:] == [cell.replace(",", "") for cell in cells]
+    assert total[-8:] == [cell.replace(",", "") for cell in cells[:-1]] + ["4.000001"]
     assert len(buckets) == len(report.buckets)
     assert sum(int(row[-8]) for row in buckets) == report.totals["calls"]
 
@@ -254,7 +263,8 @@ def test_csv_exports_exactly_the_current_filter(world, client_for, usage):
     today = timezone.now().date()
     assert [row[0] for row in days] == [(today - timedelta(days=2)).isoformat(), today.isoformat()]
     assert total[-1] == "2.000001" and total[1] == "2"
-    assert totals_cells(html)[-1] == "2.000001"
+    assert totals_cells(html)[-1] == "2.00"
+    assert 'value="2.000001"' in section(html, "usage-totals")
 
 
 def test_csv_by_key_has_ids_and_names_and_defuses_formulas(world, client_for, catalogue):
