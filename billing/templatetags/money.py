@@ -75,7 +75,7 @@ def money_cell(
         "shown": shown,
         "exact": exact,
         "value": to_credits(amount),
-        "rounded": format_credits_fixed(amount, int(places)) != format_credits_exact(amount),
+        "rounded": amount % 10 ** max(0, 6 - int(places)) != 0,
         "signed": signed,
         "note": note,
         "shortfall": shortfall,
