@@ -8,11 +8,12 @@ and never on the data plane's path: calls still running count once they settle.
 """
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from functools import cached_property
 
 from django.db.models import Max, Q, Sum
 
+from accounts.models import Account, zone_named
 from alerts.models import AlertRule, RuleKind
 from billing.limits import WINDOWS
 from billing.models import KeySpend, KeyTotal, UsageRollup, Wallet
@@ -40,9 +41,11 @@ class Condition:
     rearm_on_clear: bool = True
 
 
-def month_start(now: datetime) -> datetime:
-    """The calendar month's first moment, UTC (accounts have no time zone of their own)."""
-    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+def month_start(now: datetime, tz: tzinfo = UTC) -> datetime:
+    """The first moment of the calendar month ``now`` is in, in the account's time zone ``tz``
+    (its reports' months are those of that zone too)."""
+    local = now.astimezone(tz)
+    return datetime(local.year, local.month, 1, tzinfo=tz)
 
 
 class Figures:
@@ -59,10 +62,20 @@ class Figures:
         ).first() or (0, 0)
 
     @cached_property
+    def zone(self) -> tzinfo:
+        name = Account.objects.filter(pk=self.account_id).values_list("time_zone", flat=True)
+        return zone_named(name.first() or "UTC")
+
+    @property
+    def month(self) -> str:
+        """This month in the account's time zone, as 2026-11."""
+        return f"{self.now.astimezone(self.zone):%Y-%m}"
+
+    @cached_property
     def month_spend(self) -> int:
         return (
             UsageRollup.objects.filter(
-                account_id=self.account_id, hour__gte=month_start(self.now)
+                account_id=self.account_id, hour__gte=month_start(self.now, self.zone)
             ).aggregate(total=Sum("credits"))["total"]
             or 0
         )
@@ -144,7 +157,7 @@ def balance_conditions(rule: AlertRule, figures: Figures) -> list[Condition]:
 
 
 def monthly_spend_conditions(rule: AlertRule, figures: Figures) -> list[Condition]:
-    month = f"{figures.now:%Y-%m}"
+    month = figures.month
     spent = figures.month_spend
     return [
         Condition(

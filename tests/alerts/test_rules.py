@@ -164,6 +164,21 @@ def test_monthly_spend_fires_once_a_month(world, channels, spend, evaluate, rece
     assert [json.loads(r.body)["type"] for r in receiver.requests] == ["alert.monthly_spend"] * 2
 
 
+def test_monthly_spend_counts_the_month_of_the_accounts_time_zone(world, channels, spend, evaluate):
+    (webhook, _, _), _ = channels
+    world.account.time_zone = "America/New_York"  # UTC-4 in summer
+    world.account.save(update_fields=["time_zone"])
+    fund(world.account, 100)
+    rule(world, RuleKind.MONTHLY_SPEND, [webhook], threshold=10 * M)
+    # 1 July 02:00 UTC is still 30 June 22:00 in New York: June's spend.
+    spend(6, at=datetime(2031, 6, 15, 12, tzinfo=timezone.UTC))
+    spend(4, at=datetime(2031, 7, 1, 2, tzinfo=timezone.UTC))
+    (alert,) = evaluate(now=datetime(2031, 7, 1, 3, tzinfo=timezone.UTC))
+    assert alert.data["month"] == "2031-06" and alert.data["spent"] == 10
+    # 1 July 05:00 UTC is July in New York: a new month starts from nothing.
+    assert evaluate(now=datetime(2031, 7, 1, 5, tzinfo=timezone.UTC)) == []
+
+
 # --- Key quota and caps ---------------------------------------------------------------------------
 
 

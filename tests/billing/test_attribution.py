@@ -462,3 +462,16 @@ def test_the_api_keeps_its_groupings_and_utc(world, keys):
     flt = usage_filter_from(world.account, {"since": "2026-05-01", "until": "2026-05-01"})
     assert flt.since == datetime(2026, 5, 1, tzinfo=UTC)
     assert usage_report(world.account, flt).totals["calls"] == 0
+
+
+def test_the_dashboards_today_is_the_accounts_day(world, client_for, keys):
+    checkout, _ = keys
+    zone = "Pacific/Auckland"
+    set_zone(world.account, zone)
+    local_today = timezone.now().astimezone(ZoneInfo(zone)).date()
+    midnight = datetime(local_today.year, local_today.month, local_today.day, tzinfo=ZoneInfo(zone))
+    bill(checkout, _model("gpt-4.1"), 2 * M, at=midnight + timedelta(minutes=1))
+    bill(checkout, _model("gpt-4.1"), 5 * M, at=midnight - timedelta(hours=2))
+    html = client_for(world.owner).get(reverse("console:dashboard")).text
+    assert 'id="spend-today">2.00<' in html
+    assert "since 00:00 Pacific/Auckland" in html
