@@ -522,7 +522,13 @@ def _bucket_cells(flt: UsageFilter, bucket: dict) -> tuple[list[str], dict]:
         "detail": model if flt.group_by == "key_model" else (key_id or ""),
         "url": _drill(flt, **narrower),
         "chart_label": f"{group} \N{MIDDLE DOT} {label}",
+        # Both names must fit the chart's label column: each keeps its start.
+        "chart_short": f"{_clip(group)} \N{MIDDLE DOT} {_clip(label)}",
     }
+
+
+def _clip(text: str, limit: int = 13) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\N{HORIZONTAL ELLIPSIS}"
 
 
 def _cells(row: dict) -> list[dict]:
@@ -601,9 +607,9 @@ def _usage_chart(report: UsageReport):
     items = []
     for bucket in report.buckets:
         shown = _bucket_cells(flt, bucket)[1]
-        items.append(
-            (shown.get("chart_label") or shown["label"], bucket["credits"], shown.get("url", ""))
-        )
+        label = shown.get("chart_label") or shown["label"]
+        short = shown.get("chart_short") or ""
+        items.append((label, bucket["credits"], shown.get("url", ""), short))
     return charts.ranked_rows(items, id="usage-chart", title=title)
 
 

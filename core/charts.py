@@ -318,8 +318,9 @@ def time_columns(
 
 
 def ranked_rows(items: list[tuple], *, id: str, title: str) -> Chart:
-    """Horizontal bars, biggest first (``items`` are (label, micro-credits) or (label,
-    micro-credits, drill-down URL), already ranked)."""
+    """Horizontal bars, biggest first (``items`` are (label, micro-credits), optionally with a
+    drill-down URL and a shorter label to draw, already ranked)."""
+    shorts = {index: item[3] for index, item in enumerate(items) if len(item) > 3 and item[3]}
     items = [(item[0], item[1], item[2] if len(item) > 2 else "") for item in items]
     shown = items[:MAX_ROWS]
     row_height, label_width, value_width = 28, 200, 100
@@ -365,7 +366,7 @@ def ranked_rows(items: list[tuple], *, id: str, title: str) -> Chart:
         chart.rows.append(
             RowLabel(
                 _r(y + 14),
-                _shorten(label),
+                shorts.get(index) or _shorten(label),
                 label,
                 _r(chart.left + bar + 8),
                 format_credits(value),
