@@ -189,6 +189,22 @@ def _ledger_rows(request, entries) -> list[dict]:
     return rows
 
 
+LEDGER_CSV_CHUNK = 500
+
+
+def _ledger_rows_chunked(request, entries):
+    """``_ledger_rows`` for a whole ledger, a chunk at a time (one lookup of charges each)."""
+    size = LEDGER_CSV_CHUNK
+    chunk = []
+    for entry in entries.iterator(chunk_size=size):
+        chunk.append(entry)
+        if len(chunk) == size:
+            yield from _ledger_rows(request, chunk)
+            chunk = []
+    if chunk:
+        yield from _ledger_rows(request, chunk)
+
+
 def _source_links(source) -> dict:
     if source is None:
         return {}
@@ -317,7 +333,7 @@ def ledger_export(request):
     writer.writerow(LEDGER_CSV_COLUMNS)
     tz = request.account.zone
     net = 0
-    for row in _ledger_rows(request, entries.iterator(chunk_size=500)):
+    for row in _ledger_rows_chunked(request, entries):
         entry, source = row["entry"], row["source"]
         net += entry.amount
         lines = source.lines if source else ()

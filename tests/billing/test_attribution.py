@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from accounts.models import AuditEvent, Role
 from billing import holds
+from billing import views as billing_views
 from billing.batches import usage_batch_commit
 from billing.models import LedgerEntry
 from billing.reports import preset_days, usage_filter_from, usage_report
@@ -311,7 +312,10 @@ def test_a_filter_that_matches_nothing_keeps_the_table_with_an_empty_state(world
         assert 'class="empty-state"' in ledger and 'id="ledger-csv"' in ledger
 
 
-def test_the_ledger_csv_reconciles_with_the_page_and_names_its_filters(world, client_for, keys):
+def test_the_ledger_csv_reconciles_with_the_page_and_names_its_filters(
+    world, client_for, keys, monkeypatch
+):
+    monkeypatch.setattr(billing_views, "LEDGER_CSV_CHUNK", 7)  # charges looked up in chunks
     checkout, nightly = keys
     for n in range(30):  # more than a page of 25
         bill(checkout if n % 2 else nightly, _model("gpt-4.1"), 10_000 + n)
