@@ -570,7 +570,7 @@ def _usage_table(report: UsageReport) -> dict:
         if not pairs
         else BUCKET_COLUMNS[flt.group_by][3][1],
         "group_heading": BUCKET_COLUMNS[flt.group_by][1][1] if pairs else "",
-        "title": VIEW_LABELS[flt.group_by] if pairs else f"{VIEW_LABELS[flt.group_by]}",
+        "title": VIEW_LABELS[flt.group_by],
         "columns": [heading for _, heading in USAGE_COLUMNS],
         "rows": rows,
         "totals": _cells(report.totals),
