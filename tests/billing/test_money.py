@@ -5,7 +5,14 @@ from decimal import Decimal
 import pytest
 
 from catalogue.pricing import apply_multiplier
-from core.money import AmountError, credits_json, format_credits, to_micros
+from core.money import (
+    AmountError,
+    credits_json,
+    format_credits,
+    format_credits_fixed,
+    plain_credits,
+    to_micros,
+)
 
 
 @pytest.mark.parametrize(
@@ -45,3 +52,17 @@ def test_multiplier_rounds_half_up_to_whole_micros():
     assert apply_multiplier(1_000_000, Decimal("0.85")) == 850_000
     assert apply_multiplier(3, Decimal("0.5")) == 2
     assert apply_multiplier(0, Decimal("1.5")) == 0
+
+
+@pytest.mark.parametrize(
+    ("micros", "places", "shown"),
+    [(160_000, 4, "0.1600"), (26_923, 4, "0.0269"), (8_050, 4, "0.0081"), (5_000, 2, "0.01"),
+     (4_999, 2, "0.00"), (-1_005_000, 2, "-1.01"), (1_234_567_891, 2, "1,234.57"),
+     (0, 4, "0.0000")],
+)  # fmt: skip
+def test_a_column_figure_has_fixed_decimals_rounded_half_up(micros, places, shown):
+    assert format_credits_fixed(micros, places) == shown
+
+
+def test_csv_credits_are_exact_and_plain():
+    assert plain_credits(1_234_567_891) == "1234.567891" and plain_credits(8_050) == "0.008050"
