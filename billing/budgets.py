@@ -49,10 +49,6 @@ def _label(budget: Budget) -> str:
     return "the account's budget"
 
 
-def account_zone(account) -> ZoneInfo:
-    return ZoneInfo(getattr(account, "time_zone", "") or "UTC")
-
-
 def period_of(moment: datetime, zone: ZoneInfo) -> tuple[str, datetime, datetime]:
     """The calendar month ``moment`` is in, in ``zone``: its name, start and end."""
     local = moment.astimezone(zone)
@@ -72,7 +68,7 @@ def rules_for_account(account_id: int) -> tuple[tuple[BudgetRule, ...], str]:
         for b in budgets
         if b.monthly or b.lifetime
     )
-    return rules, str(account_zone(account))
+    return rules, str(account.zone)
 
 
 def limits_for(rules, zone: str, *, member_id: int | None, now: datetime) -> tuple:

@@ -24,7 +24,7 @@ def _list_context(request, **extra) -> dict:
     return {
         "months": statements.statement_months(request.account),
         "current": statements.current_month(request.account),
-        "zone": statements.account_zone(request.account),
+        "zone": request.account.zone,
         "wallet": wallet_of(request.account),
         "can_manage": request.membership.can(permissions.MANAGE_BILLING),
         **extra,

@@ -77,10 +77,6 @@ class Statement:
         return -next(amount for kind, _, amount in self.lines if kind == LedgerKind.CHARGE)
 
 
-def account_zone(account: Account) -> ZoneInfo:
-    return ZoneInfo(getattr(account, "time_zone", "") or "UTC")
-
-
 def parse_month(value: str) -> date:
     try:
         year, month = (int(part) for part in value.split("-"))
@@ -105,13 +101,13 @@ def month_bounds(month: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
 
 
 def current_month(account: Account, now: datetime | None = None) -> date:
-    local = (now or timezone.now()).astimezone(account_zone(account))
+    local = (now or timezone.now()).astimezone(account.zone)
     return date(local.year, local.month, 1)
 
 
 def statement_months(account: Account) -> list[date]:
     """The months with a statement, newest first: from the account's first ledger entry to now."""
-    zone = account_zone(account)
+    zone = account.zone
     first = LedgerEntry.objects.filter(account=account).aggregate(first=Min("created_at"))["first"]
     latest = current_month(account)
     if first is None:
@@ -125,7 +121,7 @@ def statement_months(account: Account) -> list[date]:
 
 
 def statement_for(account: Account, month: date) -> Statement:
-    zone = account_zone(account)
+    zone = account.zone
     start, end = month_bounds(month, zone)
     if month > current_month(account):
         raise MonthError(f"{month:%B %Y} has not started yet.")

@@ -99,7 +99,7 @@ def test_months_run_from_the_first_entry_to_now_and_the_future_has_none(world, h
 
 def test_a_charge_no_usage_row_explains_is_shown_so_the_statement_still_adds_up(world, history):
     last_month, _ = history
-    start, end = statements.month_bounds(last_month, statements.account_zone(world.account))
+    start, end = statements.month_bounds(last_month, world.account.zone)
     entry = LedgerEntry.objects.filter(
         account=world.account, kind="charge", created_at__gte=start, created_at__lt=end
     ).first()
