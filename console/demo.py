@@ -96,11 +96,19 @@ def _demo_keys(account: Account, user: User) -> list[ApiKey]:
         name = f"Demo key ({group.slug})"
         key = (
             api_keys_for_account(account)
-            .filter(name=name, group=group, status=KeyStatus.ACTIVE)
+            .filter(name__startswith=name, group=group, status=KeyStatus.ACTIVE)
+            .order_by("created_at", "id")
             .first()
         )
         if key is None:
-            key, _ = keys.api_key_issue(account=account, group=group, name=name, actor=user)
+            # Names are unique among the account's keys: a paused or revoked demo key keeps
+            # its name, so a new one takes the next free "Demo key (slug) 2", "3", ...
+            taken = set(api_keys_for_account(account).values_list("name", flat=True))
+            number = 2
+            free = name
+            while free in taken:
+                free, number = f"{name} {number}", number + 1
+            key, _ = keys.api_key_issue(account=account, group=group, name=free, actor=user)
         demo_keys.append(key)
     return demo_keys
 

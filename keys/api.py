@@ -64,6 +64,7 @@ def _limit(description: str):
     return Field(None, description=f"{description} {NO_LIMIT}")
 
 
+NAME = "Unique among the account's keys that are not deleted (409 key_name_taken otherwise)."
 QUOTA = "Lifetime spending cap in credits (1 credit = 1 USD), at most 6 decimals."
 CAP_5H = "Credits the key may spend in any 5 hours."
 CAP_1D = "Credits the key may spend in any 24 hours."
@@ -186,7 +187,7 @@ class KeyCreateIn(_KeyLimitsIn):
         },
     )
 
-    name: str = Field(max_length=MAX_NAME)
+    name: str = Field(max_length=MAX_NAME, description=NAME)
     group_id: StrictInt = Field(description="An id from GET /api/v1/groups/available.")
     quota: Credits | None = _limit(QUOTA)
     expires_in_days: Days | None = None
@@ -209,7 +210,7 @@ class KeyUpdateIn(_KeyLimitsIn):
         },
     )
 
-    name: str = Field(None, max_length=MAX_NAME)
+    name: str = Field(None, max_length=MAX_NAME, description=NAME)
     status: StatusIn = STATUS_IN
     quota: Credits | None = _limit(QUOTA)
     expires_in_days: Days = None
@@ -334,6 +335,15 @@ def keys_list(
     tags=["keys"],
     operation_id="keys_create",
     summary="Create a key",
+    openapi_extra={
+        "responses": {
+            "409": {
+                "description": "Another key of the account (not deleted) has this `name` "
+                "(code `key_name_taken`).",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            }
+        }
+    },
 )
 def key_create(request, payload: KeyCreateIn):
     """Create an inference key in one of your available groups. The response carries the
@@ -365,7 +375,8 @@ def key_detail(request, key_id: str):
     openapi_extra={
         "responses": {
             "409": {
-                "description": "`status` sent for a revoked key (code `key_revoked`).",
+                "description": "`status` sent for a revoked key (code `key_revoked`), or a "
+                "`name` another key of the account has (code `key_name_taken`).",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
             }
         }

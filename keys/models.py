@@ -124,6 +124,14 @@ class ApiKey(SecretKey):
             models.CheckConstraint(
                 condition=_none_or_positive(*LIMIT_FIELDS), name="apikey_limits_positive"
             ),
+            # Names tell keys apart in lists, usage rows and exports; a deleted key's name is
+            # free again (its row stays only so past usage keeps a name).
+            models.UniqueConstraint(
+                fields=["account", "name"],
+                condition=models.Q(deleted_at__isnull=True),
+                name="apikey_name_unique_in_account",
+                violation_error_message="A key with this name already exists.",
+            ),
         ]
 
     def may_call(self, slug: str) -> bool:

@@ -14,7 +14,7 @@ import string
 from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Account, User
@@ -52,6 +52,16 @@ class KeyRuleError(ValueError):
 class KeyCreationLimitedError(KeyRuleError):
     status = 429
     code = "rate_limit_exceeded"
+
+
+class KeyNameTakenError(KeyRuleError):
+    """Another key of the account (not deleted) already has this name."""
+
+    status = 409
+    code = "key_name_taken"
+
+    def __init__(self, name: str):
+        super().__init__(f"A key named “{name}” already exists.", "name")
 
 
 class KeyRevokedError(KeyRuleError):
@@ -102,6 +112,31 @@ def clean_name(name: str) -> str:
     if len(name) > MAX_NAME:
         raise KeyRuleError(f"Use at most {MAX_NAME} characters for the name.", "name")
     return name
+
+
+def _check_name_free(account: Account, name: str, *, exclude_pk: int | None = None) -> None:
+    """Names tell keys apart in lists and usage; the database constraint backs this check."""
+    others = ApiKey.objects.filter(account=account, name=name, deleted_at__isnull=True)
+    if exclude_pk is not None:
+        others = others.exclude(pk=exclude_pk)
+    if others.exists():
+        raise KeyNameTakenError(name)
+
+
+def _save_named(key: ApiKey, **save_options) -> None:
+    """Save inside the caller's transaction; a name taken meanwhile by a concurrent request is
+    the same clear refusal as one taken before."""
+    try:
+        with transaction.atomic():
+            key.save(**save_options)
+    except IntegrityError:
+        if (
+            ApiKey.objects.filter(account_id=key.account_id, name=key.name, deleted_at__isnull=True)
+            .exclude(pk=key.pk)
+            .exists()
+        ):
+            raise KeyNameTakenError(key.name) from None
+        raise
 
 
 def clean_cidrs(values, field: str) -> list[str]:
@@ -223,10 +258,12 @@ def api_key_issue(
         "expires_at": expires_at,
     }
     _check_limits(limits)
+    name = clean_name(name)
+    _check_name_free(account, name)
     key = ApiKey(
         account=account,
         group=group,
-        name=clean_name(name),
+        name=name,
         created_by=actor,
         created_via_key=via_key,
         ip_allowlist=clean_cidrs(list(ip_allowlist), "ip_allowlist"),
@@ -237,7 +274,7 @@ def api_key_issue(
     secret = _new_secret(INFERENCE_PREFIX)
     _store_secret(key, secret, INFERENCE_PREFIX)
     with transaction.atomic():
-        key.save()
+        _save_named(key)
         audit_record(
             account=account,
             actor=actor,
@@ -274,6 +311,10 @@ def api_key_update(
         _check_status_change(key, status)
     if "name" in changes:
         changes["name"] = clean_name(changes["name"])
+        if changes["name"] == key.name:
+            del changes["name"]
+        else:
+            _check_name_free(key.account, changes["name"], exclude_pk=key.pk)
     for field in ("ip_allowlist", "ip_denylist"):
         if field in changes:
             changes[field] = clean_cidrs(changes[field] or [], field)
@@ -288,7 +329,7 @@ def api_key_update(
         setattr(key, field, value)
     with transaction.atomic():
         if changes:
-            key.save(update_fields=list(changes))
+            _save_named(key, update_fields=list(changes))
             audit_record(
                 account=key.account,
                 actor=actor,

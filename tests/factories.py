@@ -96,9 +96,15 @@ class AIModelFactory(factory.django.DjangoModelFactory):
 
 def issue_key(account, group, **options):
     """A fresh inference key through the real service; returns (ApiKey, secret)."""
+    from keys.models import ApiKey
     from keys.services import api_key_issue
 
-    return api_key_issue(account=account, group=group, name=options.pop("name", "test"), **options)
+    name = options.pop("name", None)
+    if name is None:
+        # Key names are unique in an account: "test", then "test 2", "test 3", ...
+        taken = set(ApiKey.objects.filter(account=account).values_list("name", flat=True))
+        name = next(n for n in ("test", *(f"test {i}" for i in range(2, 10_000))) if n not in taken)
+    return api_key_issue(account=account, group=group, name=name, **options)
 
 
 def fund(account, credits: int = 100, reference: str | None = None):
