@@ -350,11 +350,22 @@ STATUS_NOTICES = {
 }
 
 
+def _key_row(request, key: ApiKey, *, status: int = 200):
+    """The key's row of the list, as the list's pause switch and revoke button swap it in."""
+    row = _present_key_with_spend(request, key)
+    return render(request, "keys/list.html#key-row", {"row": row}, status=status)
+
+
 def _key_status_change(request, key: ApiKey, status: str):
-    """Pause or resume; the key page's detail is rendered again, with what happened."""
+    """Pause or resume; the key page's detail, or its row when the list's switch asked, is
+    rendered again, with what happened."""
+    from_list = bool(request.htmx) and request.htmx.target == f"key-row-{key.public_id}"
     try:
         key = keys.api_key_update(key=key, actor=request.user, status=status)
     except keys.KeyRuleError as error:  # revoked meanwhile, or a status the buttons never send
+        if from_list:
+            key.refresh_from_db()
+            return _announce(_key_row(request, key, status=422), str(error))
         if not request.htmx:
             messages.error(request, str(error))
             return redirect("keys:key-detail", public_id=key.public_id)
@@ -368,6 +379,8 @@ def _key_status_change(request, key: ApiKey, status: str):
             **_key_usage(request, key),
         )
     done = f"{'Paused' if key.is_paused else 'Resumed'} {key.name}."
+    if from_list:
+        return _announce(_key_row(request, key), done)
     if not request.htmx:
         messages.success(request, done)
         return redirect("keys:key-detail", public_id=key.public_id)
@@ -400,9 +413,7 @@ def key_revoke(request, public_id):
     key = _key_for_change(request, public_id)
     key = keys.api_key_revoke(key=key, actor=request.user)
     if request.htmx and request.htmx.target == f"key-row-{key.public_id}":
-        row = _present_key_with_spend(request, key)
-        response = render(request, "keys/list.html#key-row", {"row": row})
-        return _announce(response, f"Revoked {key.name}.")
+        return _announce(_key_row(request, key), f"Revoked {key.name}.")
     if request.htmx:
         response = _render_detail(
             request,
