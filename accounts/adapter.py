@@ -22,6 +22,7 @@ from django.core.exceptions import PermissionDenied
 from django.utils.crypto import salted_hmac
 
 from core.http import client_ip
+from core.mail import as_text_email
 
 KNOWN_BROWSER_COOKIE = "known_browser"
 KNOWN_BROWSER_SALT = "accounts.known-browser"
@@ -46,6 +47,11 @@ def _known_accounts(request) -> list[str]:
 
 
 class AccountAdapter(DefaultAccountAdapter):
+    def render_mail(self, template_prefix, email, context, headers=None):
+        """allauth's e-mails (sign-up confirmation, password reset) in 7bit or 8bit text, so
+        the link in them stays whole where the mail is printed or read raw (core/mail.py)."""
+        return as_text_email(super().render_mail(template_prefix, email, context, headers))
+
     def get_user_display(self, user) -> str:
         return user.display_name
 

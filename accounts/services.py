@@ -6,7 +6,6 @@ from datetime import timedelta
 from urllib.parse import urljoin
 
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -15,6 +14,7 @@ from django.utils import timezone
 from accounts.models import Account, AuditEvent, Invitation, Membership, Role, User
 from accounts.signals import account_created
 from core import crypto
+from core.mail import send_text_mail
 
 
 class TeamError(Exception):
@@ -244,7 +244,7 @@ def invitation_email_deliver(*, invitation_id: int, digest: str, base_url: str) 
         "invitation": invitation,
         "accept_url": urljoin(base_url, reverse("accounts:invitation-accept", args=[token])),
     }
-    send_mail(
+    send_text_mail(
         subject=render_to_string("accounts/email/invitation_subject.txt", context).strip(),
         message=render_to_string("accounts/email/invitation_body.txt", context),
         from_email=None,

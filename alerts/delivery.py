@@ -18,10 +18,10 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.mail import send_mail
 from django.core.validators import validate_email
 
 from accounts.webhooks import WebhookSecretError, decode_secret
+from core.mail import send_text_mail
 from generation.callbacks.signing import USER_AGENT, payload_body, webhook_headers
 from generation.callbacks.targets import CallbackURLError, callback_target, exempt_host
 from generation.callbacks.transport import SendResult, callback_send, short_error
@@ -117,7 +117,7 @@ def _slack_body(message: Message) -> dict:
 def _send_email(target: Target, message: Message) -> SendResult:
     recipients = email_recipients(target.address)
     try:
-        send_mail(
+        send_text_mail(
             subject=f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}{message.subject}",
             message=message.text,
             from_email=None,

@@ -1,13 +1,13 @@
 """Emails about an account's wallet."""
 
 from django.conf import settings
-from django.core.mail import EmailMessage, send_mail
 from django.db.models import Q
 from django.template.loader import render_to_string
 
 from accounts.models import Membership, Role
 from accounts.permissions import VIEW_STATEMENTS, role_can
 from billing.models import Wallet
+from core.mail import TextEmailMessage, send_text_mail
 from core.money import format_credits
 
 # Who receives statements: every role that may read them.
@@ -30,7 +30,7 @@ def low_balance_email(*, account_id: int) -> int:
         "threshold": format_credits(wallet.low_balance_threshold),
         "site": settings.BYTESPIKE_PUBLIC_URL,
     }
-    send_mail(
+    send_text_mail(
         subject=render_to_string("billing/email/low_balance_subject.txt", context).strip(),
         message=render_to_string("billing/email/low_balance_body.txt", context),
         from_email=None,
@@ -76,7 +76,7 @@ def _statement_email(account, statement) -> int:
     if not recipients:
         return 0
     context = {"statement": statement, "site": settings.BYTESPIKE_PUBLIC_URL}
-    message = EmailMessage(
+    message = TextEmailMessage(
         subject=render_to_string("billing/email/statement_subject.txt", context).strip(),
         body=render_to_string("billing/email/statement_body.txt", context),
         to=recipients,
