@@ -13,9 +13,13 @@ from billing.reports import (
     usage_records,
 )
 from billing.selectors import wallet_of
+from catalogue.models import AIModel, Family
 from core import charts
+from core.http import public_base_url
 from generation.task_pages import tasks_recent_for_account
-from keys.selectors import api_keys_for_account
+from keys import snippets
+from keys.models import KeyStatus
+from keys.selectors import api_keys_for_account, groups_available
 
 RECENT = 6
 RECENT_TASKS = 5
@@ -47,4 +51,35 @@ def dashboard(request):
     }
     if not has_usage:
         context["has_keys"] = api_keys_for_account(account).exists()
+        context["get_started"] = _get_started(request)
     return render(request, "console/dashboard.html", context)
+
+
+def _get_started(request) -> dict:
+    """The dashboard's quick start until the account has usage: the base URL, the newest key
+    (masked: its secret was shown once), code that reads the key from $BYTESPIKE_API_KEY, and
+    the API docs."""
+    newest = (
+        api_keys_for_account(request.account)
+        .filter(status=KeyStatus.ACTIVE)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    model = snippets.text_model_for(newest) if newest else None
+    if model is None:
+        first_text = (
+            AIModel.objects.filter(
+                groups__in=groups_available(request.account), is_active=True, family=Family.TEXT
+            )
+            .order_by("slug")
+            .values_list("slug", flat=True)
+            .first()
+        )
+        model = first_text or "MODEL_ID"
+    base_url = public_base_url(request)
+    return {
+        "base_url": base_url,
+        "key": newest,
+        "model": model,
+        "snippets": snippets.quickstart(base_url=base_url, model=model, prefix="start"),
+    }

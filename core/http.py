@@ -16,3 +16,10 @@ def client_ip(request) -> str:
         if len(entries) >= hops:
             return entries[-hops]
     return request.META.get("REMOTE_ADDR", "")
+
+
+def public_base_url(request) -> str:
+    """Where callers reach this deployment, without a trailing slash: ``BYTESPIKE_PUBLIC_URL``
+    when it is set (behind a proxy the request may name an inner host), else this request's own
+    scheme and host. The gateway and the console share it: OpenAI SDKs add ``/v1``."""
+    return settings.BYTESPIKE_PUBLIC_URL or request.build_absolute_uri("/").rstrip("/")

@@ -21,8 +21,9 @@ from accounts.decorators import account_view
 from catalogue.models import AIModel, Family, RoutingGroup
 from catalogue.pricing import apply_multiplier
 from catalogue.selectors import models_in_group
+from core.http import public_base_url
 from core.money import format_credits, format_credits_exact
-from keys import selectors, spend
+from keys import selectors, snippets, spend
 from keys import services as keys
 from keys.forms import ApiKeyCreateForm, ApiKeyEditForm, ManagementKeyCreateForm
 from keys.models import ApiKey, KeyStatus
@@ -266,11 +267,19 @@ def key_create(request):
         except keys.KeyRuleError as error:
             form.add_rule_error(error, CREATE_FIELDS)
         else:
+            base_url = public_base_url(request)
+            model = snippets.text_model_for(key)
+            code = model and snippets.quickstart(
+                base_url=base_url, model=model, secret=secret, prefix="new-key"
+            )
             context = {
                 # A new key has spent nothing yet.
                 "new_row": present_key(key, request.membership, spend_30d=0, spend_total=0),
                 "secret": secret,
                 "key_count": selectors.api_keys_for_account(request.account).count(),
+                # Code with the secret in it: shown once, in this no-store answer, like the secret.
+                "base_url": base_url,
+                "snippets": code,
             }
             template = "keys/list.html#key-created" if request.htmx else full_page
             return _no_store(render(request, template, context))

@@ -137,7 +137,11 @@ def test_create_shows_the_secret_once_and_adds_the_row(world, client_for, group)
     key = ApiKey.objects.get(account=world.account, name="Backend")
     secret = response.text.split('id="new-key-secret"')[1].split('value="')[1].split('"')[0]
     assert secret.startswith("sk-byts-") and len(secret) >= 40
-    assert response.text.count(secret) == 1  # in the readonly input only
+    # In the readonly input and the four "Try it" snippets of the dialog only, not in the row.
+    assert response.text.count(secret) == 5
+    dialog, row = response.text.split("<template>")
+    assert dialog.count(secret) == 5 and secret not in row
+    assert dialog.count('<pre id="new-key-') == 4
     assert 'data-copy="#new-key-secret"' in response.text
     assert "shown again" in response.text
     # The new row comes out of band, at the top of the table, without the secret.
