@@ -34,7 +34,7 @@ from billing.models import UsageRecord
 from catalogue.models import AIModel, Family, RoutingGroup
 from catalogue.selectors import models_in_group
 from core.errors import ApiError
-from core.http import client_ip
+from core.http import client_ip, public_base_url
 from generation import services
 from generation.dataplane.base import json_body
 from generation.dataplane.errors import Protocol, error_response
@@ -44,6 +44,7 @@ from generation.files import retention_text
 from generation.providers import media
 from generation.routing import model_not_allowed, resolve_model_for
 from generation.task_pages import render_card
+from keys import snippets
 from keys.auth import KeyAuthError, KeyPrincipal, key_used, principal_for_console
 from keys.models import ApiKey, KeyStatus
 from keys.selectors import api_keys_for_account
@@ -478,6 +479,31 @@ async def chat(request):
     response["X-Request-ID"] = request.bytespike_request_id
     response["Cache-Control"] = "no-store"
     return response
+
+
+@require_POST
+@account_view(USE_PLAYGROUND)
+def chat_code(request):
+    """ "View code": the chat request the page just sent (the same JSON), as the gateway's
+    callers would send it to /v1/chat/completions, in curl and Python, built by ``chat_body``
+    as the chat itself is. The key's secret is never shown: the code reads $BYTESPIKE_API_KEY."""
+    try:
+        payload = _chat_payload(request)
+        key_id, model = payload.get("key"), payload.get("model")
+        if not isinstance(key_id, str) or not isinstance(model, str) or not model:
+            raise _invalid("Choose a key and a model.", "model")
+        principal = _principal(request, key_id)
+        if principal is None:
+            raise ApiError(404, "not_found", "No key you can use has this id.", "key")
+        body = chat_body(payload, model)
+    except ApiError as error:
+        return error_response(Protocol.OPENAI, error)
+    key = api_keys_for_account(request.account).get(pk=principal.key_id)
+    context = {
+        "key": key,
+        "snippets": snippets.chat_request(base_url=public_base_url(request), body=body),
+    }
+    return render(request, f"{PAGE}#chat-code", context)
 
 
 @require_GET

@@ -10,6 +10,7 @@ app_name = "generation"
 urlpatterns = [
     path("playground/", playground_views.playground, name="playground"),
     path("playground/chat/", playground_views.chat, name="playground-chat"),
+    path("playground/chat/code/", playground_views.chat_code, name="playground-chat-code"),
     path(
         "playground/usage/<str:request_id>/",
         playground_views.usage,

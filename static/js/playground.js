@@ -168,6 +168,14 @@
       input.focus();
     }
 
+    var request = {
+      key: fields.key.value,
+      model: fields.model.value,
+      system: fields.system.value,
+      temperature: fields.temperature.value,
+      max_tokens: fields.max_tokens.value,
+      messages: state.messages.slice(),
+    };
     fetch(form.action, {
       method: "POST",
       credentials: "same-origin",
@@ -176,14 +184,7 @@
         "Accept": "text/event-stream",
         "X-CSRFToken": fields.csrfmiddlewaretoken.value,
       },
-      body: JSON.stringify({
-        key: fields.key.value,
-        model: fields.model.value,
-        system: fields.system.value,
-        temperature: fields.temperature.value,
-        max_tokens: fields.max_tokens.value,
-        messages: state.messages.slice(),
-      }),
+      body: JSON.stringify(request),
       signal: controller.signal,
     }).then(function (response) {
       requestId = response.headers.get("X-Request-ID");
@@ -191,6 +192,9 @@
       if (!response.ok || type.indexOf("text/event-stream") !== 0) {
         return refusal(response).then(undo);
       }
+      // The gateway took this request: "View code" shows it as a caller would send it.
+      state.lastRequest = request;
+      form.querySelector("[data-chat-code]").hidden = false;
       return readStream(response, output, log).then(function (result) {
         var said = output.textContent;
         if (result.error) {
@@ -224,10 +228,40 @@
     });
   }
 
+  // "View code": the server writes the last request as curl and Python (the same JSON the chat
+  // sent, so the code is the request that was made), shown in the panel's dialog.
+  function viewCode(form) {
+    var state = stateOf(form);
+    if (!state.lastRequest) return;
+    var dialog = document.getElementById("chat-code-dialog");
+    fetch(form.dataset.codeUrl, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: {
+        "Content-Type": "application/json",
+        "X-CSRFToken": form.elements.csrfmiddlewaretoken.value,
+      },
+      body: JSON.stringify(state.lastRequest),
+    }).then(function (response) {
+      if (!response.ok) return refusal(response).then(function (message) { showError(form, message); });
+      return response.text().then(function (html) {
+        var box = dialog.querySelector("#chat-code");
+        box.innerHTML = html;
+        if (!dialog.open) dialog.showModal();
+        var copy = box.querySelector("[data-copy]");
+        if (copy) copy.focus();
+      });
+    }).catch(function () {
+      showError(form, "The code could not be loaded. Check your connection and try again.");
+    });
+  }
+
   function newChat(form) {
     var state = stateOf(form);
     if (state.controller) state.controller.abort();
     state.messages = [];
+    state.lastRequest = null;
+    form.querySelector("[data-chat-code]").hidden = true;
     var log = form.querySelector(".chat-log");
     log.querySelectorAll(".chat-msg").forEach(function (item) { item.remove(); });
     log.querySelector("[data-chat-empty]").hidden = false;
@@ -251,6 +285,8 @@
       if (state.controller) state.controller.abort();
     } else if (event.target.closest("[data-chat-new]")) {
       newChat(form);
+    } else if (event.target.closest("[data-chat-code]")) {
+      viewCode(form);
     }
   });
 
