@@ -256,8 +256,12 @@ def usage_report(account: Account, flt: UsageFilter) -> UsageReport:
     elif flt.group_by == "model":
         buckets = rows.annotate(bucket=F("model__slug"), label=F("model__display_name"))
     else:
-        buckets = rows.annotate(bucket=F("api_key__public_id"), label=F("api_key__name"))
+        buckets = rows.annotate(
+            bucket=F("api_key__public_id"), label=F("api_key__name"), last4=F("api_key__last4")
+        )
     group = ["bucket"] + (["label"] if flt.group_by in ("model", "api_key") else [])
+    if flt.group_by == "api_key":
+        group.append("last4")  # one per key: tells apart a deleted key and its namesake
     result = list(buckets.values(*group).annotate(**_sums()).order_by("bucket"))
     if flt.group_by in ("model", "api_key"):
         result.sort(key=lambda row: -(row["credits"] or 0))
@@ -319,7 +323,15 @@ def _bucket_fields(row: dict) -> dict:
     fields = {"bucket": bucket.isoformat() if isinstance(bucket, datetime) else bucket}
     if "label" in row:
         fields["label"] = row["label"]
+    if row.get("last4"):
+        fields["last4"] = row["last4"]
     return fields
+
+
+def key_label(name: str, last4: str | None) -> str:
+    """A key's name with the end of its masked secret: a deleted key and a live key may share
+    a name (names are unique only among keys not deleted)."""
+    return f"{name} (…{last4})" if last4 else name
 
 
 def usage_records(account: Account, flt: UsageFilter) -> QuerySet[UsageRecord]:
@@ -373,7 +385,7 @@ def daily_spend_by_key(account: Account, days: int = 30) -> tuple[list[date], li
     rows = (
         UsageRollup.objects.filter(account=account, hour__gte=local_midnight(first, tz))
         .annotate(day=TruncDay("hour", tzinfo=tz))
-        .values("day", "api_key__public_id", "api_key__name")
+        .values("day", "api_key__public_id", "api_key__name", "api_key__last4")
         .annotate(credits=Sum("credits"))
     )
     days_list = [first + timedelta(days=i) for i in range(days)]
@@ -381,7 +393,14 @@ def daily_spend_by_key(account: Account, days: int = 30) -> tuple[list[date], li
     for row in rows:
         key = row["api_key__public_id"] or "—"
         entry = series.setdefault(
-            key, {"key": key, "name": row["api_key__name"] or "Deleted key", "days": {}}
+            key,
+            {
+                "key": key,
+                "name": key_label(row["api_key__name"], row["api_key__last4"])
+                if row["api_key__name"]
+                else "Deleted key",
+                "days": {},
+            },
         )
         entry["days"][row["day"].date()] = row["credits"] or 0
     ordered = sorted(series.values(), key=lambda s: -sum(s["days"].values()))

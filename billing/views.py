@@ -42,6 +42,7 @@ from billing.reports import (
     UsageFilter,
     UsageReport,
     charge_sources,
+    key_label,
     ledger_filter_from,
     ledger_for_account,
     usage_filter_from,
@@ -516,7 +517,11 @@ def _bucket_cells(flt: UsageFilter, bucket: dict) -> tuple[list[str], dict]:
         if value is None:
             return ["", "No key"], {"label": "No key"}
         return [value, bucket.get("label") or ""], {
-            "label": bucket.get("label") or "Unnamed key",
+            # The CSV has the key's id in a column of its own; the table and chart add the end
+            # of its masked secret to its name: a deleted key and a live one may share a name.
+            "label": key_label(bucket["label"], bucket.get("last4"))
+            if bucket.get("label")
+            else "Unnamed key",
             "detail": value,
             "url": _drill(flt, api_key_id=value, group_by=DRILL_GROUP_BY["api_key"]),
         }
