@@ -92,3 +92,19 @@ def test_demo_ledger_reads_in_date_order_with_no_jump_in_balance_after(monkeypat
     for before, after in itertools.pairwise(everything):
         assert after.balance_after == before.balance_after + after.amount
         assert after.held_after == before.held_after + after.held_change
+
+
+@pytest.mark.django_db
+def test_seeding_again_after_a_demo_key_was_paused_issues_one_under_the_next_free_name(
+    monkeypatch,
+):
+    monkeypatch.setenv("BYTESPIKE_DEMO_PASSWORD", "demo-pass-123")
+    seed_demo()
+    paused = ApiKey.objects.get(name="Demo key (default)")
+    ApiKey.objects.filter(pk=paused.pk).update(status=KeyStatus.PAUSED)
+
+    result = seed_demo()  # key names are unique: the paused key keeps its name
+
+    fresh = ApiKey.objects.get(name="Demo key (default) 2")
+    assert fresh.status == KeyStatus.ACTIVE and result["keys"]["default"].endswith(fresh.last4)
+    assert ApiKey.objects.get(pk=paused.pk).status == KeyStatus.PAUSED

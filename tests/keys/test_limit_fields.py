@@ -1,6 +1,8 @@
 """The key form's limits in the console: quota and the credit caps, requests per minute, tokens
 per minute and calls at once. Empty is no limit; 0 is refused with a pointer to Pause."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -177,3 +179,29 @@ def test_the_key_page_and_list_show_request_limits(world, client_for, group):
     assert "at once" not in limited_row
     free_row = listing.split(f'id="key-row-{free.public_id}"')[1].split("</tr>")[0]
     assert "rpm" not in free_row and free_row.count("Unlimited") == 2  # quota and rate
+
+
+def field_group(text: str, field: str) -> str:
+    """The field's own group in the form: its label, input, help and errors."""
+    chunks = re.split(r'(?=<div class="field[ "])', text)
+    (group,) = [chunk for chunk in chunks if f'name="{field}"' in chunk]
+    return group
+
+
+@pytest.mark.parametrize("field", LIMIT_FIELDS)
+def test_zero_is_refused_next_to_its_own_field_on_create_and_edit_and_stays_zero(
+    world, client_for, group, field
+):
+    client = client_for(world.owner)
+    key, _ = issue_key(world.account, group, name="Existing", actor=world.owner)
+
+    for response in (create(client, group, **{field: "0"}), edit(client, key, **{field: "0"})):
+        assert response.status_code == 422 and "Saved." not in response.text
+        own = field_group(response.text, field)
+        assert 'class="field-errors"' in own and PAUSE_HINT in own
+        assert f'id="id_{field}_error"' in own and 'aria-invalid="true"' in own
+        assert 'value="0"' in own  # what was typed stays, never shown back as "Unlimited"
+        others = [f for f in LIMIT_FIELDS if f != field]
+        assert all(PAUSE_HINT not in field_group(response.text, f) for f in others)
+    key.refresh_from_db()
+    assert getattr(key, field) is None and ApiKey.objects.count() == 1
