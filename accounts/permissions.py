@@ -12,6 +12,7 @@ MANAGE_ALERTS = "manage_alerts"
 VIEW_AUDIT = "view_audit"
 MANAGE_BILLING = "manage_billing"
 VIEW_STATEMENTS = "view_statements"
+TOP_UP = "top_up"  # buy credits with a payment (billing/topups.py)
 MANAGE_MEMBERS = "manage_members"
 MANAGE_ACCOUNT = "manage_account"
 SET_TIME_ZONE = "set_time_zone"  # the zone reports read days and months in
@@ -32,6 +33,7 @@ ROLES_WITH = {
     VIEW_AUDIT: _ADMINS,
     MANAGE_BILLING: _OWNERS,
     VIEW_STATEMENTS: _OWNERS,
+    TOP_UP: _ADMINS,
     MANAGE_MEMBERS: _OWNERS,
     MANAGE_ACCOUNT: _OWNERS,
     SET_TIME_ZONE: _ADMINS,

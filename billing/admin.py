@@ -1,4 +1,5 @@
-"""Staff tools: wallets with audited credit/debit, the ledger (read-only), redemption batches."""
+"""Staff tools: wallets with audited credit/debit, the ledger and payments (read-only),
+redemption batches."""
 
 import csv
 
@@ -13,6 +14,7 @@ from billing import errors, redemption, services
 from billing.models import (
     Hold,
     LedgerEntry,
+    Payment,
     RedemptionBatch,
     RedemptionCode,
     UsageRecord,
@@ -208,3 +210,17 @@ class RedemptionBatchAdmin(admin.ModelAdmin):
 class RedemptionCodeAdmin(ReadOnlyAdmin):
     list_display = ["__str__", "batch", "redeemed_at", "account"]
     list_filter = ["batch"]
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyAdmin):
+    """Top-ups bought through a payment provider; the webhook is what turns one paid."""
+
+    list_display = ["public_id", "account", "provider", "amount_credits", "status", "created_at"]
+    list_filter = ["status", "provider"]
+    search_fields = ["public_id", "provider_payment_id", "account__name", "account__public_id"]
+    raw_id_fields = ["account", "created_by"]
+
+    @admin.display(description="Amount")
+    def amount_credits(self, obj):
+        return format_credits(obj.amount)

@@ -8,6 +8,7 @@ are typed in credits and parsed with ``core.money``.
 
 from django import forms
 
+from billing.errors import BillingError
 from billing.models import LedgerKind
 from billing.reports import FilterError
 from catalogue.models import Family
@@ -105,3 +106,22 @@ class ThresholdForm(forms.Form):
             return to_micros(self.cleaned_data["threshold"].replace(",", ""))
         except AmountError as error:
             raise forms.ValidationError(str(error)) from None
+
+
+class TopUpForm(forms.Form):
+    amount = forms.CharField(
+        label="Amount (credits)",
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
+    )
+
+    def clean_amount(self) -> int:
+        from billing.topups import top_up_amount_check  # topups imports the payment providers
+
+        try:
+            amount = to_micros(self.cleaned_data["amount"].replace(",", ""), allow_zero=False)
+            top_up_amount_check(amount)
+        except AmountError as error:
+            raise forms.ValidationError(str(error)) from None
+        except BillingError as error:
+            raise forms.ValidationError(error.message) from None
+        return amount

@@ -28,3 +28,8 @@ def prune_key_spend() -> int:
 @shared_task
 def send_statements() -> int:
     return notifications.statement_emails_send()
+
+
+@shared_task
+def payment_receipt(payment_id: int) -> int:
+    return notifications.payment_receipt_email(payment_id=payment_id)

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from accounts.models import Account
 from catalogue.models import RoutingGroup
+from core.ids import new_public_id
 from keys.models import ApiKey
 
 
@@ -390,3 +391,63 @@ class Budget(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope} budget of {self.account}"
+
+
+class PaymentStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PAID = "paid", "Paid"
+    FAILED = "failed", "Failed"
+
+
+def new_payment_id() -> str:
+    return new_public_id("pay")
+
+
+class Payment(models.Model):
+    """A top-up bought through a payment provider (billing/payments/). The row is written before
+    the provider is called; its webhook turns it paid (and credits the wallet) exactly once."""
+
+    public_id = models.CharField(max_length=40, unique=True, default=new_payment_id)
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="payments")
+    provider = models.CharField(max_length=16)
+    # The provider's id for it (a Stripe Checkout Session id, a sandbox id): set when the
+    # checkout is created, and the ledger entry's reference.
+    provider_payment_id = models.CharField(max_length=255, blank=True, default="")
+    amount = models.BigIntegerField()
+    status = models.CharField(
+        max_length=8, choices=PaymentStatus.choices, default=PaymentStatus.PENDING
+    )
+    failure = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    paid_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["account", "-created_at"], name="payment_account_recent"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "provider_payment_id"],
+                condition=~models.Q(provider_payment_id=""),
+                name="payment_provider_id_unique",
+            ),
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="payment_amount_gt_0"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=PaymentStatus.values), name="payment_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status="paid") | models.Q(paid_at__isnull=False),
+                name="payment_paid_has_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.status} {self.amount}"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status != PaymentStatus.PENDING

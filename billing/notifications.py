@@ -1,4 +1,4 @@
-"""Emails about an account's wallet."""
+"""Emails about an account's wallet: the low-balance alert, monthly statements, top-up receipts."""
 
 from django.conf import settings
 from django.db.models import Q
@@ -6,7 +6,7 @@ from django.template.loader import render_to_string
 
 from accounts.models import Membership, Role
 from accounts.permissions import VIEW_STATEMENTS, role_can
-from billing.models import Wallet
+from billing.models import LedgerEntry, Payment, PaymentStatus, Wallet
 from core.mail import TextEmailMessage, send_text_mail
 from core.money import format_credits
 
@@ -88,3 +88,25 @@ def _statement_email(account, statement) -> int:
 
 def statement_filename(statement) -> str:
     return f"bytespike-statement-{statement.account.public_id}-{statement.slug}.pdf"
+
+def payment_receipt_email(*, payment_id: int) -> int:
+    """The receipt of a paid top-up, to the member who paid."""
+    payment = Payment.objects.select_related("account", "created_by").get(pk=payment_id)
+    if payment.status != PaymentStatus.PAID or payment.created_by is None:
+        return 0
+    key = f"topup:{payment.provider_payment_id}"
+    entry = LedgerEntry.objects.filter(idempotency_key=key).first()
+    context = {
+        "payment": payment,
+        "account": payment.account,
+        "amount": format_credits(payment.amount),
+        "balance_after": format_credits(entry.balance_after) if entry else "",
+        "site": settings.BYTESPIKE_PUBLIC_URL,
+    }
+    send_text_mail(
+        subject=render_to_string("billing/email/payment_receipt_subject.txt", context).strip(),
+        message=render_to_string("billing/email/payment_receipt_body.txt", context),
+        from_email=None,
+        recipient_list=[payment.created_by.email],
+    )
+    return 1

@@ -373,6 +373,18 @@ def spend_summary(account: Account) -> dict:
     return {name: value or 0 for name, value in totals.items()}
 
 
+RUNWAY_DAYS = 7
+
+
+def runway_days(account: Account, available: int) -> int | None:
+    """How many days ``available`` lasts at the last seven days' average spend (whole days,
+    rounded down); None when nothing was spent."""
+    spent = spend_since(account, timezone.now() - timedelta(days=RUNWAY_DAYS))
+    if spent <= 0:
+        return None
+    return max(available, 0) * RUNWAY_DAYS // spent
+
+
 def _since(moment):
     return Q(hour__gte=moment)
 

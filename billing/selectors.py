@@ -5,11 +5,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.db import connection
+from django.shortcuts import get_object_or_404
 from django.utils.dateparse import parse_datetime
 
 from accounts.models import Account
 from billing.limits import WINDOWS, KeyUsage, key_caps, key_usage_from
-from billing.models import Hold, HoldStatus, KeySpend, KeyTotal, UsageRollup, Wallet
+from billing.models import Hold, HoldStatus, KeySpend, KeyTotal, Payment, UsageRollup, Wallet
 from billing.services import WalletState
 
 
@@ -137,3 +138,14 @@ def holds_open_by_kind() -> dict[str, tuple[int, int]]:
         .annotate(count=Count("id"), amount=Sum("amount"))
     }
     return {kind: found.get(kind, (0, 0)) for kind in HoldKind.values}
+
+
+def payment_get_for_account(*, account: Account, public_id: str) -> Payment:
+    """One of the account's payments; 404 for anyone else's."""
+    return get_object_or_404(
+        Payment.objects.select_related("created_by"), account=account, public_id=public_id
+    )
+
+
+def payments_for_account(account: Account, *, limit: int = 10) -> list[Payment]:
+    return list(Payment.objects.filter(account=account).select_related("created_by")[:limit])

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from billing import statement_views, views
+from billing import payment_views, statement_views, views
 
 app_name = "billing"
 
@@ -16,6 +16,18 @@ urlpatterns = [
         "wallet/statements/<str:month>.pdf",
         statement_views.statement_download,
         name="statement-pdf",
+    ),
+    path("wallet/top-up/", payment_views.top_up, name="top-up"),
+    path("wallet/top-up/<str:payment_id>/", payment_views.payment, name="payment"),
+    path(
+        "wallet/top-up/<str:payment_id>/sandbox/",
+        payment_views.sandbox_checkout,
+        name="sandbox-checkout",
+    ),
+    path(
+        "webhooks/payments/<str:provider>/",
+        payment_views.payment_webhook,
+        name="payment-webhook",
     ),
     path("usage/", views.usage, name="usage"),
     path("usage/export.csv", views.usage_export, name="usage-export"),

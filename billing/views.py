@@ -45,6 +45,7 @@ from billing.reports import (
     key_label,
     ledger_filter_from,
     ledger_for_account,
+    runway_days,
     usage_filter_from,
     usage_record_count,
     usage_records,
@@ -360,9 +361,11 @@ def ledger_export(request):
 def _wallet_context(request, **extra) -> dict:
     wallet = extra.pop("wallet", None) or wallet_of(request.account)
     can_manage = request.membership.can(permissions.MANAGE_BILLING)
+    runway = runway_days(request.account, wallet.available)
     context = {
         "wallet": wallet,
         "can_manage": can_manage,
+        "runway": runway,
         "can_view_statements": request.membership.can(permissions.VIEW_STATEMENTS),
     }
     if can_manage:

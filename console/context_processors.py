@@ -31,7 +31,13 @@ NAV_PERMISSIONS = {"alerts:alerts": MANAGE_ALERTS}
 NAV_ALSO = {
     "keys:keys": ("keys:key-", "keys:management-key"),
     "accounts:settings": ("accounts:audit", "generation:webhook", "generation:delivery"),
-    "billing:wallet": ("billing:redeem", "billing:threshold"),
+    "billing:wallet": (
+        "billing:redeem",
+        "billing:threshold",
+        "billing:top-up",
+        "billing:payment",
+        "billing:sandbox-checkout",
+    ),
     "generation:playground": ("generation:playground-",),
     "generation:tasks": ("generation:task-",),
     "generation:channels": ("generation:channel-",),

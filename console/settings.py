@@ -479,6 +479,38 @@ else:
 BYTESPIKE_SANDBOX_VIDEO_SECONDS = float(os.environ.get("BYTESPIKE_SANDBOX_VIDEO_SECONDS", "6"))
 BYTESPIKE_INVITATION_DAYS = 7
 
+# --- Payments -------------------------------------------------------------------------------
+# Top-ups (docs/payments.md). BYTESPIKE_PAYMENT_PROVIDER is "stripe" (Stripe Checkout), "sandbox"
+# (offline: our own checkout page pays at once, which grants credits for nothing, so it is for
+# the embedded default and demos) or "none" (the top-up page says payments are not set up).
+# Unset: stripe when STRIPE_SECRET_KEY is set, else sandbox on the embedded default (no
+# DATABASE_URL), else none, so a production install never gives credits away by default.
+STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
+STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
+BYTESPIKE_PAYMENT_PROVIDER = os.environ.get("BYTESPIKE_PAYMENT_PROVIDER", "").strip().lower() or (
+    "stripe" if STRIPE_SECRET_KEY else "none" if os.environ.get("DATABASE_URL") else "sandbox"
+)
+if BYTESPIKE_PAYMENT_PROVIDER not in {"stripe", "sandbox", "none"}:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("BYTESPIKE_PAYMENT_PROVIDER is stripe, sandbox or none.")
+if BYTESPIKE_PAYMENT_PROVIDER == "stripe" and not (STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "The stripe payment provider needs STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET."
+    )
+if BYTESPIKE_PAYMENT_PROVIDER == "stripe":
+    # The top-up form posts here and is redirected to Stripe's hosted checkout.
+    SECURE_CSP["form-action"] = [*SECURE_CSP["form-action"], "https://checkout.stripe.com"]
+# The sandbox provider signs its webhook events with this local secret.
+BYTESPIKE_SANDBOX_PAYMENT_SECRET = os.environ.get(
+    "BYTESPIKE_SANDBOX_PAYMENT_SECRET"
+) or read_or_create(DATA_DIR / "sandbox_payment_secret", lambda: secrets.token_urlsafe(32))
+# One top-up's bounds, in credits (1 credit = 1 USD).
+BYTESPIKE_TOP_UP_MIN = int(os.environ.get("BYTESPIKE_TOP_UP_MIN", "5"))
+BYTESPIKE_TOP_UP_MAX = int(os.environ.get("BYTESPIKE_TOP_UP_MAX", "10000"))
+
 # --- Callbacks --------------------------------------------------------------------------------
 # Task callbacks (generation/callbacks/). Plain-HTTP callback URLs and the exempt hosts are
 # for local development and tests only: in production callbacks go to public HTTPS URLs.
