@@ -251,8 +251,11 @@ def estimate(request):
 # --- Form answers ----------------------------------------------------------------------------
 
 
-def _form_error(request, form: str, *, key_id: str, slug: str, message: str, param=None):
-    """Re-render ``form`` (``task-form`` or ``image-form``) with the message, in place (422)."""
+def _form_error(
+    request, form: str, *, key_id: str, slug: str, message: str, param=None, code: str = ""
+):
+    """Re-render ``form`` (``task-form`` or ``image-form``) with the message, in place (422);
+    a 402 from the wallet (``code``) comes with a link to the top-up page."""
     keys = playground_keys(request.membership)
     key, models, model = _choose(keys, key_id, slug)
     if model is None or model.slug != slug:  # a stale page: the form of a model it may use
@@ -263,7 +266,13 @@ def _form_error(request, form: str, *, key_id: str, slug: str, message: str, par
         field = ""  # not a field of the form (the model, say): the message goes on top
     values = request.POST.dict()
     context = _panel_context(
-        request, key, model, values=values, form_error=message, error_field=field
+        request,
+        key,
+        model,
+        values=values,
+        form_error=message,
+        form_error_code=code,
+        error_field=field,
     )
     response = render(request, f"{PAGE}#{form}", context, status=422)
     response = retarget(response, f"#{form}")
@@ -312,7 +321,7 @@ def task_submit(request):
     except (services.TaskError, BillingError) as error:
         return _form_error(
             request, "task-form", key_id=key_id, slug=slug, message=error.message,
-            param=error.param,
+            param=error.param, code=error.code,
         )  # fmt: skip
     task = submitted.task
     if not request.htmx:
@@ -388,7 +397,7 @@ async def images(request):
     except ApiError as error:
         return await sync_to_async(_form_error)(
             request, "image-form", key_id=key_id, slug=slug, message=error.message,
-            param=error.param,
+            param=error.param, code=error.code,
         )  # fmt: skip
     return await sync_to_async(_render_images)(
         request, model_slug=slug, options={**options, "edited": edit}, items=items

@@ -47,10 +47,13 @@
     return item;
   }
 
-  function showError(form, message) {
+  function showError(form, message, code) {
     var box = form.querySelector(".chat-error");
     box.textContent = message || "";
     box.hidden = !message;
+    // A 402 from the wallet: the way out is a top-up.
+    var topUp = form.querySelector(".chat-top-up");
+    if (topUp) topUp.hidden = code !== "insufficient_balance";
   }
 
   function setBusy(form, busy) {
@@ -60,18 +63,21 @@
     form.querySelector(".chat-log").setAttribute("aria-busy", busy ? "true" : "false");
   }
 
+  // What a refused call says, and its error code when the answer is the API's JSON error.
   function refusal(response) {
     if (response.redirected) {
-      return Promise.resolve("Your session has ended: reload the page and sign in again.");
+      return Promise.resolve({ message: "Your session has ended: reload the page and sign in again." });
     }
     return response.text().then(function (text) {
       try {
         var body = JSON.parse(text);
-        if (body && body.error && body.error.message) return body.error.message;
+        if (body && body.error && body.error.message) {
+          return { message: body.error.message, code: body.error.code };
+        }
       } catch (ignored) { /* an HTML error page */ }
-      if (response.status === 403) return "Your role in this account does not allow this.";
-      if (response.status === 404) return "This key can no longer be used here. Reload the page.";
-      return "The request failed (HTTP " + response.status + "). Try again.";
+      if (response.status === 403) return { message: "Your role in this account does not allow this." };
+      if (response.status === 404) return { message: "This key can no longer be used here. Reload the page." };
+      return { message: "The request failed (HTTP " + response.status + "). Try again." };
     });
   }
 
@@ -155,7 +161,7 @@
       if (note) answer.appendChild(element("p", "chat-note small muted", note));
     }
 
-    function undo(message) {
+    function undo(message, code) {
       // The turn did not happen: take it back and give the text back for another try.
       state.messages.pop();
       question.remove();
@@ -163,7 +169,7 @@
       if (!log.querySelector(".chat-msg")) log.querySelector("[data-chat-empty]").hidden = false;
       input.value = text;
       finish("");
-      showError(form, message);
+      showError(form, message, code);
       announce(message);
       input.focus();
     }
@@ -190,7 +196,7 @@
       requestId = response.headers.get("X-Request-ID");
       var type = response.headers.get("Content-Type") || "";
       if (!response.ok || type.indexOf("text/event-stream") !== 0) {
-        return refusal(response).then(undo);
+        return refusal(response).then(function (refused) { undo(refused.message, refused.code); });
       }
       // The gateway took this request: "View code" shows it as a caller would send it.
       state.lastRequest = request;

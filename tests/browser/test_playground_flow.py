@@ -170,6 +170,25 @@ def test_a_stopped_answer_is_billed_for_what_was_written(site, page, team):
     assert Wallet.objects.get(account=account).held == 0
 
 
+def test_a_chat_the_wallet_cannot_cover_offers_a_top_up(site, page, team, settings):
+    from billing.services import wallet_admin_adjust
+
+    settings.BYTESPIKE_PAYMENT_PROVIDER = "sandbox"
+    owner, _, account, key = team
+    balance = Wallet.objects.get(account=account).balance
+    wallet_admin_adjust(account=account, amount=-balance, actor=owner, note="spent")
+    errors = sign_in(page, site, owner.email)
+    open_playground(page, site, key, "gemini-2.5-flash")
+    page.get_by_label("Message", exact=True).fill("Hello")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("#chat-error")).to_contain_text("available")
+    top_up = page.locator(".chat-top-up").get_by_role("link", name="Top up")
+    expect(top_up).to_be_visible()
+    top_up.click()
+    expect(page.get_by_role("heading", name="Top up", exact=True)).to_be_visible()
+    assert errors == []
+
+
 def test_generated_images_appear(site, page, shot, team):
     owner, _, account, key = team
     errors = sign_in(page, site, owner.email)

@@ -482,6 +482,25 @@ def test_a_task_from_the_playground_stops_at_the_keys_quota(world, keys, client_
     assert Task.objects.filter(api_key=keys.gemini).count() == 1
 
 
+def test_a_task_the_wallet_cannot_cover_links_to_the_top_up_page(world, keys, client_for):
+    client = client_for(world.owner)
+    empty(world)
+    refused = submit_task(client, keys.gemini)
+    assert refused.status_code == 422
+    errors = refused.text[refused.text.index('class="form-errors"') :]
+    errors = errors[: errors.index("</div>")]
+    assert "available" in errors
+    assert f'<a href="{reverse("billing:top-up")}">Top up</a>' in errors
+    assert not Task.objects.exists()
+
+
+def test_a_quota_refusal_has_no_top_up_link(world, keys, client_for):
+    ApiKey.objects.filter(pk=keys.gemini.pk).update(quota=1)
+    refused = submit_task(client_for(world.owner), keys.gemini)
+    assert refused.status_code == 422 and "quota" in refused.text
+    assert f'<a href="{reverse("billing:top-up")}">Top up</a>' not in refused.text
+
+
 def test_an_image_task_takes_its_count(world, keys, client_for, enqueued):
     response = submit_task(client_for(world.owner), keys.gemini, model="imagen-4", n="3",
                            duration="", quality="auto")  # fmt: skip
