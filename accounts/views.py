@@ -309,6 +309,7 @@ ACTION_LABELS = {
     "api_key.delete": "Deleted an API key",
     "management_key.create": "Created a management key",
     "management_key.revoke": "Revoked a management key",
+    "wallet.topup": "Topped up the wallet",
 }
 
 

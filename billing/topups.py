@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Account, User
+from accounts.services import audit_record
 from billing.errors import BillingError
 from billing.models import Payment, PaymentStatus
 from billing.payments import (
@@ -144,6 +145,13 @@ def payment_event_apply(*, provider_name: str, event: PaymentEvent) -> EventOutc
                 reference=payment.provider_payment_id,
                 actor=payment.created_by,
                 description=f"Payment {payment.public_id}",
+            )
+            audit_record(
+                account=payment.account,
+                actor=payment.created_by,
+                action="wallet.topup",
+                target=f"{format_credits(payment.amount)} credits ({payment.public_id})",
+                provider=provider_name,
             )
             from billing.jobs import payment_receipt
 

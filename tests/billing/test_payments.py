@@ -94,6 +94,8 @@ def test_a_sandbox_payment_delivered_twice_lands_in_the_ledger_once(world, clien
     payment.refresh_from_db()
     assert payment.status == "paid" and payment.paid_at is not None
     assert wallet_problems(world.account.pk) == []
+    (event,) = world.account.audit_events.filter(action="wallet.topup")
+    assert event.actor == world.owner and payment.public_id in event.target
 
 
 def test_a_second_event_of_the_same_payment_with_a_new_event_id_is_a_no_op(world):
