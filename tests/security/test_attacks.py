@@ -20,7 +20,7 @@ from django.urls import reverse
 
 from accounts.models import Invitation, Membership
 from billing.holds import hold_place, hold_settle
-from billing.models import Hold
+from billing.models import Hold, Payment
 from billing.usage import UsageFacts
 from catalogue.demo import seed_catalogue
 from catalogue.models import AIModel, Channel, ChannelMode
@@ -261,6 +261,9 @@ def test_every_console_form_refuses_a_post_without_the_csrf_token(world, two_acc
         account_id=world.account.pk, api_key_id=key.pk,
         model=AIModel.objects.get(slug="imagen-4"), multiplier=1, params={"prompt": "x"},
     ).task  # fmt: skip
+    payment = Payment.objects.create(
+        account=world.account, provider="sandbox", provider_payment_id="sbx_csrf", amount=10**7
+    )
     client = Client(enforce_csrf_checks=True)
     client.force_login(world.owner)
     forms = [
@@ -280,6 +283,8 @@ def test_every_console_form_refuses_a_post_without_the_csrf_token(world, two_acc
         reverse("keys:management-key-revoke", args=[mkey.public_id]),
         reverse("billing:redeem"),
         reverse("billing:threshold"),
+        reverse("billing:top-up"),
+        reverse("billing:sandbox-checkout", args=[payment.public_id]),
         reverse("generation:playground-chat"),
         reverse("generation:playground-images"),
         reverse("generation:playground-task"),
@@ -294,6 +299,7 @@ def test_every_console_form_refuses_a_post_without_the_csrf_token(world, two_acc
         assert client.post(url, {"name": "x", "role": "owner"}).status_code == 403, url
     key.refresh_from_db()
     assert key.is_active and Task.objects.get(pk=task.pk).status == "pending"
+    assert Payment.objects.get().status == "pending" and Payment.objects.count() == 1
 
 
 # --- Rate limits ---------------------------------------------------------------------------
