@@ -89,6 +89,7 @@ def _statement_email(account, statement) -> int:
 def statement_filename(statement) -> str:
     return f"bytespike-statement-{statement.account.public_id}-{statement.slug}.pdf"
 
+
 def payment_receipt_email(*, payment_id: int) -> int:
     """The receipt of a paid top-up, to the member who paid."""
     payment = Payment.objects.select_related("account", "created_by").get(pk=payment_id)
