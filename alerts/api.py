@@ -205,7 +205,7 @@ def channel_test(request, channel_id: str):
 
 # --- Rules -----------------------------------------------------------------------------------
 
-RuleKindIn = Literal["balance_below", "key_quota", "monthly_spend", "callback_failures"]
+RuleKindIn = Literal["balance_below", "key_quota", "monthly_spend", "callback_failures", "budget"]
 
 
 class RuleOut(Schema):

@@ -15,14 +15,17 @@ from django.db.models import Max, Q, Sum
 
 from accounts.models import Account, zone_named
 from alerts.models import AlertRule, RuleKind
+from billing.budgets import LIFETIME, THRESHOLDS, budget_spend
 from billing.limits import WINDOWS
-from billing.models import KeySpend, KeyTotal, UsageRollup, Wallet
+from billing.models import Budget, KeySpend, KeyTotal, UsageRollup, Wallet
 from core.money import credits_json, format_credits
 from generation.models import CallbackDelivery, DeliveryStatus
 from keys.models import ApiKey, KeyStatus
 
 # A key is watched at these shares of each of its limits (percent), the highest crossed first.
 KEY_LEVELS = (100, 80)
+# A budget, hard or soft, at these (billing/budgets.py).
+BUDGET_LEVELS = tuple(sorted(THRESHOLDS, reverse=True))
 LIMIT_LABELS = {"quota": "quota", "5h": "5-hour cap", "1d": "daily cap", "7d": "7-day cap"}
 
 
@@ -115,6 +118,17 @@ class Figures:
         for row in rows:
             spend[row["api_key_id"]].update({name: row[name] or 0 for name, _, _ in WINDOWS})
         return spend
+
+    @cached_property
+    def budgets(self) -> list[tuple[Budget, str, int, int]]:
+        """Per budget and each of its amounts: (budget, period, amount, spent in the period)."""
+        watched = []
+        for budget in Budget.objects.filter(account_id=self.account_id).select_related("member"):
+            for period, amount in ((self.month, budget.monthly), (LIFETIME, budget.lifetime)):
+                if amount:
+                    spent = budget_spend(budget, period, zone=str(self.zone))
+                    watched.append((budget, period, amount, spent))
+        return watched
 
     @cached_property
     def callback_streak(self) -> tuple[int, int]:
@@ -224,11 +238,39 @@ def callback_failure_conditions(rule: AlertRule, figures: Figures) -> list[Condi
     ]
 
 
+def budget_conditions(rule: AlertRule, figures: Figures) -> list[Condition]:
+    conditions = []
+    for budget, period, amount, spent in figures.budgets:
+        who = f"{budget.member.email}'s keys" if budget.member else "the account"
+        span = "lifetime" if period == LIFETIME else f"{period} monthly"
+        kind = "hard" if budget.hard else "soft"
+        member = budget.member.email if budget.member else None
+        for percent in BUDGET_LEVELS:
+            conditions.append(
+                Condition(
+                    subject=f"budget:{budget.pk}:{period}:{amount}:{percent}",
+                    crossed=spent * 100 >= amount * percent,
+                    title=f"Spend of {who} at {percent}% of its {span} budget",
+                    level=f"{percent}% of {_credits(amount)}",
+                    data={
+                        "budget": {"scope": budget.scope, "member": member, "kind": kind},
+                        "period": period,
+                        "percent": percent,
+                        "amount": credits_json(amount),
+                        "spent": credits_json(spent),
+                    },
+                    group=f"budget:{budget.pk}:{period}:{amount}",
+                )
+            )
+    return conditions
+
+
 CONDITIONS = {
     RuleKind.BALANCE_BELOW: balance_conditions,
     RuleKind.MONTHLY_SPEND: monthly_spend_conditions,
     RuleKind.KEY_QUOTA: key_quota_conditions,
     RuleKind.CALLBACK_FAILURES: callback_failure_conditions,
+    RuleKind.BUDGET: budget_conditions,
 }
 
 

@@ -62,6 +62,7 @@ class RuleKind(models.TextChoices):
     KEY_QUOTA = "key_quota", "Key quota and caps"
     MONTHLY_SPEND = "monthly_spend", "Monthly spend"
     CALLBACK_FAILURES = "callback_failures", "Failed callbacks"
+    BUDGET = "budget", "Budgets at 50, 80 and 100%"
 
 
 def new_rule_id() -> str:

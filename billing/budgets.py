@@ -108,6 +108,11 @@ def spent(scope: str, period: str, *, zone: str = "UTC") -> int:
     return charged + _held(scope, kinds=("task",))
 
 
+def budget_spend(budget: Budget, period: str, *, zone: str) -> int:
+    """What a budget's scope was charged in ``period`` (alerts read it)."""
+    return spent(scope_of(budget), period, zone=zone)
+
+
 def _held(scope: str, *, kinds=None) -> int:
     holds = Hold.objects.filter(_scope_filter(scope), status=HoldStatus.OPEN)
     if kinds:

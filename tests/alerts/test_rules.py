@@ -283,3 +283,26 @@ def test_a_streak_of_failed_callbacks_fires_once_and_a_success_ends_it(
     callback(500)
     assert alerts_after_jobs() == 2
     assert Alert.objects.filter(event_type="alert.callback_failures").first().data["failed"] == 3
+
+
+# --- Budgets ---------------------------------------------------------------------------------------
+
+
+def test_a_budget_alerts_at_50_80_and_100_percent_hard_or_soft(world, channels, spend, evaluate):
+    from billing.budgets import budget_set
+
+    (webhook, _, _), _ = channels
+    fund(world.account, 100)
+    budget_set(account=world.account, scope="account", monthly=10 * M, lifetime=None,
+               hard=False, actor=world.owner)  # fmt: skip
+    rule(world, RuleKind.BUDGET, [webhook])
+    spend(4)
+    assert evaluate() == []
+    spend(1)  # 50%
+    (half,) = evaluate()
+    assert half.data["percent"] == 50 and half.data["budget"]["kind"] == "soft"
+    assert half.title.startswith("Spend of the account at 50% of its")
+    spend(5)  # 100% at once: the highest level only
+    (full,) = evaluate()
+    assert full.data["percent"] == 100 and full.data["spent"] == 10
+    assert evaluate() == []
