@@ -285,7 +285,7 @@ def test_a_streak_of_failed_callbacks_fires_once_and_a_success_ends_it(
     assert Alert.objects.filter(event_type="alert.callback_failures").first().data["failed"] == 3
 
 
-# --- Budgets ---------------------------------------------------------------------------------------
+# --- Budgets ------------------------------------------------------------------------------------
 
 
 def test_a_budget_alerts_at_50_80_and_100_percent_hard_or_soft(world, channels, spend, evaluate):
