@@ -437,7 +437,7 @@ def test_rows_and_bars_drill_down_to_their_bucket(world, client_for, spread):
     client = client_for(world.owner)
     by_key = client.get(USAGE, {"preset": "7d", "group_by": "api_key"}).text
     table = section(by_key, "usage-table")
-    key_link = re.search(r'<a class="row-link" href="([^"]+)">Checkout<', table).group(1)
+    key_link = re.search(r'<a class="row-link" href="([^"]+)">Checkout \(…\w{4}\)<', table).group(1)
     assert f"api_key_id={checkout.public_id}" in key_link and "group_by=model" in key_link
     chart = section(by_key, "usage-chart")
     assert f'class="chart-link" href="{key_link}"' in chart
