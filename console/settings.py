@@ -376,6 +376,8 @@ CELERY_BEAT_SCHEDULE["expire-media"] = {
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
+# Our English wording of third-party strings (allauth's Title Case in sentence case).
+LOCALE_PATHS = [BASE_DIR / "locale"]
 USE_TZ = True
 
 # --- Logging ----------------------------------------------------------------------------------
