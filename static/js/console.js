@@ -11,20 +11,115 @@
     }
   });
 
-  // Copy buttons: <button data-copy="#element-id">.
+  // Copy buttons: <button data-copy="#element-id">. Where the browser has no clipboard API
+  // (plain HTTP on a LAN address) or refuses it, the text is selected for Ctrl+C / Cmd+C.
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-copy]");
     if (!button) return;
     var source = document.querySelector(button.getAttribute("data-copy"));
     if (!source) return;
-    var text = source.value !== undefined ? source.value : source.textContent;
-    navigator.clipboard.writeText(text.trim()).then(function () {
-      var label = button.querySelector("[data-copy-label]") || button;
-      var before = label.textContent;
-      label.textContent = "Copied";
-      announce("Copied to the clipboard.");
-      setTimeout(function () { label.textContent = before; }, 1800);
+    var text = (source.value !== undefined ? source.value : source.textContent).trim();
+    var label = button.querySelector("[data-copy-label]") || button;
+    function say(word, message, seconds) {
+      if (!label.hasAttribute("data-copy-before")) label.setAttribute("data-copy-before", label.textContent);
+      label.textContent = word;
+      announce(message);
+      clearTimeout(button.copyTimer);
+      button.copyTimer = setTimeout(function () {
+        label.textContent = label.getAttribute("data-copy-before");
+        label.removeAttribute("data-copy-before");
+      }, seconds * 1000);
+    }
+    function fallback() {
+      selectText(source);
+      // Long enough to read it and press the keys.
+      say("Selected", "Copying is blocked here: the text is selected, press Ctrl+C or Cmd+C to copy it.", 10);
+    }
+    var clipboard = navigator.clipboard;
+    if (!clipboard || typeof clipboard.writeText !== "function") { fallback(); return; }
+    var writing;
+    try { writing = clipboard.writeText(text); } catch (refused) { fallback(); return; }
+    writing.then(function () { say("Copied", "Copied to the clipboard.", 2.4); }, fallback);
+  });
+
+  function selectText(source) {
+    if (typeof source.select === "function") {
+      source.focus();
+      source.select();
+      return;
+    }
+    var range = document.createRange();
+    range.selectNodeContents(source);
+    var selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+  }
+
+  // The theme switch (static/js/theme.js keeps and applies the choice).
+  function showThemeSwitches(root) {
+    if (!window.ByteSpikeTheme) return;
+    var current = window.ByteSpikeTheme.choice();
+    root.querySelectorAll("[data-theme-switch]").forEach(function (box) {
+      box.hidden = false;
+      var input = box.querySelector("input[value='" + current + "']");
+      if (input) input.checked = true;
     });
+  }
+  document.addEventListener("change", function (event) {
+    var input = event.target;
+    if (!(input instanceof HTMLInputElement) || input.name !== "theme-choice") return;
+    if (window.ByteSpikeTheme) window.ByteSpikeTheme.choose(input.value);
+  });
+
+  // Scrolling charts open on their latest buckets (the right end), where a report is read from.
+  function scrollChartsToLatest(root) {
+    root.querySelectorAll(".chart").forEach(function (chart) {
+      if (chart.scrollWidth > chart.clientWidth) chart.scrollLeft = chart.scrollWidth;
+    });
+  }
+
+  // Tables turn into cards on phones (CSS, max-width 640px); each cell then shows its column's
+  // name, copied here from the header so templates need not repeat it.
+  function labelTableCells(root) {
+    root.querySelectorAll("table.table").forEach(function (table) {
+      var heads = table.tHead ? table.tHead.rows[0] : null;
+      if (!heads) return;
+      var names = [];
+      Array.prototype.forEach.call(heads.cells, function (cell) {
+        var name = cell.textContent.replace(/\s+/g, " ").trim();
+        for (var i = 0; i < (cell.colSpan || 1); i++) names.push(name);
+      });
+      Array.prototype.forEach.call(table.tBodies, function (body) {
+        Array.prototype.forEach.call(body.rows, function (row) {
+          var column = 0;
+          Array.prototype.forEach.call(row.cells, function (cell) {
+            if (!cell.hasAttribute("data-label") && names[column] && (cell.colSpan || 1) === 1) {
+              cell.setAttribute("data-label", names[column]);
+            }
+            column += cell.colSpan || 1;
+          });
+        });
+      });
+      table.classList.add("is-labelled");
+    });
+  }
+
+  function enhance(root) {
+    showThemeSwitches(root);
+    labelTableCells(root);
+    scrollChartsToLatest(root);
+  }
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", function () { enhance(document); });
+  } else {
+    enhance(document);
+  }
+  // Once everything has loaded, layout is final: scroll charts again in case it moved.
+  window.addEventListener("load", function () { scrollChartsToLatest(document); });
+  var resizing = null;
+  window.addEventListener("resize", function () {
+    clearTimeout(resizing);
+    resizing = setTimeout(function () { scrollChartsToLatest(document); }, 150);
   });
 
   // Close the account switcher when clicking elsewhere or pressing Escape.
@@ -76,6 +171,8 @@
   document.addEventListener("htmx:load", function (event) {
     var root = event.detail && event.detail.elt;
     if (!(root instanceof Element) || root === document.body) return;
+    var table = root.closest("table");
+    enhance(table && table.parentElement ? table.parentElement : root);
     var show = root.matches("[data-dialog-show]") ? root : root.querySelector("[data-dialog-show]");
     var dialog = show && show.closest("dialog");
     if (dialog && !dialog.open) dialog.showModal();
