@@ -41,6 +41,7 @@ from generation.dataplane.errors import Protocol, error_response
 from generation.dataplane.images import image_options, make_images
 from generation.dataplane.text import PLAYGROUND, serve_text
 from generation.files import retention_text
+from generation.form_words import form_message
 from generation.providers import media
 from generation.routing import model_not_allowed, resolve_model_for
 from generation.task_pages import render_card
@@ -254,8 +255,10 @@ def estimate(request):
 def _form_error(
     request, form: str, *, key_id: str, slug: str, message: str, param=None, code: str = ""
 ):
-    """Re-render ``form`` (``task-form`` or ``image-form``) with the message, in place (422);
-    a 402 from the wallet (``code``) comes with a link to the top-up page."""
+    """Re-render ``form`` (``task-form`` or ``image-form``) with the message, in place (422),
+    said in the form's words (an API's "Missing required parameter: 'prompt'." is "Enter a
+    prompt." here); a 402 from the wallet (``code``) comes with a link to the top-up page."""
+    message = form_message(message, param)
     keys = playground_keys(request.membership)
     key, models, model = _choose(keys, key_id, slug)
     if model is None or model.slug != slug:  # a stale page: the form of a model it may use

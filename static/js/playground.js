@@ -307,6 +307,86 @@
     form.requestSubmit();
   });
 
+  // --- Long runs ---------------------------------------------------------------------------
+  // While a playground form's request runs ("Run now" waits for the images, up to 30 s), its
+  // button spins and a bar with the seconds elapsed sits beside it. A success clears the
+  // errors an earlier try left on the form (a refusal replaces the whole form instead).
+
+  var runs = new WeakMap();
+
+  // htmx fires these on the element that sent the request.
+  function runForm(event) {
+    var form = event.target;
+    return form instanceof HTMLFormElement && form.matches("form.pg-form") ? form : null;
+  }
+
+  function stopRun(form) {
+    var run = runs.get(form);
+    if (!run) return;
+    clearInterval(run.timer);
+    run.box.remove();
+    form.classList.remove("is-running");
+    runs.delete(form);
+  }
+
+  function clearErrors(form) {
+    form.querySelectorAll(".form-errors, .field-errors").forEach(function (node) { node.remove(); });
+    form.querySelectorAll(".has-error").forEach(function (node) { node.classList.remove("has-error"); });
+    form.querySelectorAll("[aria-invalid]").forEach(function (field) {
+      field.removeAttribute("aria-invalid");
+      var described = (field.getAttribute("aria-describedby") || "").split(" ").filter(function (id) {
+        return id && !/-error$/.test(id);
+      });
+      if (described.length) field.setAttribute("aria-describedby", described.join(" "));
+      else field.removeAttribute("aria-describedby");
+    });
+  }
+
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var form = runForm(event);
+    if (!form) return;
+    stopRun(form);
+    var slot = form.querySelector(".pg-submit");
+    if (!slot) return;
+    var box = element("div", "run-status");
+    var bar = document.createElement("progress");
+    bar.className = "progress run-progress";
+    bar.setAttribute("aria-hidden", "true");
+    var elapsed = element("span", "run-elapsed", "Running… 0 s");
+    elapsed.setAttribute("data-run-elapsed", "");
+    box.appendChild(bar);
+    box.appendChild(elapsed);
+    slot.appendChild(box);
+    form.classList.add("is-running");
+    var started = Date.now();
+    var timer = setInterval(function () {
+      if (!form.isConnected) { clearInterval(timer); return; }
+      elapsed.textContent = "Running… " + Math.floor((Date.now() - started) / 1000) + " s";
+    }, 1000);
+    runs.set(form, { box: box, timer: timer });
+    announce("Running.");
+  });
+
+  // A success lands in the results (the form stays): stop, and clear the form's old errors.
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var form = runForm(event);
+    if (!form) return;
+    stopRun(form);
+    var status = event.detail.xhr ? event.detail.xhr.status : 0;
+    if (status >= 200 && status < 300) clearErrors(form);
+  });
+  // A refusal replaces the form itself (htmx fires beforeSwap on the target, here the form).
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var form = runForm(event);
+    if (form) stopRun(form);
+  });
+  ["htmx:sendError", "htmx:responseError", "htmx:timeout", "htmx:sendAbort"].forEach(function (name) {
+    document.addEventListener(name, function (event) {
+      var form = runForm(event);
+      if (form) stopRun(form);
+    });
+  });
+
   // --- Task status -------------------------------------------------------------------------
   // Cards and rows ([data-task-id][data-status]) replace themselves while they poll; a status
   // that changed since the last time this page saw the task is announced.

@@ -211,6 +211,38 @@ def test_generated_images_appear(site, page, shot, team):
     assert errors == []
 
 
+def test_a_slow_image_run_shows_its_progress_and_its_success_clears_an_earlier_error(
+    site, page, shot, team, settings
+):
+    owner, _, _, key = team
+    errors = sign_in(page, site, owner.email)
+    open_playground(page, site, key, "imagen-4")
+    form = page.locator("#image-form")
+
+    # Without a prompt the API's "Missing required parameter: 'prompt'." is said in the form's
+    # words, on the field.
+    page.get_by_role("button", name="Run now").click()
+    expect(form.locator("#image-prompt-error")).to_have_text("Enter a prompt.")
+    expect(page.locator("#image-prompt")).to_have_attribute("aria-invalid", "true")
+
+    # A slow upstream: the button spins, a bar and the seconds elapsed show while it runs.
+    settings.BYTESPIKE_SANDBOX_LATENCY_MS = 2500
+    page.locator("#image-prompt").fill("A red fox in the snow")
+    page.get_by_role("button", name="Run now").click()
+    expect(form).to_have_class(re.compile(r"\bis-running\b"))
+    expect(form.locator(".run-progress")).to_be_visible()
+    expect(form.locator("[data-run-elapsed]")).to_have_text(re.compile(r"^Running… [1-9]\d* s$"))
+    shot(page, "playground-05-running")
+
+    # Done: the images, no progress left, and no trace of the earlier error.
+    expect(page.locator(".image-results img")).to_have_count(1)
+    expect(form.locator(".run-status")).to_have_count(0)
+    expect(form).not_to_have_class(re.compile(r"\bis-running\b"))
+    expect(form.locator(".field-errors, .form-errors")).to_have_count(0)
+    expect(page.locator("#image-prompt")).not_to_have_attribute("aria-invalid", "true")
+    assert errors == []
+
+
 def test_a_video_task_goes_from_pending_to_completed_and_stops_polling(
     site, page, shot, team, celery_worker
 ):

@@ -407,9 +407,9 @@ def test_an_image_is_edited_from_an_upload(world, keys, client_for):
 @pytest.mark.parametrize(
     ("fields", "message", "field"),
     [
-        ({"n": "9"}, "&#x27;n&#x27; must be between 1 and 4.", "n"),
-        ({"prompt": ""}, "Missing required parameter", "prompt"),
-        ({"size": "3x3"}, "&#x27;size&#x27; must be one of", "size"),
+        ({"n": "9"}, "Choose 1 to 4 images.", "n"),
+        ({"prompt": ""}, "Enter a prompt.", "prompt"),
+        ({"size": "3x3"}, "Size must be one of", "size"),
         ({"action": "edit"}, "Choose an image to edit.", "image"),
         ({"action": "edit", "image": io.BytesIO(b"not an image")},
          "The image must be a PNG, JPEG or WebP image.", "image"),
@@ -513,9 +513,9 @@ def test_an_image_task_takes_its_count(world, keys, client_for, enqueued):
     ("fields", "message", "field"),
     [
         ({"duration": "7"}, "veo-3-fast makes videos of 4, 6, 8 seconds.", "duration"),
-        ({"prompt": "  "}, "A &#x27;prompt&#x27; is required.", "prompt"),
-        ({"aspect_ratio": "4:3"}, "&#x27;aspect_ratio&#x27; must be one of", "aspect_ratio"),
-        ({"seed": "-1"}, "&#x27;seed&#x27; must be an integer.", "seed"),
+        ({"prompt": "  "}, "Enter a prompt.", "prompt"),
+        ({"aspect_ratio": "4:3"}, "Aspect ratio must be one of", "aspect_ratio"),
+        ({"seed": "-1"}, "Seed must be a whole number.", "seed"),
     ],
 )
 def test_invalid_task_params_rerender_the_form(world, keys, client_for, fields, message, field):
