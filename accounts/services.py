@@ -268,7 +268,7 @@ def invitation_accept(*, invitation: Invitation, user: User) -> Membership:
     if invitation.email.lower() != user.email.lower():
         raise InvitationError(
             f"This invitation was sent to {invitation.email}. "
-            "Log in with that address to accept it."
+            "Sign in with that address to accept it."
         )
     with transaction.atomic():
         claimed = Invitation.objects.filter(

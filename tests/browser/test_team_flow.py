@@ -34,8 +34,8 @@ def test_sign_up_invite_accept_and_switch(live_server, page, browser, celery_wor
     page.get_by_role("button", name="Confirm").click()
     expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
 
-    # Log out, then log in through the form.
-    page.get_by_role("button", name="Log out").click()
+    # Sign out, then sign in through the form.
+    page.get_by_role("button", name="Sign out").click()
     page.goto(f"{live_server.url}/")
     page.get_by_label("Email").fill("founder@example.com")
     page.get_by_label("Password").fill(PASSWORD)
