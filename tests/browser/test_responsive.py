@@ -122,6 +122,15 @@ class Watched:
                     f"{name} at {width} px{' (dark)' if dark else ''} is {sizes[0]} px wide:"
                     f" {self.widest()}"
                 )
+            broken = page.evaluate(
+                """[...document.querySelectorAll(".stat-value")].filter(el => {
+                    const size = parseFloat(getComputedStyle(el).fontSize);
+                    return el.getBoundingClientRect().height > size * 2
+                      || el.scrollWidth > el.clientWidth + 1;
+                  }).map(el => el.textContent.trim())"""
+            )
+            if broken:
+                self.too_wide.append(f"{name} at {width} px: figures broken or cut: {broken}")
             if width in SHOT_WIDTHS:
                 suffix = "-dark" if dark else ""
                 page.screenshot(path=SCREENSHOTS / f"{name}-{width}{suffix}.png", full_page=True)
@@ -202,8 +211,20 @@ def test_every_page_fits_phone_and_desktop_screens_in_light_and_dark(
     assert scroll[1] > 0, "the chart does not scroll at 390 px: nothing to check"
     assert scroll[0] >= scroll[1] - 1, scroll
 
-    # The create-key dialog fits the phone's screen.
+    # The keys list on a phone: one card a key, its spend and its Revoke button on the screen.
     page.goto(f"{live_server.url}{pages['keys']}")
+    revoke = page.get_by_role("button", name="Revoke")
+    expect(revoke).to_have_count(3)
+    for button in revoke.all():
+        box = button.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+    spend = page.locator(".keys-table td[data-label='Spend 30 d']")
+    expect(spend).to_have_count(3)
+    for cell in spend.all():
+        box = cell.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+
+    # The create-key dialog fits the phone's screen.
     page.get_by_role("link", name="Create key").first.click()
     dialog = page.get_by_role("dialog", name="Create an API key")
     expect(dialog).to_be_visible()
