@@ -13,6 +13,8 @@ from django.urls import reverse
 from playwright.sync_api import expect
 
 from accounts.models import User
+from alerts import services as alerts
+from alerts.models import ChannelKind, RuleKind
 from catalogue.models import AIModel
 from console.demo import seed_demo
 from generation import services
@@ -45,9 +47,10 @@ new MutationObserver(function (changes, observer) {
 
 @pytest.fixture
 def demo_world(transactional_db, settings, sandbox_clock):
-    """(Set up before the browser starts: Playwright runs an event loop in this thread.)
-    The demo owner (staff, for the operations pages) with a week of usage, a completed
-    video task and a key page to open; the paths of every console page."""
+    """The demo owner (staff, for the operations pages) with a week of usage, a completed video
+    task, an alert channel and rule, and a user with two-factor sign-in; the paths of every
+    console page. (Set up before the browser starts: Playwright runs an event loop in this
+    thread, where the ORM's sync calls are refused.)"""
     settings.BYTESPIKE_PUBLIC_URL = ""
     demo = seed_demo(history_days=7)
     user = User.objects.get(email=demo["email"])
@@ -65,6 +68,14 @@ def demo_world(transactional_db, settings, sandbox_clock):
         params={"prompt": "A lighthouse at dusk [sandbox:seconds=0.3]"},
     ).task
     run_until_done(task, sandbox_clock)
+    channel, _ = alerts.channel_create(
+        account=key.account, actor=user, kind=ChannelKind.EMAIL, name="Finance team",
+        target="finance@example.com",
+    )  # fmt: skip
+    rule = alerts.rule_create(
+        account=key.account, actor=user, kind=RuleKind.BALANCE_BELOW, channels=[channel],
+        threshold=1_000_000,
+    )  # fmt: skip
     pages = {
         "dashboard": reverse("console:dashboard"),
         "keys": reverse("keys:keys"),
@@ -82,6 +93,9 @@ def demo_world(transactional_db, settings, sandbox_clock):
         "settings": reverse("accounts:settings"),
         "audit": reverse("accounts:audit"),
         "alerts": reverse("alerts:alerts"),
+        "alert-channel": reverse("alerts:channel-edit", args=[channel.public_id]),
+        "alert-rule": reverse("alerts:rule-edit", args=[rule.public_id]),
+        "welcome": reverse("accounts:welcome"),
         "operations": reverse("console:operations"),
         "channels": reverse("generation:channels"),
         "email": reverse("account_email"),
