@@ -86,15 +86,18 @@
       if (!heads) return;
       var names = [];
       Array.prototype.forEach.call(heads.cells, function (cell) {
-        var name = cell.textContent.replace(/\s+/g, " ").trim();
+        // What the header shows: a name only screen readers get ("Actions") is no label.
+        var shown = cell.cloneNode(true);
+        shown.querySelectorAll(".visually-hidden").forEach(function (node) { node.remove(); });
+        var name = shown.textContent.replace(/\s+/g, " ").trim();
         for (var i = 0; i < (cell.colSpan || 1); i++) names.push(name);
       });
       Array.prototype.forEach.call(table.tBodies, function (body) {
         Array.prototype.forEach.call(body.rows, function (row) {
           var column = 0;
           Array.prototype.forEach.call(row.cells, function (cell) {
-            if (!cell.hasAttribute("data-label") && names[column] && (cell.colSpan || 1) === 1) {
-              cell.setAttribute("data-label", names[column]);
+            if (!cell.hasAttribute("data-label") && (cell.colSpan || 1) === 1) {
+              cell.setAttribute("data-label", names[column] || "");
             }
             column += cell.colSpan || 1;
           });
