@@ -247,6 +247,12 @@ def test_every_page_fits_phone_and_desktop_screens_in_light_and_dark(
     assert box["y"] >= 0 and box["y"] + box["height"] <= 844, box
     page.screenshot(path=SCREENSHOTS / "key-create-dialog-390.png")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.set_viewport_size({"width": 360, "height": 640})
+    box = dialog.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 360, box
+    assert box["y"] >= 0 and box["y"] + box["height"] <= 640, box
+    expect(dialog.get_by_role("button", name="Create key")).to_be_in_viewport()
+    page.set_viewport_size({"width": 390, "height": 844})
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
 
