@@ -135,7 +135,7 @@ def budgets_check(budgets, *, pending: int) -> None:
 
 
 def budget_set(*, account, scope: str, member=None, monthly: int | None, lifetime: int | None,
-               hard: bool, actor) -> Budget:  # fmt: skip
+               hard: bool, actor, actor_label: str = "") -> Budget:  # fmt: skip
     """Set (or, with neither amount, remove) the account's or a member's budget."""
     from accounts.services import audit_record
 
@@ -152,6 +152,44 @@ def budget_set(*, account, scope: str, member=None, monthly: int | None, lifetim
     from billing.metering import meter
 
     meter.budgets_changed(account.pk)  # this process at once; the others within RULES_SECONDS
-    audit_record(account=account, actor=actor, action="budget.set",
+    audit_record(account=account, actor=actor, actor_label=actor_label, action="budget.set",
                  target=f"{scope}{f' {member.email}' if member else ''}")  # fmt: skip
     return budget
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """A budget with what its scope spent this month and ever."""
+
+    budget: Budget
+    month: str
+    month_spent: int
+    lifetime_spent: int
+
+    @property
+    def month_share(self) -> int | None:
+        return _share(self.month_spent, self.budget.monthly)
+
+    @property
+    def lifetime_share(self) -> int | None:
+        return _share(self.lifetime_spent, self.budget.lifetime)
+
+
+def _share(spent_: int, amount: int | None) -> int | None:
+    return None if not amount else min(spent_ * 100 // amount, 999)
+
+
+def budgets_for_account(account, *, now: datetime | None = None) -> list[BudgetStatus]:
+    """The account's budgets (its own first, then its members' by e-mail) and their spend."""
+    zone = str(account.zone)
+    month, _, _ = period_of(now or timezone.now(), account.zone)
+    budgets = Budget.objects.filter(account=account).select_related("member")
+    ordered = sorted(
+        budgets, key=lambda b: (b.scope != BudgetScope.ACCOUNT, b.member and b.member.email)
+    )
+    return [
+        BudgetStatus(
+            b, month, budget_spend(b, month, zone=zone), budget_spend(b, LIFETIME, zone=zone)
+        )
+        for b in ordered
+    ]

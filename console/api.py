@@ -289,4 +289,5 @@ def _server_error(request, exc: Exception):
 
 api.add_router("", "keys.api.router")
 api.add_router("", "billing.api.router")
+api.add_router("", "billing.budget_api.router")
 api.add_router("", "alerts.api.router")

@@ -43,6 +43,9 @@ class ApiClient:
     def patch(self, path, body=None, headers=None):
         return self._send("patch", path, {} if body is None else body, headers)
 
+    def put(self, path, body=None, headers=None):
+        return self._send("put", path, {} if body is None else body, headers)
+
 
 @pytest.fixture
 def management_key(world):
