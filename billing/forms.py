@@ -125,3 +125,37 @@ class TopUpForm(forms.Form):
         except BillingError as error:
             raise forms.ValidationError(error.message) from None
         return amount
+
+
+def _optional_credits(value: str) -> int | None:
+    value = (value or "").replace(",", "").strip()
+    if not value:
+        return None
+    try:
+        return to_micros(value, allow_zero=False)
+    except AmountError as error:
+        raise forms.ValidationError(f"{error} Leave it empty for no budget.") from None
+
+
+class BudgetForm(forms.Form):
+    """A budget: empty amounts mean none (both empty removes the budget); 0 is refused."""
+
+    member = forms.CharField(required=False, widget=forms.HiddenInput)
+    monthly = forms.CharField(
+        label="Monthly (credits)", required=False,
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
+    )  # fmt: skip
+    lifetime = forms.CharField(
+        label="Lifetime (credits)", required=False,
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
+    )  # fmt: skip
+    hard = forms.BooleanField(
+        label="Refuse calls past it", required=False, initial=True,
+        help_text="Off: a soft budget, which only alerts at 50, 80 and 100%.",
+    )  # fmt: skip
+
+    def clean_monthly(self) -> int | None:
+        return _optional_credits(self.cleaned_data["monthly"])
+
+    def clean_lifetime(self) -> int | None:
+        return _optional_credits(self.cleaned_data["lifetime"])

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from billing import payment_views, statement_views, views
+from billing import budget_views, payment_views, statement_views, views
 
 app_name = "billing"
 
@@ -9,6 +9,8 @@ urlpatterns = [
     path("wallet/ledger.csv", views.ledger_export, name="ledger-export"),
     path("wallet/redeem/", views.wallet_redeem, name="redeem"),
     path("wallet/threshold/", views.wallet_threshold, name="threshold"),
+    path("wallet/budgets/", budget_views.budgets, name="budgets"),
+    path("wallet/budgets/<str:target>/", budget_views.budget_save, name="budget-save"),
     path("wallet/statements/", statement_views.statement_list, name="statements"),
     path("wallet/statements/emails/", statement_views.statement_emails, name="statement-emails"),
     path("wallet/statements/<str:month>/", statement_views.statement_page, name="statement"),
