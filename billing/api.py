@@ -57,6 +57,11 @@ class UsageFilterIn(Schema):
     api_key_id: str | None = Field(None, description="Only this key (`key_...`).")
     model: str | None = Field(None, description="Only this model (its slug).")
     family: str | None = Field(None, description=f"One of {', '.join(Family.values)}.")
+    tag: str | None = Field(
+        None,
+        description="Only calls carrying this tag, as key:value (X-ByteSpike-Tags: key=value).",
+        examples=["team:search"],
+    )
     since: str | None = Field(
         None,
         description=(
@@ -97,7 +102,8 @@ class UsageBucket(UsageSums):
     bucket: str | None = Field(
         description=(
             "The bucket's start (ISO 8601, UTC) for day and hour; the model's slug or the key's "
-            "id for model and api_key (null for calls made without a key, as in the console)."
+            "id for model and api_key (null for calls made without a key, as in the console); "
+            "the tag (key:value) for tag."
         )
     )
     label: str | None = Field(
@@ -112,11 +118,12 @@ class UsageFilterOut(Schema):
     api_key_id: str | None
     model: str | None
     family: str | None
+    tag: str | None
 
 
 class UsageReportOut(Schema):
     buckets: list[UsageBucket] = Field(
-        description="Oldest first for day and hour; biggest spend first for model and api_key."
+        description="Oldest first for day and hour; biggest spend first for model, api_key, tag."
     )
     totals: UsageSums
     filter: UsageFilterOut = Field(description="The filter as applied, with its defaults.")
@@ -224,6 +231,7 @@ def _filter_json(flt: UsageFilter) -> dict:
         "api_key_id": flt.api_key.public_id if flt.api_key else None,
         "model": flt.model.slug if flt.model else None,
         "family": flt.family or None,
+        "tag": flt.tag_param or None,
     }
 
 
@@ -332,8 +340,10 @@ def _transaction_json(entry: LedgerEntry) -> dict:
     },
 )
 def usage_report_get(request, filters: Query[UsageReportIn]):
-    """Calls, tokens, images, seconds and credits in buckets (by day, hour, model or key) and
-    their totals. Times are UTC and the range covers whole hours."""
+    """Calls, tokens, images, seconds and credits in buckets (by day, hour, model, key or tag)
+    and their totals. Times are UTC and the range covers whole hours. By tag, a call with
+    several tags counts in each of their buckets, so buckets may add up to more than the
+    totals (which count every call once); calls without tags are in no bucket."""
     params = filters.model_dump()
     output = params.pop("format") or "json"
     if output not in ("json", "csv"):

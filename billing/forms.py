@@ -19,6 +19,7 @@ GROUP_BY_CHOICES = [
     ("hour", "Hour"),
     ("model", "Model"),
     ("api_key", "Key"),
+    ("tag", "Tag"),
     ("key_model", "Key, then model"),
     ("model_key", "Model, then key"),
 ]
@@ -53,6 +54,10 @@ class UsageFilterForm(FilterForm):
     api_key_id = _select("Key", [])
     model = _select("Model", [])
     family = _select("Family", [("", "All families"), *Family.choices])
+    tag = forms.CharField(
+        label="Tag", required=False,
+        widget=forms.TextInput(attrs={"placeholder": "team:search", "autocomplete": "off"}),
+    )  # fmt: skip
     since = _date("From")
     until = _date("To")
     group_by = _select("Group by", GROUP_BY_CHOICES)

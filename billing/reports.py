@@ -16,11 +16,13 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from accounts.models import Account
-from billing.models import LedgerEntry, LedgerKind, UsageRecord, UsageRollup
+from billing.models import LedgerEntry, LedgerKind, UsageRecord, UsageRollup, UsageTagRollup
+from billing.tags import tag_filter
 from catalogue.models import AIModel, Family
+from core.errors import ApiError
 from keys.models import ApiKey
 
-GROUP_BYS = ("day", "hour", "model", "api_key")
+GROUP_BYS = ("day", "hour", "model", "api_key", "tag")
 # The console's attribution views too: every key and model pair, grouped by key then model, or
 # by model then key.
 PAIR_GROUP_BYS = ("key_model", "model_key")
@@ -73,6 +75,11 @@ class UsageFilter:
     family: str = ""
     tz: tzinfo = timezone.UTC  # the zone dates and days are read in
     preset: str = ""
+    tag: str = ""  # key=value (billing/tags.py); the URL and the API say key:value
+
+    @property
+    def tag_param(self) -> str:
+        return self.tag.replace("=", ":", 1)
 
     @property
     def first_day(self) -> date:
@@ -96,6 +103,8 @@ class UsageFilter:
             params["model"] = self.model.slug
         if self.family:
             params["family"] = self.family
+        if self.tag:
+            params["tag"] = self.tag_param
         return params
 
 
@@ -217,7 +226,34 @@ def usage_filter_from(
         model = AIModel.objects.filter(slug=slug).first()
         if model is None:
             raise FilterError(f"There is no model called {slug!r}.", "model")
-    return UsageFilter(since_at, until_at, group_by, api_key, model, family, tz, preset)
+    tag = ""
+    if raw_tag := (params.get("tag") or "").strip():
+        try:
+            tag = tag_filter(raw_tag)
+        except ApiError as error:
+            raise FilterError(
+                error.message, "tag", console="Write a tag as key:value, like team:search."
+            ) from None
+    return UsageFilter(since_at, until_at, group_by, api_key, model, family, tz, preset, tag)
+
+
+def _rollups(flt: UsageFilter) -> QuerySet:
+    """The rollup a report reads: per tag when it is filtered or grouped by tag (a call with
+    several tags counts in each of their groups), else the hourly one."""
+    if flt.tag or flt.group_by == "tag":
+        rows = UsageTagRollup.objects.all()
+        return rows.filter(tag=flt.tag) if flt.tag else rows
+    return UsageRollup.objects.all()
+
+
+def _tagged(tag: str) -> Q:
+    """Usage rows carrying ``tag`` (their tags are sorted key=value joined by commas)."""
+    return (
+        Q(tags=tag)
+        | Q(tags__startswith=f"{tag},")
+        | Q(tags__endswith=f",{tag}")
+        | Q(tags__contains=f",{tag},")
+    )
 
 
 def _filtered(queryset: QuerySet, account: Account, flt: UsageFilter, time_field: str):
@@ -246,7 +282,7 @@ class UsageReport:
 
 def usage_report(account: Account, flt: UsageFilter) -> UsageReport:
     """Buckets by day, hour, model or key, plus the totals, from the hourly rollup."""
-    rows = _filtered(UsageRollup.objects.all(), account, flt, "hour")
+    rows = _filtered(_rollups(flt), account, flt, "hour")
     if flt.group_by in PAIR_GROUP_BYS:
         return _pair_report(rows, flt)
     if flt.group_by == "day":
@@ -255,6 +291,8 @@ def usage_report(account: Account, flt: UsageFilter) -> UsageReport:
         buckets = rows.annotate(bucket=F("hour"))
     elif flt.group_by == "model":
         buckets = rows.annotate(bucket=F("model__slug"), label=F("model__display_name"))
+    elif flt.group_by == "tag":
+        buckets = rows.annotate(bucket=F("tag"))
     else:
         buckets = rows.annotate(
             bucket=F("api_key__public_id"), label=F("api_key__name"), last4=F("api_key__last4")
@@ -263,11 +301,17 @@ def usage_report(account: Account, flt: UsageFilter) -> UsageReport:
     if flt.group_by == "api_key":
         group.append("last4")  # one per key: tells apart a deleted key and its namesake
     result = list(buckets.values(*group).annotate(**_sums()).order_by("bucket"))
-    if flt.group_by in ("model", "api_key"):
+    if flt.group_by in ("model", "api_key", "tag"):
         result.sort(key=lambda row: -(row["credits"] or 0))
     elif flt.group_by == "hour":
         for row in result:
             row["bucket"] = row["bucket"].astimezone(flt.tz)
+    if flt.group_by == "tag":  # stored key=value, named key:value in reports and filters
+        for row in result:
+            row["bucket"] = row["bucket"].replace("=", ":", 1)
+    if flt.group_by == "tag" and not flt.tag:
+        # The total is every call's once, tagged or not (tag groups may add up to more).
+        rows = _filtered(UsageRollup.objects.all(), account, flt, "hour")
     totals = rows.aggregate(**_sums())
     return UsageReport(
         flt,
@@ -336,17 +380,20 @@ def key_label(name: str, last4: str | None) -> str:
 
 def usage_records(account: Account, flt: UsageFilter) -> QuerySet[UsageRecord]:
     """Single requests in the filter, newest first."""
-    return _filtered(
+    records = _filtered(
         UsageRecord.objects.select_related("api_key", "model"), account, flt, "created_at"
-    ).order_by("-created_at", "-id")
+    )
+    if flt.tag:
+        records = records.filter(_tagged(flt.tag))
+    return records.order_by("-created_at", "-id")
 
 
 def usage_record_count(account: Account, flt: UsageFilter) -> int:
     """How many requests the filter covers, from the rollup (a COUNT over the log is slow)."""
     return (
-        _filtered(UsageRollup.objects.all(), account, flt, "hour").aggregate(calls=Sum("calls"))[
-            "calls"
-        ]
+        _filtered(
+            _rollups(flt) if flt.tag else UsageRollup.objects.all(), account, flt, "hour"
+        ).aggregate(calls=Sum("calls"))["calls"]
         or 0
     )
 

@@ -59,7 +59,7 @@ from keys.selectors import api_keys_for_account, groups_available
 
 LEDGER_PAGE_SIZE = 25
 LOG_PAGE_SIZE = 50
-USAGE_PARAMS = ("api_key_id", "model", "family", "preset", "since", "until", "group_by")
+USAGE_PARAMS = ("api_key_id", "model", "family", "tag", "preset", "since", "until", "group_by")
 LEDGER_PARAMS = ("kind", "preset", "since", "until")
 LEDGER_ALL = "all"  # the kind filter's "everything, holds too"; no kind means balance changes
 
@@ -80,6 +80,7 @@ BUCKET_COLUMNS = {
     "hour": (("hour", "Hour"),),
     "model": (("model", "Model ID"), ("model_name", "Model")),
     "api_key": (("api_key_id", "Key ID"), ("key_name", "Key")),
+    "tag": (("tag", "Tag"),),
     "key_model": (
         ("api_key_id", "Key ID"),
         ("key_name", "Key"),
@@ -100,6 +101,7 @@ VIEW_LABELS = {
     "hour": "By hour",
     "api_key": "By key",
     "model": "By model",
+    "tag": "By tag",
     "key_model": "Key \N{MULTIPLICATION SIGN} model",
     "model_key": "Model \N{MULTIPLICATION SIGN} key",
 }
@@ -516,6 +518,8 @@ def _bucket_cells(flt: UsageFilter, bucket: dict) -> tuple[list[str], dict]:
             "detail": value,
             "url": _drill(flt, model=value, group_by=DRILL_GROUP_BY["model"]),
         }
+    if flt.group_by == "tag":
+        return [value], {"label": value, "url": _drill(flt, tag=value, group_by="api_key")}
     if flt.group_by == "api_key":
         if value is None:
             return ["", "No key"], {"label": "No key"}
@@ -598,6 +602,8 @@ def _scope(flt: UsageFilter, zone: str) -> tuple[str, list[str]]:
         scope.append(flt.model.display_name)
     if flt.family:
         scope.append(f"{flt.family.capitalize()} models")
+    if flt.tag:
+        scope.append(f"Tag {flt.tag_param}")
     scope.append(VIEW_LABELS[flt.group_by].lower())
     scope.append(zone)
     return period, scope
@@ -610,6 +616,7 @@ def _usage_chart(report: UsageReport):
         "hour": "Spend by hour",
         "model": "Spend by model",
         "api_key": "Spend by key",
+        "tag": "Spend by tag",
         "key_model": "Spend by key and model",
         "model_key": "Spend by model and key",
     }[flt.group_by]
@@ -744,6 +751,7 @@ def _usage_words(request, flt: UsageFilter) -> tuple[str, str]:
     words = (
         f"# ByteSpike usage of {request.account.name}; key: {key}; model: {model}; "
         + (f"family: {flt.family}; " if flt.family else "")
+        + (f"tag: {flt.tag_param}; " if flt.tag else "")
         + f"dates: {period}; time zone: {_zone_name(request.account)}; "
         f"grouped: {VIEW_LABELS[flt.group_by].lower()}"
     )
@@ -754,6 +762,8 @@ def _usage_words(request, flt: UsageFilter) -> tuple[str, str]:
         parts.append(f"model-{_slug(flt.model.slug)}")
     if flt.family:
         parts.append(flt.family)
+    if flt.tag:
+        parts.append(f"tag-{_slug(flt.tag_param)}")
     parts += [f"{dates['since']}-to-{dates['until']}", f"by-{flt.group_by.replace('_', '-')}"]
     return words, "-".join(parts) + ".csv"
 

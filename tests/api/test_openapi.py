@@ -92,6 +92,7 @@ def test_usage_report_documents_its_csv_form_and_the_404_for_a_foreign_key(schem
         "api_key_id",
         "model",
         "family",
+        "tag",
         "since",
         "until",
         "group_by",

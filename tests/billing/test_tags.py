@@ -188,3 +188,42 @@ def test_tags_of_a_task_are_kept_until_it_is_billed(client, world, keys, sandbox
     assert record.tags == "team=video"
     assert UsageTagRollup.objects.get().credits == record.credits > 0
     assert wallet_problems(world.account.pk) == []
+
+
+# --- Reports -------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_usage_by_tag_and_filtered_by_tag_in_the_api_and_the_console(client, world, keys,
+                                                                      client_for):  # fmt: skip
+    from keys.services import management_key_issue
+
+    for tags in ("team=search,env=prod", "team=search", "team=ads", ""):
+        headers = {"X-ByteSpike-Tags": tags} if tags else {}
+        assert (
+            post(client, "/v1/chat/completions", keys["default"], CHAT, **headers).status_code
+            == 200
+        )
+    credits = dict(UsageRecord.objects.values_list("tags", "credits"))
+    _, secret = management_key_issue(account=world.account, actor=world.admin, name="CI")
+    api = {"x-api-key": secret}
+    report = client.get("/api/v1/usage", {"group_by": "tag"}, headers=api).json()
+    by_tag = {b["bucket"]: b for b in report["buckets"]}
+    assert set(by_tag) == {"team:search", "env:prod", "team:ads"}
+    assert by_tag["team:search"]["calls"] == 2
+    assert report["totals"]["calls"] == 4  # every call once, tagged or not
+    search = client.get("/api/v1/usage", {"tag": "team:search", "group_by": "model"},
+                        headers=api).json()  # fmt: skip
+    assert search["totals"]["calls"] == 2 and search["filter"]["tag"] == "team:search"
+    expected = credits["env=prod,team=search"] + credits["team=search"]
+    assert round(search["totals"]["credits"] * M) == expected
+    records = client.get("/api/v1/usage/records", {"tag": "team:search"}, headers=api).json()
+    assert records["total"] == 2 and len(records["items"]) == 2
+    bad = client.get("/api/v1/usage", {"tag": "team=search"}, headers=api)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "tag"
+
+    console = client_for(world.owner)
+    page = console.get("/usage/", {"group_by": "tag", "preset": "today"})
+    assert page.status_code == 200 and "team:search" in page.text
+    csv_text = console.get("/usage/export.csv", {"tag": "team:search", "preset": "today"}).text
+    assert "tag: team:search" in csv_text.splitlines()[0]
