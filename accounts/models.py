@@ -119,6 +119,7 @@ class Role(models.TextChoices):
     ADMIN = "admin", "Admin"
     DEVELOPER = "developer", "Developer"
     VIEWER = "viewer", "Viewer"
+    FINANCE = "finance", "Finance"
 
 
 def new_membership_id() -> str:
@@ -148,10 +149,123 @@ class Membership(models.Model):
     def __str__(self) -> str:
         return f"{self.user} in {self.account} as {self.role}"
 
-    def can(self, permission: str) -> bool:
-        from accounts.permissions import role_can
+    def can(self, permission: str, project=None) -> bool:
+        """Whether this member may do ``permission``; inside ``project`` (a Project or its
+        id) when given, where the member's role in that project counts too."""
+        from accounts.permissions import member_can
 
-        return role_can(self.role, permission)
+        if project is None:
+            return member_can(self.role, permission)
+        project_id = project if isinstance(project, int) else project.pk
+        return member_can(
+            self.role, permission, in_project=True, project_role=self.project_role(project_id)
+        )
+
+    def project_role(self, project_id: int) -> str | None:
+        """This member's role in the project (``ProjectRole``), or None. Read once per
+        membership object, which lives for one request: a removal counts from the next one."""
+        roles = getattr(self, "_project_roles", None)
+        if roles is None:
+            roles = dict(
+                ProjectMembership.objects.filter(membership=self).values_list("project_id", "role")
+            )
+            self._project_roles = roles
+        return roles.get(project_id)
+
+    def project_ids(self) -> set[int]:
+        """The projects this member belongs to (not those their account role reaches)."""
+        self.project_role(0)
+        return set(self._project_roles)
+
+
+def new_project_id() -> str:
+    return new_public_id("proj")
+
+
+def _none_or_positive(*fields: str) -> models.Q:
+    condition = models.Q()
+    for field in fields:
+        condition &= models.Q(**{f"{field}__isnull": True}) | models.Q(**{f"{field}__gt": 0})
+    return condition
+
+
+class Project(models.Model):
+    """A workspace inside an account: a set of keys, the members who use them with a role each,
+    and budgets. Every key belongs to one project; each account has one default project
+    ("Default"), which new keys and new members join unless told otherwise.
+
+    Budgets are micro-credits, NULL for none (a budget is never 0): ``monthly_budget`` per
+    calendar month, ``budget`` for the project's lifetime.
+    """
+
+    public_id = models.CharField(max_length=40, unique=True, default=new_project_id, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="projects")
+    name = models.CharField(max_length=100)
+    is_default = models.BooleanField(default=False)
+    monthly_budget = models.BigIntegerField(null=True, blank=True)
+    budget = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    # A deleted project keeps its row (hidden everywhere) so past usage stays attributed to it.
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-is_default", "name", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                "account",
+                Lower("name"),
+                condition=models.Q(deleted_at__isnull=True),
+                name="project_unique_name_per_account",
+            ),
+            models.UniqueConstraint(
+                fields=["account"],
+                condition=models.Q(is_default=True, deleted_at__isnull=True),
+                name="project_one_default_per_account",
+            ),
+            models.CheckConstraint(
+                condition=_none_or_positive("monthly_budget", "budget"),
+                name="project_budgets_positive",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(is_default=False) | models.Q(deleted_at__isnull=True),
+                name="project_default_not_deleted",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ProjectRole(models.TextChoices):
+    ADMIN = "admin", "Admin"  # manages the project's members and all its keys
+    MEMBER = "member", "Member"  # creates keys in it and uses the keys they created
+
+
+class ProjectMembership(models.Model):
+    """A member of the account in one project, with a role there. Owners, admins and finance
+    reach every project through their account role and need none."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    membership = models.ForeignKey(
+        Membership, on_delete=models.CASCADE, related_name="project_memberships"
+    )
+    role = models.CharField(max_length=16, choices=ProjectRole.choices, default=ProjectRole.MEMBER)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "membership"], name="project_membership_unique"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(role__in=ProjectRole.values),
+                name="project_membership_role_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.membership.user} in {self.project} as {self.role}"
 
 
 def new_invitation_id() -> str:

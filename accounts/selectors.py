@@ -3,7 +3,16 @@
 from django.db.models import QuerySet
 from django.http import Http404
 
-from accounts.models import Account, AuditEvent, Invitation, Membership, User
+from accounts.models import (
+    Account,
+    AuditEvent,
+    Invitation,
+    Membership,
+    Project,
+    ProjectMembership,
+    User,
+)
+from accounts.permissions import ALL_PROJECTS
 from accounts.services import token_digest
 
 SESSION_ACCOUNT_KEY = "bytespike_account"
@@ -79,3 +88,49 @@ def audit_events_outside_accounts(action_prefix: str) -> QuerySet[AuditEvent]:
     return AuditEvent.objects.filter(account=None, action__startswith=action_prefix).select_related(
         "actor"
     )
+
+
+def projects_for_account(account: Account) -> QuerySet[Project]:
+    """The account's projects (not deleted), the default one first, then by name."""
+    return Project.objects.filter(account=account, deleted_at=None)
+
+
+def projects_visible_to(membership: Membership) -> QuerySet[Project]:
+    """Every project for owners, admins and finance; the projects they belong to for others."""
+    projects = projects_for_account(membership.account)
+    if membership.can(ALL_PROJECTS):
+        return projects
+    return projects.filter(memberships__membership=membership)
+
+
+def project_get_for_account(*, account: Account, public_id: str) -> Project:
+    project = projects_for_account(account).filter(public_id=public_id).first()
+    if project is None:
+        raise Http404("No such project.")
+    return project
+
+
+def project_get_for_member(*, membership: Membership, public_id: str) -> Project:
+    """A project the member may see; any other (another account's, or one of this account's
+    they are not in) is a 404, which does not confirm it exists."""
+    project = projects_visible_to(membership).filter(public_id=public_id).first()
+    if project is None:
+        raise Http404("No such project.")
+    return project
+
+
+def project_members(project: Project) -> list[ProjectMembership]:
+    return list(
+        ProjectMembership.objects.filter(project=project).select_related("membership__user")
+    )
+
+
+def project_membership_get(*, project: Project, member_public_id: str) -> ProjectMembership:
+    row = (
+        ProjectMembership.objects.filter(project=project, membership__public_id=member_public_id)
+        .select_related("membership__user")
+        .first()
+    )
+    if row is None:
+        raise Http404("No such member in this project.")
+    return row

@@ -11,7 +11,18 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import Account, AuditEvent, Invitation, Membership, Role, User
+from accounts.models import (
+    Account,
+    AuditEvent,
+    Invitation,
+    Membership,
+    Project,
+    ProjectMembership,
+    ProjectRole,
+    Role,
+    User,
+)
+from accounts.permissions import ALL_PROJECTS
 from accounts.signals import account_created
 from core import crypto
 from core.mail import send_text_mail
@@ -28,6 +39,15 @@ class LastOwnerError(TeamError):
 
 class InvitationError(TeamError):
     pass
+
+
+class ProjectError(TeamError):
+    """A change to a project that the rules forbid; ``field`` names the offending input."""
+
+    def __init__(self, message: str, field: str | None = None, status: int = 400):
+        super().__init__(message)
+        self.field = field
+        self.status = status
 
 
 def token_digest(token: str) -> str:
@@ -64,6 +84,7 @@ def account_create(*, owner: User, name: str) -> Account:
     with transaction.atomic():
         account = Account.objects.create(name=name.strip() or "My account")
         Membership.objects.create(account=account, user=owner, role=Role.OWNER)
+        project_default(account)
         account_created.send(sender=Account, account=account)
         audit_record(account=account, actor=owner, action="account.create", target=account.name)
     return account
@@ -114,6 +135,7 @@ def membership_change_role(*, actor: User, membership: Membership, role: str) ->
         old = membership.role
         membership.role = role
         membership.save(update_fields=["role"])
+        _join_default_project(membership)
         audit_record(
             account=membership.account,
             actor=actor,
@@ -280,6 +302,7 @@ def invitation_accept(*, invitation: Invitation, user: User) -> Membership:
             account=invitation.account, user=user, defaults={"role": invitation.role}
         )
         if created:
+            _join_default_project(membership)
             audit_record(
                 account=invitation.account,
                 actor=user,
@@ -288,3 +311,255 @@ def invitation_accept(*, invitation: Invitation, user: User) -> Membership:
                 role=invitation.role,
             )
     return membership
+
+
+# --- Projects --------------------------------------------------------------------------------
+
+DEFAULT_PROJECT_NAME = "Default"
+MAX_PROJECT_NAME = 100
+
+
+def project_default(account: Account) -> Project:
+    """The account's default project, created the first time it is needed (accounts made
+    before projects got theirs from a migration; this covers any made another way)."""
+    project = Project.objects.filter(account=account, is_default=True, deleted_at=None).first()
+    if project is not None:
+        return project
+    try:
+        with transaction.atomic():
+            return Project.objects.create(
+                account=account, name=_free_default_name(account), is_default=True
+            )
+    except IntegrityError:  # created meanwhile by a concurrent request
+        return Project.objects.get(account=account, is_default=True, deleted_at=None)
+
+
+def _free_default_name(account: Account) -> str:
+    taken = {
+        name.lower()
+        for name in Project.objects.filter(account=account, deleted_at=None).values_list(
+            "name", flat=True
+        )
+    }
+    name, n = DEFAULT_PROJECT_NAME, 1
+    while name.lower() in taken:
+        n += 1
+        name = f"{DEFAULT_PROJECT_NAME} {n}"
+    return name
+
+
+def _join_default_project(membership: Membership) -> None:
+    """A developer or viewer who belongs to no project joins the default one as a member:
+    new teammates can work at once, and nobody is left reaching nothing."""
+    if membership.can(ALL_PROJECTS):
+        return
+    if ProjectMembership.objects.filter(membership=membership).exists():
+        return
+    ProjectMembership.objects.get_or_create(
+        project=project_default(membership.account),
+        membership=membership,
+        defaults={"role": ProjectRole.MEMBER},
+    )
+
+
+def clean_project_name(name) -> str:
+    name = (name or "").strip() if isinstance(name, str) else ""
+    if not name:
+        raise ProjectError("Give the project a name.", "name")
+    if len(name) > MAX_PROJECT_NAME:
+        raise ProjectError(f"Use at most {MAX_PROJECT_NAME} characters for the name.", "name")
+    return name
+
+
+def _check_name_free(account: Account, name: str, exclude: Project | None = None) -> None:
+    taken = Project.objects.filter(account=account, deleted_at=None, name__iexact=name)
+    if exclude is not None:
+        taken = taken.exclude(pk=exclude.pk)
+    if taken.exists():
+        raise ProjectError(f"This account already has a project named “{name}”.", "name", 409)
+
+
+BUDGET_FIELDS = ("monthly_budget", "budget")
+
+
+def _check_budgets(budgets: dict) -> None:
+    """A budget is None (none) or a positive number of micro-credits; 0 would stop every key
+    of the project, which is what pausing the keys is for."""
+    for field, value in budgets.items():
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ProjectError("Give an amount of credits, or null for no budget.", field)
+        if value <= 0:
+            raise ProjectError(
+                "A budget is more than 0 credits; leave it empty (null) for no budget. "
+                "To stop a project's calls, pause its keys.",
+                field,
+            )
+
+
+def project_create(
+    *,
+    account: Account,
+    name: str,
+    actor: User | None = None,
+    actor_label: str = "",
+    monthly_budget: int | None = None,
+    budget: int | None = None,
+) -> Project:
+    name = clean_project_name(name)
+    _check_budgets({"monthly_budget": monthly_budget, "budget": budget})
+    _check_name_free(account, name)
+    project = Project(account=account, name=name, monthly_budget=monthly_budget, budget=budget)
+    try:
+        with transaction.atomic():
+            project.save()
+            audit_record(
+                account=account,
+                actor=actor,
+                actor_label=actor_label,
+                action="project.create",
+                target=name,
+                project=project.public_id,
+            )
+    except IntegrityError:  # the same name, created meanwhile
+        raise ProjectError(
+            f"This account already has a project named “{name}”.", "name", 409
+        ) from None
+    return project
+
+
+def project_update(
+    *, project: Project, actor: User | None = None, actor_label: str = "", **changes
+) -> Project:
+    """Rename the project or change its budgets (only the fields given)."""
+    unknown = set(changes) - {"name", *BUDGET_FIELDS}
+    if unknown:
+        field = sorted(unknown)[0]
+        raise ProjectError(f"“{field}” cannot be changed.", field)
+    if "name" in changes:
+        changes["name"] = clean_project_name(changes["name"])
+        _check_name_free(project.account, changes["name"], exclude=project)
+    _check_budgets({f: v for f, v in changes.items() if f in BUDGET_FIELDS})
+    changes = {f: v for f, v in changes.items() if getattr(project, f) != v}
+    if not changes:
+        return project
+    before = {field: getattr(project, field) for field in changes}
+    for field, value in changes.items():
+        setattr(project, field, value)
+    try:
+        with transaction.atomic():
+            project.save(update_fields=list(changes))
+            audit_record(
+                account=project.account,
+                actor=actor,
+                actor_label=actor_label,
+                action="project.update",
+                target=project.name,
+                project=project.public_id,
+                fields=sorted(changes),
+                before={f: None if v is None else str(v) for f, v in before.items()},
+            )
+    except IntegrityError:
+        raise ProjectError(
+            f"This account already has a project named “{project.name}”.", "name", 409
+        ) from None
+    return project
+
+
+def project_delete(*, project: Project, actor: User | None = None, actor_label: str = "") -> None:
+    """Hide the project for good. Refused for the default project and while it has keys that
+    are not revoked: move or revoke them first. Its row stays so past usage keeps its name."""
+    if project.is_default:
+        raise ProjectError(
+            "The default project cannot be deleted: new keys and members go there.", None, 409
+        )
+    with transaction.atomic():
+        locked = Project.objects.select_for_update().get(pk=project.pk)
+        if locked.deleted_at is not None:
+            return
+        live = project.api_keys.filter(deleted_at=None).exclude(status="revoked").count()
+        if live:
+            raise ProjectError(
+                f"This project still has {live} key{'s' if live != 1 else ''} in use. "
+                "Move them to another project or revoke them first.",
+                None,
+                409,
+            )
+        project.deleted_at = timezone.now()
+        project.save(update_fields=["deleted_at"])
+        ProjectMembership.objects.filter(project=project).delete()
+        audit_record(
+            account=project.account,
+            actor=actor,
+            actor_label=actor_label,
+            action="project.delete",
+            target=project.name,
+            project=project.public_id,
+        )
+
+
+def project_member_set(
+    *,
+    project: Project,
+    membership: Membership,
+    role: str,
+    actor: User | None = None,
+    actor_label: str = "",
+) -> ProjectMembership:
+    """Add ``membership`` to the project with ``role``, or change their role there."""
+    if role not in ProjectRole.values:
+        raise ProjectError('Choose a project role: "admin" or "member".', "role")
+    if membership.account_id != project.account_id:
+        raise ProjectError("That person is not a member of this account.", "member_id", 404)
+    if membership.can(ALL_PROJECTS):
+        raise ProjectError(
+            f"{membership.user.email} is {membership.get_role_display().lower()} of the "
+            "account and already reaches every project.",
+            "member_id",
+        )
+    with transaction.atomic():
+        row, created = ProjectMembership.objects.get_or_create(
+            project=project, membership=membership, defaults={"role": role}
+        )
+        if not created and row.role == role:
+            return row
+        old = None if created else row.role
+        if not created:
+            row.role = role
+            row.save(update_fields=["role"])
+        audit_record(
+            account=project.account,
+            actor=actor,
+            actor_label=actor_label,
+            action="project.member_add" if created else "project.member_role",
+            target=membership.user.email,
+            project=project.public_id,
+            role=role,
+            **({"old": old} if old else {}),
+        )
+    return row
+
+
+def project_member_remove(
+    *,
+    project: Project,
+    membership: Membership,
+    actor: User | None = None,
+    actor_label: str = "",
+) -> None:
+    """Take the member out of the project: from their next request they no longer see or use
+    its keys (idempotent)."""
+    with transaction.atomic():
+        deleted, _ = ProjectMembership.objects.filter(
+            project=project, membership=membership
+        ).delete()
+        if deleted:
+            audit_record(
+                account=project.account,
+                actor=actor,
+                actor_label=actor_label,
+                action="project.member_remove",
+                target=membership.user.email,
+                project=project.public_id,
+            )

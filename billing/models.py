@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from accounts.models import Account
+from accounts.models import Account, Project
 from catalogue.models import RoutingGroup
 from core.ids import new_public_id
 from keys.models import ApiKey
@@ -175,6 +175,10 @@ class UsageRecord(models.Model):
     api_key = models.ForeignKey(
         ApiKey, on_delete=models.PROTECT, null=True, blank=True, related_name="usage"
     )
+    # The project the key was in when the call was settled: moving a key later leaves it here.
+    project = models.ForeignKey(
+        Project, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     group = models.ForeignKey(
         RoutingGroup, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -218,6 +222,7 @@ class UsageRollup(models.Model):
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
     api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, null=True, related_name="+")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, null=True, related_name="+")
     model = models.ForeignKey("catalogue.AIModel", on_delete=models.CASCADE, related_name="+")
     family = models.CharField(max_length=8)
     hour = models.DateTimeField()
@@ -232,12 +237,15 @@ class UsageRollup(models.Model):
 
     class Meta:
         constraints = [
+            # A key moved between projects within the hour has a row in each.
             models.UniqueConstraint(
-                fields=["account", "api_key", "model", "hour"], name="rollup_unique_bucket"
+                fields=["account", "api_key", "project", "model", "hour"],
+                name="rollup_unique_bucket",
             )
         ]
         indexes = [
             models.Index(fields=["account", "hour"], name="rollup_account_hour"),
+            models.Index(fields=["project", "hour"], name="rollup_project_hour"),
             models.Index(fields=["api_key", "hour"], name="rollup_key_hour"),
         ]
 

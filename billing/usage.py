@@ -16,6 +16,7 @@ from billing.models import KeySpend, KeyTotal, UsageRecord, UsageRollup, UsageTa
 from catalogue.selectors import slugs
 from core import metrics
 from core.money import MICROS_PER_CREDIT
+from keys.models import ApiKey
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class UsageFacts:
     family: str
     protocol: str
     api_key_id: int | None = None
+    # The key's project as the call saw it; None: settlement reads the key's project.
+    project_id: int | None = None
     group_id: int | None = None
     deployment_id: int | None = None
     stream: bool = False
@@ -81,11 +84,15 @@ def record_usage_batch(batch: str, records: list[tuple[Charge, int, int]]) -> No
     tag_rollups: dict[tuple, list[int]] = {}
     spend: dict[tuple, int] = {}
     totals: dict[int, int] = {}
+    projects = _projects_of(
+        {call.usage.api_key_id for call, _, _ in records if call.usage.project_id is None}
+    )
     for call, charged, shortfall in records:
         usage, at = call.usage, call.at
+        project_id = usage.project_id or projects.get(usage.api_key_id)
         rows.append({
             "request_id": call.reference, "batch": batch, "account_id": call.account_id,
-            "api_key_id": usage.api_key_id, "group_id": usage.group_id,
+            "api_key_id": usage.api_key_id, "project_id": project_id, "group_id": usage.group_id,
             "model_id": usage.model_id, "deployment_id": usage.deployment_id,
             "family": usage.family, "protocol": usage.protocol,
             "stream": usage.stream, "input_tokens": usage.input_tokens,
@@ -98,7 +105,8 @@ def record_usage_batch(batch: str, records: list[tuple[Charge, int, int]]) -> No
         })  # fmt: skip
         hour = at.replace(minute=0, second=0, microsecond=0)
         sums = rollups.setdefault(
-            (call.account_id, usage.api_key_id, usage.model_id, hour, usage.family), [0] * 8
+            (call.account_id, usage.api_key_id, project_id, usage.model_id, hour, usage.family),
+            [0] * 8,
         )
         amounts = (1, usage.input_tokens, usage.output_tokens, usage.cache_read_tokens,
                    usage.cache_write_tokens, usage.images, usage.seconds, charged)  # fmt: skip
@@ -120,12 +128,12 @@ def record_usage_batch(batch: str, records: list[tuple[Charge, int, int]]) -> No
     sql.insert_rows(UsageRecord, rows)
     transaction.on_commit(functools.partial(_count, records))
     rollup_rows = [
-        {"account_id": a, "api_key_id": k, "model_id": m, "hour": h, "family": f,
-         **dict(zip(_ROLLUP_FIELDS, sums, strict=True))}
-        for (a, k, m, h, f), sums in rollups.items()
+        {"account_id": a, "api_key_id": k, "project_id": p, "model_id": m, "hour": h,
+         "family": f, **dict(zip(_ROLLUP_FIELDS, sums, strict=True))}
+        for (a, k, p, m, h, f), sums in rollups.items()
     ]  # fmt: skip
     sql.upsert_add(
-        UsageRollup, ("account_id", "api_key_id", "model_id", "hour"), rollup_rows,
+        UsageRollup, ("account_id", "api_key_id", "project_id", "model_id", "hour"), rollup_rows,
         amounts=_ROLLUP_FIELDS,
     )  # fmt: skip
     if tag_rollups:
@@ -148,6 +156,16 @@ def record_usage_batch(batch: str, records: list[tuple[Charge, int, int]]) -> No
         [{"api_key_id": k, "credits": c} for k, c in totals.items()],
         amounts=("credits",),
     )
+
+
+def _projects_of(key_ids: set[int | None]) -> dict[int, int]:
+    """The project each key is in as the batch settles, for calls that did not say (tasks
+    settle from their row, principals cached before projects). A key moved later leaves these
+    rows where they are."""
+    key_ids.discard(None)
+    if not key_ids:
+        return {}
+    return dict(ApiKey.objects.filter(pk__in=key_ids).values_list("pk", "project_id"))
 
 
 _TOKEN_KINDS = ("input", "output", "cache_read", "cache_write", "reasoning")

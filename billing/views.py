@@ -55,7 +55,7 @@ from billing.selectors import wallet_of
 from catalogue.models import AIModel
 from core import charts
 from core.money import format_credits, plain_credits
-from keys.selectors import api_keys_for_account, groups_available
+from keys.selectors import api_keys_visible_to, groups_available
 
 LEDGER_PAGE_SIZE = 25
 LOG_PAGE_SIZE = 50
@@ -454,8 +454,9 @@ def wallet_threshold(request):
 # --- Usage -------------------------------------------------------------------------------------
 
 
-def _key_choices(account: Account, flt: UsageFilter | None) -> list[tuple[str, str]]:
-    keys = sorted(api_keys_for_account(account), key=lambda key: (key.name.lower(), key.pk))
+def _key_choices(membership, flt: UsageFilter | None) -> list[tuple[str, str]]:
+    """The keys the member may see (those of their projects, for developers and viewers)."""
+    keys = sorted(api_keys_visible_to(membership), key=lambda key: (key.name.lower(), key.pk))
     if flt and flt.api_key and flt.api_key.pk not in {key.pk for key in keys}:
         keys.append(flt.api_key)  # a deleted key's usage can still be looked at
     return [(key.public_id, _key_label(key)) for key in keys]
@@ -478,14 +479,14 @@ def _model_choices(account: Account, flt: UsageFilter | None) -> list[tuple[str,
     return [(model.slug, model.display_name) for model in models]
 
 
-def _usage_form(account, params, flt=None, error=None) -> UsageFilterForm:
+def _usage_form(membership, params, flt=None, error=None) -> UsageFilterForm:
     shown = {**params, **flt.dates(), "group_by": flt.group_by} if flt else params
     shown.pop("preset", None)
     return UsageFilterForm(
         shown,
         error=error,
-        keys=_key_choices(account, flt),
-        models=_model_choices(account, flt),
+        keys=_key_choices(membership, flt),
+        models=_model_choices(membership.account, flt),
     )
 
 
@@ -701,7 +702,7 @@ def usage(request):
         flt = _usage_filter(request, params)  # another account's key: 404
     except FilterError as error:
         context = {
-            "form": _usage_form(account, params, error=error),
+            "form": _usage_form(request.membership, params, error=error),
             "filter_error": error.console,
             "presets": _presets("billing:usage", params, ""),
             "time_zone": zone,
@@ -717,7 +718,7 @@ def usage(request):
     context = {
         "period": period,
         "scope": scope,
-        "form": _usage_form(account, params, flt),
+        "form": _usage_form(request.membership, params, flt),
         "report": report,
         "filter": flt,
         "table": _usage_table(report),

@@ -48,7 +48,7 @@ from generation.task_pages import render_card
 from keys import snippets
 from keys.auth import KeyAuthError, KeyPrincipal, key_used, principal_for_console
 from keys.models import ApiKey, KeyStatus
-from keys.selectors import api_keys_for_account
+from keys.selectors import api_keys_visible_to
 
 PAGE = "generation/playground.html"
 MAX_CHAT_BYTES = 4 * 1024 * 1024
@@ -66,10 +66,10 @@ USAGE_TRIES = 8  # the usage fragment asks again this many times (a stopped stre
 
 def playground_keys(membership) -> list[ApiKey]:
     """The keys the page offers: those the user may use (for a viewer, who may use none, the
-    account's usable keys, shown in disabled controls)."""
+    usable keys of their projects, shown in disabled controls)."""
     keys = [
         key
-        for key in api_keys_for_account(membership.account)
+        for key in api_keys_visible_to(membership)
         .filter(status=KeyStatus.ACTIVE)
         .order_by("name", "created_at")
         if not key.is_expired

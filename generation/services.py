@@ -484,6 +484,7 @@ def _usage(task: Task, *, images: int = 0, seconds: int = 0) -> UsageFacts:
         family=task.model.family,
         protocol="tasks",
         api_key_id=task.api_key_id,
+        project_id=task.api_key.project_id if task.api_key else None,
         group_id=task.api_key.group_id if task.api_key else None,
         images=images,
         seconds=seconds,

@@ -35,7 +35,7 @@ from generation import services
 from generation.files import artifact_path, retention_text
 from generation.models import CallbackAttempt, CallbackDelivery, Task, TaskStatus
 from generation.task_objects import task_object
-from keys.selectors import api_keys_for_account
+from keys.selectors import api_keys_visible_to
 
 PAGE_SIZE = 25
 CARD = "generation/task_card.html"
@@ -227,7 +227,7 @@ def _list_context(request) -> dict:
         "url": page_url(page.number),
         "statuses": TaskStatus.choices,
         "models": AIModel.objects.filter(tasks__account=account).distinct().order_by("slug"),
-        "keys": api_keys_for_account(account).order_by("name"),
+        "keys": api_keys_visible_to(request.membership).order_by("name"),
         "previous_url": page_url(page.previous_page_number()) if page.has_previous() else "",
         "next_url": page_url(page.next_page_number()) if page.has_next() else "",
     }

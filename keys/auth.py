@@ -72,6 +72,9 @@ class KeyPrincipal:
     account_public_id: str = ""
     # Who created the key: the member whose budget its calls count against.
     member_id: int | None = None
+    # The key's project, whose usage its calls are (a principal cached before projects has
+    # None: settlement then reads the key's project).
+    project_id: int | None = None
 
     @classmethod
     def from_key(cls, key: ApiKey) -> "KeyPrincipal":
@@ -95,6 +98,7 @@ class KeyPrincipal:
             allowed_models=tuple(key.allowed_models),
             account_public_id=key.account.public_id,
             member_id=key.created_by_id,
+            project_id=key.project_id,
         )
 
     def may_call(self, slug: str) -> bool:
@@ -105,7 +109,8 @@ class KeyPrincipal:
         # A principal cached by the previous release (for up to BYTESPIKE_KEY_CACHE_SECONDS
         # during a deploy) wrote "no limit" as 0 and had no rpm, tpm or max_concurrent; one
         # cached before allowlists has no allowed_models (the class default, (), applies), one
-        # cached before log lines named accounts has no account_public_id ("").
+        # cached before log lines named accounts has no account_public_id (""), one cached
+        # before projects no project_id (None).
         for name in ("quota", "rate_limit_5h", "rate_limit_1d", "rate_limit_7d"):
             if state.get(name) == 0:
                 state[name] = None

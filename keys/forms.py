@@ -205,6 +205,21 @@ class _KeyForm(forms.Form):
         )
 
 
+def project_field(projects) -> forms.ModelChoiceField:
+    """The projects a key may be created in or moved to: those the user may make keys in."""
+    return forms.ModelChoiceField(
+        label="Project",
+        queryset=projects,
+        empty_label=None,
+        to_field_name="public_id",
+        help_text="Members of the project use its keys; its usage is reported under it.",
+        error_messages={
+            "required": "Choose the project the key belongs to.",
+            "invalid_choice": "Choose one of your projects.",
+        },
+    )
+
+
 class ApiKeyCreateForm(_KeyForm):
     """Name, one group from those available to the account, and optional limits."""
 
@@ -227,11 +242,14 @@ class ApiKeyCreateForm(_KeyForm):
         widget=forms.NumberInput(attrs={"placeholder": "Never"}),
     )
 
-    field_order = ["name", "group", "quota", "expires_in_days"]
+    field_order = ["name", "project", "group", "quota", "expires_in_days"]
 
-    def __init__(self, *args, groups, **kwargs):
+    def __init__(self, *args, groups, projects, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["group"].queryset = groups
+        self.fields["project"] = project_field(projects)
+        # Not sent (a script, an old form): the default project, or the user's only one.
+        self.fields["project"].required = False
         # Every model of the groups on offer; the key services keep those of the chosen group.
         models = (
             AIModel.objects.filter(groups__in=groups, is_active=True)
@@ -249,6 +267,7 @@ class ApiKeyCreateForm(_KeyForm):
         days = data.get("expires_in_days")
         return {
             "name": data["name"],
+            "project": data["project"],
             "group": data["group"],
             "expires_at": timezone.now() + timedelta(days=days) if days else None,
             "ip_allowlist": data["ip_allowlist"],
@@ -282,9 +301,9 @@ class ApiKeyEditForm(_KeyForm):
         widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
     )
 
-    field_order = ["name", "quota", "expires_on"]
+    field_order = ["name", "project", "quota", "expires_on"]
 
-    def __init__(self, *args, key: ApiKey, **kwargs):
+    def __init__(self, *args, key: ApiKey, projects, **kwargs):
         self.key = key
         models = list(models_in_group(key.group_id))
         # What the key allows of its group's models now (a model since taken out of the group
@@ -295,6 +314,7 @@ class ApiKeyEditForm(_KeyForm):
             "initial",
             {
                 "name": key.name,
+                "project": key.project.public_id,
                 "allowed_models": self.shown_allowed,
                 "expires_on": expiry_day(key.expires_at),
                 "ip_allowlist": "\n".join(key.ip_allowlist),
@@ -305,6 +325,14 @@ class ApiKeyEditForm(_KeyForm):
         )
         super().__init__(*args, **kwargs)
         self.fields["allowed_models"] = allowed_models_field(models)
+        # Moving a key is for those who may make keys in the other project too.
+        self.fields["project"] = project_field(projects)
+        self.fields["project"].required = False  # not sent: the key stays where it is
+        self.fields[
+            "project"
+        ].help_text = (
+            "Moving the key moves its future spend; past usage stays with the project it was in."
+        )
         self.order_fields(self.field_order)
 
     def clean_expires_on(self):
@@ -326,6 +354,8 @@ class ApiKeyEditForm(_KeyForm):
             changes["expires_at"] = expiry_from_day(data["expires_on"])
         if set(data["allowed_models"]) != set(self.shown_allowed):
             changes["allowed_models"] = data["allowed_models"]
+        if data["project"] is not None and data["project"].pk != self.key.project_id:
+            changes["project"] = data["project"]
         return changes
 
 

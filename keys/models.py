@@ -5,7 +5,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from accounts.models import Account
+from accounts.models import Account, Project
 from catalogue.models import RoutingGroup
 from core.ids import new_public_id
 
@@ -95,6 +95,9 @@ class ApiKey(SecretKey):
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="api_keys")
     public_id = models.CharField(max_length=40, unique=True, default=new_api_key_id, editable=False)
+    # The project whose members use the key; moving the key moves its future spend only (usage
+    # rows keep the project they were settled in).
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="api_keys")
     group = models.ForeignKey(RoutingGroup, on_delete=models.PROTECT, related_name="api_keys")
     quota = models.BigIntegerField(null=True, blank=True)
     rate_limit_5h = models.BigIntegerField(null=True, blank=True)

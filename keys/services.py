@@ -17,8 +17,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.models import Account, User
-from accounts.services import audit_record
+from accounts.models import Account, Project, User
+from accounts.services import audit_record, project_default
 from catalogue.models import RoutingGroup
 from catalogue.selectors import models_in_group
 from core.ratelimit import allow
@@ -209,9 +209,22 @@ def _check_limits(limits: dict) -> None:
         raise KeyRuleError("The expiry must be in the future.", "expires_at")
 
 
+def _check_project(account: Account, project: Project) -> None:
+    if project.account_id != account.pk or project.deleted_at is not None:
+        raise KeyRuleError("No project with this id in your account.", "project_id")
+
+
 # --- Inference keys --------------------------------------------------------------------------
 
-EDITABLE = ("name", *LIMIT_FIELDS, "expires_at", "ip_allowlist", "ip_denylist", "allowed_models")
+EDITABLE = (
+    "name",
+    *LIMIT_FIELDS,
+    "expires_at",
+    "ip_allowlist",
+    "ip_denylist",
+    "allowed_models",
+    "project",
+)
 # What a key's owner may set its status to; revoking has its own service (it is final).
 SETTABLE_STATUSES = (KeyStatus.ACTIVE, KeyStatus.PAUSED)
 
@@ -227,6 +240,7 @@ def api_key_issue(
     account: Account,
     group: RoutingGroup,
     name: str,
+    project: Project | None = None,
     actor: User | None = None,
     via_key: ManagementKey | None = None,
     quota: int | None = None,
@@ -241,11 +255,15 @@ def api_key_issue(
     ip_denylist=(),
     allowed_models=(),
 ) -> tuple[ApiKey, str]:
-    """A new inference key bound to ``group``; returns the key and its only plaintext copy.
+    """A new inference key bound to ``group`` in ``project`` (the account's default project
+    when None); returns the key and its only plaintext copy.
 
     A limit left at None is no limit; no ``allowed_models`` is every model of the group."""
     if not group_is_available(account=account, group=group):
         raise KeyRuleError("That routing group is not available to this account.", "group_id")
+    if project is None:
+        project = project_default(account)
+    _check_project(account, project)
     _check_creation_rate(account)
     limits = {
         "quota": quota,
@@ -262,6 +280,7 @@ def api_key_issue(
     _check_name_free(account, name)
     key = ApiKey(
         account=account,
+        project=project,
         group=group,
         name=name,
         created_by=actor,
@@ -283,6 +302,7 @@ def api_key_issue(
             target=f"{key.name} ({key.masked})",
             key=key.public_id,
             group=group.slug,
+            project=project.public_id,
             **({"allowed_models": key.allowed_models} if key.allowed_models else {}),
         )
     return key, secret
@@ -320,7 +340,13 @@ def api_key_update(
             changes[field] = clean_cidrs(changes[field] or [], field)
     if "allowed_models" in changes:
         changes["allowed_models"] = clean_allowed_models(changes["allowed_models"], key.group_id)
-    limits = {field: changes.get(field, getattr(key, field)) for field in EDITABLE}
+    if "project" in changes:
+        # Moving a key moves its future spend: usage already settled keeps its project.
+        _check_project(key.account, changes["project"])
+        if changes["project"].pk == key.project_id:
+            del changes["project"]
+    limits = {field: changes.get(field, getattr(key, field)) for field in LIMIT_FIELDS}
+    limits["expires_at"] = changes.get("expires_at", key.expires_at)
     if "expires_at" not in changes:
         limits["expires_at"] = None  # an unchanged (even past) expiry is not re-validated
     _check_limits(limits)
@@ -338,12 +364,18 @@ def api_key_update(
                 target=f"{key.name} ({key.masked})",
                 key=key.public_id,
                 fields=sorted(changes),
-                before={f: None if v is None else str(v) for f, v in before.items()},
+                before={f: _audit_value(v) for f, v in before.items()},
             )
             _forget_on_commit(key.digest)
         if status is not None:
             _set_status(key, status, actor=actor, via_key=via_key)
     return key
+
+
+def _audit_value(value) -> str | None:
+    if value is None:
+        return None
+    return value.public_id if isinstance(value, Project) else str(value)
 
 
 def _check_status_change(key: ApiKey, status: str) -> None:

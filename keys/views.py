@@ -18,6 +18,7 @@ from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
 from accounts import permissions
 from accounts.decorators import account_view
+from accounts.selectors import projects_visible_to
 from catalogue.models import AIModel, Family, RoutingGroup
 from catalogue.pricing import apply_multiplier
 from catalogue.selectors import models_in_group
@@ -29,8 +30,8 @@ from keys.forms import ApiKeyCreateForm, ApiKeyEditForm, ManagementKeyCreateForm
 from keys.models import ApiKey, KeyStatus
 
 # Where a service's complaint about a field is shown on the console's forms.
-CREATE_FIELDS = {"group_id": "group", "expires_at": "expires_in_days"}
-EDIT_FIELDS = {"expires_at": "expires_on"}
+CREATE_FIELDS = {"group_id": "group", "expires_at": "expires_in_days", "project_id": "project"}
+EDIT_FIELDS = {"expires_at": "expires_on", "project_id": "project"}
 
 
 # --- Presentation helpers ---------------------------------------------------------------------
@@ -215,13 +216,28 @@ def _no_store(response):
 # --- API keys ---------------------------------------------------------------------------------
 
 
+def _key_projects(membership):
+    """The projects the member may make keys in (and move keys to)."""
+    if not membership.can(permissions.MANAGE_OWN_KEYS):
+        return projects_visible_to(membership).none()
+    return projects_visible_to(membership)
+
+
 def _list_context(request, **extra) -> dict:
     membership = request.membership
-    api_keys = list(selectors.api_keys_for_account(request.account))
+    projects = list(projects_visible_to(membership))
+    api_keys = selectors.api_keys_visible_to(membership)
+    # ?project=proj_... shows one project's keys; an id the member cannot see shows none.
+    chosen = request.GET.get("project", "")
+    if chosen:
+        api_keys = api_keys.filter(project__public_id=chosen)
+    api_keys = list(api_keys)
     context = {
         "key_rows": present_keys_with_spend(request.account, api_keys, membership),
-        "can_create": membership.can(permissions.MANAGE_OWN_KEYS),
+        "can_create": membership.can(permissions.MANAGE_OWN_KEYS) and bool(projects),
         "can_manage_all": membership.can(permissions.MANAGE_ALL_KEYS),
+        "projects": projects,
+        "project_filter": chosen,
     }
     context.update(extra)
     return context
@@ -236,8 +252,25 @@ def _create_context(request, form: ApiKeyCreateForm | None = None) -> dict:
             initial["group"] = int(chosen)
         elif len(groups) == 1:
             initial["group"] = groups[0].pk
-        form = ApiKeyCreateForm(groups=groups, initial=initial)
+        initial["project"] = _initial_project(request)
+        form = ApiKeyCreateForm(
+            groups=groups, projects=_key_projects(request.membership), initial=initial
+        )
     return {"form": form, "groups": _groups(request.account)}
+
+
+def _member_default_project(membership):
+    """Where a key goes when no project is chosen: the account's default project if the user
+    may make keys there, else the first of theirs (the default project lists first)."""
+    return _key_projects(membership).first()
+
+
+def _initial_project(request) -> str | None:
+    """The project asked for (?project=), else the user's default one."""
+    projects = _key_projects(request.membership)
+    asked = projects.filter(public_id=request.GET.get("project", "")).first()
+    chosen = asked or projects.first()
+    return chosen.public_id if chosen else None
 
 
 @require_GET
@@ -258,12 +291,17 @@ def key_create(request):
         template = "keys/list.html#key-create" if request.htmx else full_page
         return render(request, template, _create_context(request))
     groups = selectors.groups_available(request.account)
-    form = ApiKeyCreateForm(request.POST, groups=groups)
+    form = ApiKeyCreateForm(request.POST, groups=groups, projects=_key_projects(request.membership))
     if form.is_valid():
+        options = form.issue_options()
+        options["project"] = options["project"] or _member_default_project(request.membership)
         try:
-            key, secret = keys.api_key_issue(
-                account=request.account, actor=request.user, **form.issue_options()
-            )
+            if options["project"] is None:
+                raise keys.KeyRuleError(
+                    "You are not a member of any project. Ask an admin to add you to one.",
+                    "project_id",
+                )
+            key, secret = keys.api_key_issue(account=request.account, actor=request.user, **options)
         except keys.KeyRuleError as error:
             form.add_rule_error(error, CREATE_FIELDS)
         else:
@@ -276,7 +314,7 @@ def key_create(request):
                 # A new key has spent nothing yet.
                 "new_row": present_key(key, request.membership, spend_30d=0, spend_total=0),
                 "secret": secret,
-                "key_count": selectors.api_keys_for_account(request.account).count(),
+                "key_count": selectors.api_keys_visible_to(request.membership).count(),
                 # Code with the secret in it: shown once, in this no-store answer, like the secret.
                 "base_url": base_url,
                 "snippets": code,
@@ -288,8 +326,9 @@ def key_create(request):
 
 
 def _key_for_change(request, public_id: str) -> ApiKey:
-    """The key, if it is in this account (else 404) and the viewer may manage it (else 403)."""
-    key = selectors.api_key_get_for_account(account=request.account, public_id=public_id)
+    """The key, if the viewer may see it (else 404: another account's, or of a project they
+    are not in) and manage it (else 403)."""
+    key = selectors.api_key_get_for_member(membership=request.membership, public_id=public_id)
     if not permissions.can_manage_key(request.membership, key):
         raise PermissionDenied("Only the key's creator, admins and owners can change this key.")
     return key
@@ -298,7 +337,11 @@ def _key_for_change(request, public_id: str) -> ApiKey:
 def _detail_context(request, key_view: KeyView, **extra) -> dict:
     context = {
         "key_view": key_view,
-        "form": ApiKeyEditForm(key=key_view.key) if key_view.can_manage else None,
+        "form": (
+            ApiKeyEditForm(key=key_view.key, projects=_key_projects(request.membership))
+            if key_view.can_manage
+            else None
+        ),
         "group_multiplier": multiplier_label(key_view.key.group.rate_multiplier),
     }
     context.update(extra)
@@ -315,7 +358,7 @@ def _render_detail(request, key_view: KeyView, partial: str | None = None, statu
 @require_GET
 @account_view()
 def key_detail(request, public_id):
-    key = selectors.api_key_get_for_account(account=request.account, public_id=public_id)
+    key = selectors.api_key_get_for_member(membership=request.membership, public_id=public_id)
     shown = _present_key_with_spend(request, key)
     return _render_detail(request, shown, **_key_usage(request, key))
 
@@ -333,7 +376,7 @@ def key_update(request, public_id):
         # Revoked in another tab since this form was shown.
         error = "This key is revoked; its settings can no longer change."
         return _render_detail(request, shown, "key-limits", status=422, limits_error=error)
-    form = ApiKeyEditForm(request.POST, key=key)
+    form = ApiKeyEditForm(request.POST, key=key, projects=_key_projects(request.membership))
     if form.is_valid():
         changes = form.changes()
         if not changes:

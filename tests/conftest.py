@@ -106,6 +106,7 @@ class World:
     admin: User
     developer: User
     viewer: User
+    finance: User
     outsider: User
     outsider_account: Account
 
@@ -115,6 +116,7 @@ class World:
             Role.ADMIN: self.admin,
             Role.DEVELOPER: self.developer,
             Role.VIEWER: self.viewer,
+            Role.FINANCE: self.finance,
         }[role]
 
     def membership(self, user: User) -> Membership:
@@ -150,6 +152,7 @@ def world(db) -> World:
         admin=members[Role.ADMIN],
         developer=members[Role.DEVELOPER],
         viewer=members[Role.VIEWER],
+        finance=members[Role.FINANCE],
         outsider=outsider,
         outsider_account=outsider_account,
     )

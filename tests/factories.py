@@ -35,12 +35,40 @@ class AccountFactory(factory.django.DjangoModelFactory):
 
 
 class MembershipFactory(factory.django.DjangoModelFactory):
+    """A member; a developer or viewer joins the account's default project, as one who accepts
+    an invitation does (``projects=[...]``: those projects instead, as a member)."""
+
     class Meta:
         model = Membership
+        skip_postgeneration_save = True
 
     account = factory.SubFactory(AccountFactory)
     user = factory.SubFactory(UserFactory)
     role = Role.DEVELOPER
+
+    @factory.post_generation
+    def projects(self, create, extracted, **kwargs):
+        from accounts.models import ProjectMembership
+        from accounts.services import _join_default_project
+
+        if not create:
+            return
+        if extracted is None:
+            _join_default_project(self)
+            return
+        for project in extracted:
+            ProjectMembership.objects.create(project=project, membership=self)
+
+
+def project(account, name: str, *members, role: str = "member", **options):
+    """A project of ``account`` through the real service, with ``members`` (users) in it."""
+    from accounts.services import project_create, project_member_set
+
+    created = project_create(account=account, name=name, **options)
+    for user in members:
+        membership = Membership.objects.get(account=account, user=user)
+        project_member_set(project=created, membership=membership, role=role)
+    return created
 
 
 class RoutingGroupFactory(factory.django.DjangoModelFactory):

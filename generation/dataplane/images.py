@@ -152,6 +152,7 @@ async def make_images(
             family=Family.IMAGE,
             protocol="images",
             api_key_id=principal.key_id,
+            project_id=principal.project_id,
             group_id=principal.group_id,
             deployment_id=upstream.deployment_id,
             images=len(files),

@@ -192,6 +192,7 @@ def _usage_facts(
         family=Family.TEXT,
         protocol=caller.name,
         api_key_id=principal.key_id,
+        project_id=principal.project_id,
         group_id=principal.group_id,
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,

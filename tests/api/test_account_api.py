@@ -34,7 +34,7 @@ def test_shows_the_account_and_its_wallet_in_credits(world, api):
             "low_balance_threshold": 1.5,
             "concurrency_limit": 25,
         },
-        "members": 4,
+        "members": 5,  # owner, admin, developer, viewer, finance
     }
     assert body["id"].startswith("acct_")
     created = datetime.fromisoformat(body["created_at"])

@@ -89,7 +89,12 @@ def test_creation_is_audited_with_the_management_key_as_actor(world, api, group,
     event = AuditEvent.objects.get(account=world.account, action="api_key.create")
     assert event.actor is None
     assert event.actor_label == f"management key CI ({mkey.masked})"
-    assert event.details == {"key": key_id, "group": "default"}
+    default_project = world.account.projects.get(is_default=True)
+    assert event.details == {
+        "key": key_id,
+        "group": "default",
+        "project": default_project.public_id,
+    }
 
 
 def test_defaults_are_no_limits_and_never_expire(api, group):
