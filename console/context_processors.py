@@ -9,6 +9,7 @@ from billing.models import Wallet
 NAV = [
     ("console:dashboard", "Dashboard", "home"),
     ("keys:keys", "API keys", "key"),
+    ("keys:projects", "Projects", "folder"),
     ("keys:groups", "Models & pricing", "layers"),
     ("billing:usage", "Usage", "chart"),
     ("billing:wallet", "Wallet", "wallet"),
@@ -30,6 +31,7 @@ NAV_PERMISSIONS = {"alerts:alerts": MANAGE_ALERTS}
 # Pages under a section keep its nav entry highlighted (URL-name prefixes).
 NAV_ALSO = {
     "keys:keys": ("keys:key-", "keys:management-key"),
+    "keys:projects": ("keys:project-",),
     "accounts:settings": ("accounts:audit", "generation:webhook", "generation:delivery"),
     "billing:wallet": (
         "billing:redeem",

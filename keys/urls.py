@@ -1,6 +1,6 @@
 from django.urls import path
 
-from keys import views
+from keys import project_views, views
 
 app_name = "keys"
 
@@ -24,4 +24,19 @@ urlpatterns = [
     path("keys/<str:public_id>/revoke/", views.key_revoke, name="key-revoke"),
     path("keys/<str:public_id>/delete/", views.key_delete, name="key-delete"),
     path("groups/", views.groups, name="groups"),
+    path("projects/", project_views.project_list, name="projects"),
+    path("projects/new/", project_views.project_create, name="project-create"),
+    path("projects/<str:public_id>/", project_views.project_detail, name="project-detail"),
+    path("projects/<str:public_id>/edit/", project_views.project_update, name="project-update"),
+    path("projects/<str:public_id>/delete/", project_views.project_delete, name="project-delete"),
+    path(
+        "projects/<str:public_id>/members/",
+        project_views.project_member_add,
+        name="project-member-add",
+    ),
+    path(
+        "projects/<str:public_id>/members/<str:member_id>/remove/",
+        project_views.project_member_remove,
+        name="project-member-remove",
+    ),
 ]
