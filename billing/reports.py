@@ -77,6 +77,10 @@ class UsageFilter:
     preset: str = ""
     tag: str = ""  # key=value (billing/tags.py); the URL and the API say key:value
 
+    # Only the usage of these projects (ids): a developer's or viewer's view of the account.
+    # None: the whole account. Not a URL parameter; set from who is looking.
+    projects: frozenset[int] | None = None
+
     @property
     def tag_param(self) -> str:
         return self.tag.replace("=", ":", 1)
@@ -266,6 +270,8 @@ def _filtered(queryset: QuerySet, account: Account, flt: UsageFilter, time_field
         queryset = queryset.filter(model=flt.model)
     if flt.family:
         queryset = queryset.filter(family=flt.family)
+    if flt.projects is not None:
+        queryset = queryset.filter(project_id__in=flt.projects)
     return queryset
 
 

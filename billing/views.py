@@ -9,6 +9,7 @@ line.
 """
 
 import csv
+import dataclasses
 from datetime import datetime, timedelta
 from math import ceil
 from urllib.parse import urlencode
@@ -454,6 +455,14 @@ def wallet_threshold(request):
 # --- Usage -------------------------------------------------------------------------------------
 
 
+def _scoped(request, flt: UsageFilter) -> UsageFilter:
+    """Developers and viewers see the usage of their projects only; the other roles, all."""
+    membership = request.membership
+    if membership.can(permissions.ALL_PROJECTS):
+        return flt
+    return dataclasses.replace(flt, projects=frozenset(membership.project_ids()))
+
+
 def _key_choices(membership, flt: UsageFilter | None) -> list[tuple[str, str]]:
     """The keys the member may see (those of their projects, for developers and viewers)."""
     keys = sorted(api_keys_visible_to(membership), key=lambda key: (key.name.lower(), key.pk))
@@ -699,7 +708,7 @@ def usage(request):
     page = "billing/usage.html"
     zone = _zone_name(account)
     try:
-        flt = _usage_filter(request, params)  # another account's key: 404
+        flt = _scoped(request, _usage_filter(request, params))  # another account's key: 404
     except FilterError as error:
         context = {
             "form": _usage_form(request.membership, params, error=error),
@@ -776,7 +785,7 @@ def usage_export(request):
     row per bucket, then the totals."""
     params = _params(request.GET, USAGE_PARAMS)
     try:
-        flt = _usage_filter(request, params)
+        flt = _scoped(request, _usage_filter(request, params))
     except FilterError as error:
         return HttpResponse(error.console, status=422, content_type="text/plain; charset=utf-8")
     report = usage_report(request.account, flt)

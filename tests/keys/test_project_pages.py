@@ -316,3 +316,34 @@ def test_the_team_page_offers_and_explains_the_finance_role(world, client_for):
     text = client_for(world.owner).get(reverse("accounts:team")).text
     assert '<option value="finance"' in text
     assert "Finance" in text and "no keys or playground" in text.lower()
+
+
+def _call(client, secret):
+    body = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "Hi"}]}
+    response = client.post(
+        "/v1/chat/completions",
+        json.dumps(body),
+        content_type="application/json",
+        headers={"x-api-key": secret},
+    )
+    assert response.status_code == 200, response.content
+
+
+def test_a_developer_sees_the_usage_of_their_projects_only(
+    client, world, client_for, research, groups
+):
+    _, shared = issue_key(world.account, groups["default"], actor=world.owner, name="Shared one")
+    _, hidden = issue_key(
+        world.account, groups["default"], actor=world.owner, project=research, name="Lab only"
+    )
+    _call(client, shared)
+    _call(client, hidden)
+    by_key = {"group_by": "api_key"}
+    developer = client_for(world.developer).get(reverse("billing:usage-export"), by_key)
+    text = developer.content.decode()
+    assert "Shared one" in text and "Lab only" not in text
+    page = client_for(world.developer).get(reverse("billing:usage"), by_key).text
+    assert "Shared one" in page and "Lab only" not in page
+    for role in (Role.OWNER, Role.FINANCE):
+        text = client_for(world.member(role)).get(reverse("billing:usage-export"), by_key)
+        assert "Shared one" in text.content.decode() and "Lab only" in text.content.decode()
