@@ -42,12 +42,16 @@ class InvitationError(TeamError):
 
 
 class ProjectError(TeamError):
-    """A change to a project that the rules forbid; ``field`` names the offending input."""
+    """A change to a project that the rules forbid; ``field`` names the offending input,
+    ``status`` and ``code`` are what the management API answers."""
 
-    def __init__(self, message: str, field: str | None = None, status: int = 400):
+    CODES = {400: "invalid_param", 404: "not_found", 409: "conflict"}
+
+    def __init__(self, message: str, field: str | None = None, status: int = 400, code: str = ""):
         super().__init__(message)
         self.field = field
         self.status = status
+        self.code = code or self.CODES.get(status, "invalid_request")
 
 
 def token_digest(token: str) -> str:
@@ -376,7 +380,9 @@ def _check_name_free(account: Account, name: str, exclude: Project | None = None
     if exclude is not None:
         taken = taken.exclude(pk=exclude.pk)
     if taken.exists():
-        raise ProjectError(f"This account already has a project named “{name}”.", "name", 409)
+        raise ProjectError(
+            f"This account already has a project named “{name}”.", "name", 409, "name_taken"
+        )
 
 
 BUDGET_FIELDS = ("monthly_budget", "budget")
@@ -424,7 +430,7 @@ def project_create(
             )
     except IntegrityError:  # the same name, created meanwhile
         raise ProjectError(
-            f"This account already has a project named “{name}”.", "name", 409
+            f"This account already has a project named “{name}”.", "name", 409, "name_taken"
         ) from None
     return project
 
@@ -462,7 +468,7 @@ def project_update(
             )
     except IntegrityError:
         raise ProjectError(
-            f"This account already has a project named “{project.name}”.", "name", 409
+            f"This account already has a project named “{project.name}”.", "name", 409, "name_taken"
         ) from None
     return project
 
@@ -472,7 +478,10 @@ def project_delete(*, project: Project, actor: User | None = None, actor_label: 
     are not revoked: move or revoke them first. Its row stays so past usage keeps its name."""
     if project.is_default:
         raise ProjectError(
-            "The default project cannot be deleted: new keys and members go there.", None, 409
+            "The default project cannot be deleted: new keys and members go there.",
+            None,
+            409,
+            "project_is_default",
         )
     with transaction.atomic():
         locked = Project.objects.select_for_update().get(pk=project.pk)
@@ -485,6 +494,7 @@ def project_delete(*, project: Project, actor: User | None = None, actor_label: 
                 "Move them to another project or revoke them first.",
                 None,
                 409,
+                "project_has_keys",
             )
         project.deleted_at = timezone.now()
         project.save(update_fields=["deleted_at"])

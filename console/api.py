@@ -26,6 +26,7 @@ from ninja import NinjaAPI, Schema
 from ninja.errors import HttpError, ValidationError
 from ninja.security import APIKeyHeader
 
+from accounts.services import ProjectError
 from billing.reports import FilterError
 from core.errors import ApiError
 from generation.dataplane.errors import Protocol, error_body
@@ -188,8 +189,9 @@ api = ManagementAPI(
     title="ByteSpike management API",
     version="1",
     description=(
-        "Manage routing groups, inference keys and alerts of your account. Authenticate with a "
-        "management key (`sk-byts-admin-...`) in the `x-api-key` header. Errors use the "
+        "Manage routing groups, projects, inference keys and alerts of your account. "
+        "Authenticate with a management key (`sk-byts-admin-...`) in the `x-api-key` header. "
+        "Errors use the "
         'OpenAI envelope `{"error": {"message", "type", "param", "code"}}`; lists are '
         '`{"items", "total", "page", "page_size"}`; amounts are credits (1 credit = 1 USD).'
     ),
@@ -209,6 +211,11 @@ def _api_error(request, exc: ApiError):
 
 @api.exception_handler(KeyRuleError)
 def _key_rule_error(request, exc: KeyRuleError):
+    return error_response(exc.status, str(exc), code=exc.code, param=exc.field)
+
+
+@api.exception_handler(ProjectError)
+def _project_error(request, exc: ProjectError):
     return error_response(exc.status, str(exc), code=exc.code, param=exc.field)
 
 
@@ -288,6 +295,7 @@ def _server_error(request, exc: Exception):
 # --- Routers ---------------------------------------------------------------------------------
 
 api.add_router("", "keys.api.router")
+api.add_router("", "keys.project_api.router")
 api.add_router("", "billing.api.router")
 api.add_router("", "billing.budget_api.router")
 api.add_router("", "alerts.api.router")

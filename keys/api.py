@@ -20,6 +20,8 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from accounts.models import Project
+from accounts.selectors import projects_for_account
 from catalogue.models import RoutingGroup
 from catalogue.pricing import price_card
 from catalogue.selectors import models_in_group
@@ -120,9 +122,16 @@ class GroupPage(Schema):
     page_size: int
 
 
+PROJECT_ID = (
+    "The project the key belongs to (see GET /api/v1/projects). Moving a key moves its future "
+    "spend only; usage already recorded stays with the project it was in."
+)
+
+
 class KeyOut(Schema):
     id: str = Field(examples=["key_01JD0000000000000000000000"])
     name: str
+    project_id: str = Field(description=PROJECT_ID)
     group_id: int
     group: str = Field(description="The routing group's slug.")
     masked_key: str
@@ -189,6 +198,9 @@ class KeyCreateIn(_KeyLimitsIn):
 
     name: str = Field(max_length=MAX_NAME, description=NAME)
     group_id: StrictInt = Field(description="An id from GET /api/v1/groups/available.")
+    project_id: str | None = Field(
+        None, description=f"{PROJECT_ID} Absent or null: the account's default project."
+    )
     quota: Credits | None = _limit(QUOTA)
     expires_in_days: Days | None = None
     expires_at: AwareDatetime | None = Field(None, description="ISO 8601 with a time zone.")
@@ -211,6 +223,7 @@ class KeyUpdateIn(_KeyLimitsIn):
     )
 
     name: str = Field(None, max_length=MAX_NAME, description=NAME)
+    project_id: str = Field(None, description=PROJECT_ID)
     status: StatusIn = STATUS_IN
     quota: Credits | None = _limit(QUOTA)
     expires_in_days: Days = None
@@ -257,6 +270,7 @@ def key_json(key: ApiKey) -> dict:
     return {
         "id": key.public_id,
         "name": key.name,
+        "project_id": key.project.public_id,
         "group_id": key.group_id,
         "group": key.group.slug,
         "masked_key": key.masked,
@@ -292,6 +306,15 @@ def _expiry(fields: dict) -> dict:
     return fields
 
 
+def _project(request, project_id) -> Project:
+    """A project of the caller's account, else a 400 on ``project_id`` (it is a parameter
+    here, not the resource the URL names)."""
+    project = projects_for_account(request.auth.account).filter(public_id=project_id or "").first()
+    if project is None:
+        raise KeyRuleError("No project with this id in your account.", "project_id")
+    return project
+
+
 # --- Groups ----------------------------------------------------------------------------------
 
 
@@ -317,9 +340,12 @@ def keys_list(
     request,
     page: int = Query(1, ge=1, le=MAX_PAGE),
     page_size: int = Query(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE),
+    project_id: str | None = Query(None, description="Only the keys of this project."),
 ):
     """Your account's inference keys, newest first. Deleted keys are not listed."""
     keys = api_keys_for_account(request.auth.account)
+    if project_id:
+        keys = keys.filter(project=_project(request, project_id))
     start = (page - 1) * page_size
     return {
         "items": [key_json(key) for key in keys[start : start + page_size]],
@@ -354,8 +380,11 @@ def key_create(request, payload: KeyCreateIn):
         raise KeyRuleError(
             "No routing group with this id is available to your account.", "group_id"
         )
-    fields = _expiry(payload.model_dump(exclude={"group_id"}, exclude_unset=True))
-    key, secret = api_key_issue(account=account, group=group, via_key=request.auth, **fields)
+    fields = _expiry(payload.model_dump(exclude={"group_id", "project_id"}, exclude_unset=True))
+    project = _project(request, payload.project_id) if payload.project_id else None
+    key, secret = api_key_issue(
+        account=account, group=group, project=project, via_key=request.auth, **fields
+    )
     return Status(201, {**key_json(key), "key": secret})
 
 
@@ -383,11 +412,13 @@ def key_detail(request, key_id: str):
     },
 )
 def key_update(request, key_id: str, payload: KeyUpdateIn):
-    """Change the name, limits, expiry, IP lists or allowed models, or pause
+    """Change the name, project, limits, expiry, IP lists or allowed models, or pause
     (`"status": "paused"`) and resume (`"status": "active"`) the key. A key's group cannot
     change; a revoked key cannot be paused or resumed (409)."""
     key = api_key_get_for_account(account=request.auth.account, public_id=key_id)
     changes = _expiry(payload.model_dump(exclude_unset=True))
+    if "project_id" in changes:
+        changes["project"] = _project(request, changes.pop("project_id"))
     if not changes:
         return key_json(key)  # nothing to write, so nothing to audit
     return key_json(api_key_update(key=key, via_key=request.auth, **changes))

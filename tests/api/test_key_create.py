@@ -45,6 +45,7 @@ def test_creates_a_key_and_shows_its_secret_once(world, api, group, management_k
     created_at = body.pop("created_at")
     assert body == {
         "name": "CI deploys",
+        "project_id": key.project.public_id,  # the default project: none was given
         "group_id": group.pk,
         "group": "default",
         "masked_key": key.masked,
@@ -70,6 +71,7 @@ def test_creates_a_key_and_shows_its_secret_once(world, api, group, management_k
     assert expires_at.startswith(key.expires_at.strftime("%Y-%m-%dT%H:%M"))
     assert created_at.endswith("Z")
     assert key.account == world.account and key.created_via_key == management_key[0]
+    assert key.project.is_default
 
 
 def test_stored_key_holds_only_a_digest_of_the_secret(api, group):

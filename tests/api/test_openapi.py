@@ -23,6 +23,14 @@ def test_document_lists_every_endpoint(schema):
     }
     assert operations == {
         ("GET", "/api/v1/groups/available"),
+        ("GET", "/api/v1/projects"),
+        ("POST", "/api/v1/projects"),
+        ("GET", "/api/v1/projects/{project_id}"),
+        ("PATCH", "/api/v1/projects/{project_id}"),
+        ("DELETE", "/api/v1/projects/{project_id}"),
+        ("GET", "/api/v1/projects/{project_id}/members"),
+        ("POST", "/api/v1/projects/{project_id}/members"),
+        ("DELETE", "/api/v1/projects/{project_id}/members/{member_id}"),
         ("GET", "/api/v1/keys"),
         ("POST", "/api/v1/keys"),
         ("GET", "/api/v1/keys/{key_id}"),
