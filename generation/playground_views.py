@@ -2,7 +2,8 @@
 uses (the text gateway, sync images, async tasks), billed to that key.
 
 The browser never holds a key's secret. The user picks one of the keys they may use
-(``keys.auth.principal_for_console``: developers their own keys, admins and owners any;
+(``keys.auth.principal_for_console``: developers their own keys in their projects and every key
+of a project they are admin of, admins and owners any;
 active, not expired) and these views call the data plane on its behalf: ``serve_text`` with the
 ``playground`` caller (its usage rows say so), ``make_images``, and ``services.task_submit``.
 A key the user may not use (a teammate's, for a developer; a revoked or expired one; another

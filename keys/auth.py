@@ -247,10 +247,11 @@ def authenticate_management(request) -> ManagementKey:
 def principal_for_console(membership, key_public_id: str, *, address: str) -> KeyPrincipal | None:
     """The key a console user chose in the playground, as the data plane would see it.
 
-    None unless the key is theirs to use (developers: their own keys; admins and owners: any
-    of the account's), active (not paused, not revoked) and not expired. The console never
-    holds the secret, but a call made with the key is a call from ``address`` (``client_ip`` of
-    the console request): the key's IP lists apply, and a refused address raises
+    None unless the key is theirs to use (``can_manage_key``: developers their own keys in
+    projects they still belong to, and every key of a project they are admin of; admins and
+    owners any of the account's), active (not paused, not revoked) and not expired. The console
+    never holds the secret, but a call made with the key is a call from ``address``
+    (``client_ip`` of the console request): the key's IP lists apply, and a refused address raises
     ``KeyAuthError`` (403), as on the API.
     """
     from accounts.permissions import can_manage_key

@@ -28,10 +28,20 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 
 class AccountFactory(factory.django.DjangoModelFactory):
+    """An account with its default project, as ``account_create`` makes one."""
+
     class Meta:
         model = Account
+        skip_postgeneration_save = True
 
     name = factory.Sequence(lambda n: f"Account {n}")
+
+    @factory.post_generation
+    def default_project(self, create, extracted, **kwargs):
+        from accounts.services import project_default
+
+        if create:
+            project_default(self)
 
 
 class MembershipFactory(factory.django.DjangoModelFactory):

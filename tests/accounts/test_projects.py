@@ -201,3 +201,12 @@ def test_moving_a_key_moves_its_future_spend_only(
     assert UsageRecord.objects.get(request_id=after).project == research
     by_project = {row.project_id: row.calls for row in UsageRollup.objects.filter(api_key=key)}
     assert by_project == {default.pk: 1, research.pk: 1}
+
+
+def test_an_admin_demoted_to_developer_joins_the_default_project(world):
+    from accounts.services import membership_change_role
+
+    admin = world.membership(world.admin)
+    membership_change_role(actor=world.owner, membership=admin, role=Role.DEVELOPER)
+    fresh = world.membership(world.admin)
+    assert fresh.project_role(project_default(world.account).pk) == ProjectRole.MEMBER
