@@ -16,7 +16,7 @@ from billing.selectors import wallet_of
 from catalogue.models import AIModel, Family
 from core import charts
 from core.http import public_base_url
-from generation.task_pages import tasks_recent_for_account
+from generation.task_pages import tasks_recent_for_member
 from keys import snippets
 from keys.models import KeyStatus
 from keys.selectors import api_keys_for_account, groups_available
@@ -47,7 +47,7 @@ def dashboard(request):
         "recent_usage": recent_usage,
         "recent_ledger": recent_ledger,
         "has_usage": has_usage,
-        "recent_tasks": tasks_recent_for_account(account, RECENT_TASKS),
+        "recent_tasks": tasks_recent_for_member(request.membership, RECENT_TASKS),
     }
     if not has_usage:
         context["has_keys"] = api_keys_for_account(account).exists()

@@ -1,15 +1,16 @@
 """Console pages for async tasks: the live task card, the tasks list and a task's detail page.
 
-Every read goes through ``task_get_for_account``/``tasks_for_account``, scoped to the current
-account: another account's task is a 404. A card or row of a task that is not terminal polls
-itself (``hx-get`` + ``hx-trigger="every 2s"`` + ``hx-swap="outerHTML"``); once the task is
-terminal the server renders it without the trigger and answers 286, which stops htmx polling.
+Every read goes through ``task_get_for_member``/``tasks_visible_to``, scoped to the current
+account and, for developers and viewers, to the projects they belong to (a task is its key's):
+another account's task, or one of a key in a project they are not in, is a 404. A card or row
+of a task that is not terminal polls itself (``hx-get`` + ``hx-trigger="every 2s"`` +
+``hx-swap="outerHTML"``); once the task is terminal the server renders it without the trigger
+and answers 286, which stops htmx polling.
 Cancelling goes through ``services.task_cancel``, the same compare-and-set the API uses.
 
 Who may cancel follows the task's key (``permissions.can_manage_task``): a developer cancels
 the tasks of keys they created, admins and owners any task; anyone else is refused with a 403,
-as when they edit such a key. Every member still sees every task of the account, as every
-member sees every key: the task is the account's spend, and reading it is no power over it.
+as when they edit such a key. Owners, admins and finance see every task of the account.
 """
 
 import json
@@ -29,7 +30,7 @@ from django_htmx.http import HTMX_STOP_POLLING, push_url, trigger_client_event
 
 from accounts.decorators import account_view
 from accounts.models import Account
-from accounts.permissions import USE_PLAYGROUND, can_manage_task
+from accounts.permissions import ALL_PROJECTS, USE_PLAYGROUND, can_manage_task
 from catalogue.models import AIModel
 from generation import services
 from generation.files import artifact_path, retention_text
@@ -52,15 +53,24 @@ def tasks_for_account(account: Account) -> QuerySet[Task]:
     return Task.objects.filter(account=account).select_related("model", "api_key")
 
 
-def task_get_for_account(*, account: Account, public_id: str) -> Task:
-    task = tasks_for_account(account).filter(public_id=public_id).first()
+def tasks_visible_to(membership) -> QuerySet[Task]:
+    """The account's tasks for owners, admins and finance; for developers and viewers those of
+    keys in their projects (tasks follow their key, as keys do)."""
+    tasks = tasks_for_account(membership.account)
+    if membership.can(ALL_PROJECTS):
+        return tasks
+    return tasks.filter(api_key__project_id__in=membership.project_ids())
+
+
+def task_get_for_member(*, membership, public_id: str) -> Task:
+    task = tasks_visible_to(membership).filter(public_id=public_id).first()
     if task is None:
         raise Http404("No such task.")
     return task
 
 
-def tasks_recent_for_account(account: Account, limit: int = 5) -> list["TaskView"]:
-    return [present_task(task) for task in tasks_for_account(account)[:limit]]
+def tasks_recent_for_member(membership, limit: int = 5) -> list["TaskView"]:
+    return [present_task(task) for task in tasks_visible_to(membership)[:limit]]
 
 
 # --- Presentation ----------------------------------------------------------------------------
@@ -164,7 +174,7 @@ def render_card(request, task: Task, *, status: int | None = None):
 @require_GET
 @account_view()
 def task_card(request, task_id: str):
-    task = task_get_for_account(account=request.account, public_id=task_id)
+    task = task_get_for_member(membership=request.membership, public_id=task_id)
     return render_card(request, task)
 
 
@@ -172,7 +182,7 @@ def task_card(request, task_id: str):
 @account_view(USE_PLAYGROUND)
 def task_cancel(request, task_id: str):
     """Cancel (idempotent), then show the card again: terminal, so it no longer polls."""
-    task = task_get_for_account(account=request.account, public_id=task_id)
+    task = task_get_for_member(membership=request.membership, public_id=task_id)
     if not can_manage_task(request.membership, task):
         raise PermissionDenied(
             "Only the creator of the task's key, admins and owners can cancel it."
@@ -208,7 +218,7 @@ def _url(params: dict) -> str:
 def _list_context(request) -> dict:
     account = request.account
     filters = _filters(request)
-    tasks = tasks_for_account(account)
+    tasks = tasks_visible_to(request.membership)
     if "status" in filters:
         tasks = tasks.filter(status=filters["status"])
     if "model" in filters:
@@ -248,7 +258,7 @@ def tasks(request):
 @account_view()
 def task_row(request, task_id: str):
     """One row of the list, polled while the task is not terminal."""
-    task = task_get_for_account(account=request.account, public_id=task_id)
+    task = task_get_for_member(membership=request.membership, public_id=task_id)
     status = HTMX_STOP_POLLING if task.is_terminal else 200
     return render(request, f"{LIST}#task-row", {"row": present_task(task)}, status=status)
 
@@ -307,7 +317,7 @@ def _timeline(shown: TaskView, deliveries: list[TaskDelivery]) -> list[Moment]:
 @require_GET
 @account_view()
 def task_detail(request, task_id: str):
-    task = task_get_for_account(account=request.account, public_id=task_id)
+    task = task_get_for_member(membership=request.membership, public_id=task_id)
     shown = present_task_card(task, request.membership)
     deliveries = [
         TaskDelivery(delivery, tuple(delivery.attempt_log.all()))

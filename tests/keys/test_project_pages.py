@@ -347,3 +347,41 @@ def test_a_developer_sees_the_usage_of_their_projects_only(
     for role in (Role.OWNER, Role.FINANCE):
         text = client_for(world.member(role)).get(reverse("billing:usage-export"), by_key)
         assert "Shared one" in text.content.decode() and "Lab only" in text.content.decode()
+
+
+def test_a_developer_sees_only_the_tasks_of_their_projects_keys(
+    world, client_for, research, groups, settings
+):
+    from catalogue.models import AIModel
+    from generation import services
+
+    settings.BYTESPIKE_PUBLIC_URL = "http://testserver"
+    lab, _ = issue_key(world.account, groups["gemini-default"], actor=world.owner, project=research)
+    shared, _ = issue_key(world.account, groups["gemini-default"], actor=world.owner)
+    model = AIModel.objects.get(slug="veo-3-fast")
+
+    def submit(key):
+        return services.task_submit(
+            account_id=world.account.pk,
+            api_key_id=key.pk,
+            model=model,
+            multiplier=key.group.rate_multiplier,
+            params={"prompt": "A lighthouse"},
+        ).task
+
+    hidden, visible = submit(lab), submit(shared)
+    client = client_for(world.developer)
+    listing = client.get(reverse("generation:tasks")).text
+    assert visible.public_id in listing and hidden.public_id not in listing
+    for name in ("task-detail", "task-card", "task-row"):
+        assert client.get(reverse(f"generation:{name}", args=[hidden.public_id])).status_code == 404
+        assert client.get(reverse(f"generation:{name}", args=[visible.public_id])).status_code in (
+            200,
+            286,
+        )
+    cancel = client.post(reverse("generation:task-cancel", args=[hidden.public_id]))
+    assert cancel.status_code == 404
+    dashboard = client.get(reverse("console:dashboard")).text
+    assert hidden.public_id not in dashboard
+    owner = client_for(world.owner).get(reverse("generation:tasks")).text
+    assert hidden.public_id in owner and visible.public_id in owner
