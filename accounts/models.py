@@ -177,6 +177,13 @@ class Membership(models.Model):
         self.project_role(0)
         return set(self._project_roles)
 
+    def project_scope(self) -> frozenset[int] | None:
+        """What the member's reports cover: None (the whole account) for owners, admins and
+        finance, else the ids of the projects they belong to."""
+        from accounts.permissions import ALL_PROJECTS
+
+        return None if self.can(ALL_PROJECTS) else frozenset(self.project_ids())
+
 
 def new_project_id() -> str:
     return new_public_id("proj")

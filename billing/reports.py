@@ -414,10 +414,13 @@ def spend_since(account: Account, since: datetime, *, api_key=None) -> int:
     return rows.aggregate(total=Sum("credits"))["total"] or 0
 
 
-def spend_summary(account: Account) -> dict:
-    """Spend today (in the account's time zone), over the last 7 and 30 days."""
+def spend_summary(account: Account, *, projects: frozenset[int] | None = None) -> dict:
+    """Spend today (in the account's time zone), over the last 7 and 30 days (of ``projects``
+    only, when given)."""
     today = local_midnight(timezone.now().astimezone(account.zone).date(), account.zone)
     rows = UsageRollup.objects.filter(account=account, hour__gte=today - timedelta(days=29))
+    if projects is not None:
+        rows = rows.filter(project_id__in=projects)
     totals = rows.aggregate(
         today=Sum("credits", filter=_since(today)),
         week=Sum("credits", filter=_since(today - timedelta(days=6))),
@@ -442,14 +445,19 @@ def _since(moment):
     return Q(hour__gte=moment)
 
 
-def daily_spend_by_key(account: Account, days: int = 30) -> tuple[list[date], list[dict]]:
-    """For the dashboard chart: the last ``days`` days and, per key, its spend on each day."""
+def daily_spend_by_key(
+    account: Account, days: int = 30, *, projects: frozenset[int] | None = None
+) -> tuple[list[date], list[dict]]:
+    """For the dashboard chart: the last ``days`` days and, per key, its spend on each day (the
+    keys of ``projects`` only, when given)."""
     tz = account.zone
     today = timezone.now().astimezone(tz).date()
     first = today - timedelta(days=days - 1)
+    rows = UsageRollup.objects.filter(account=account, hour__gte=local_midnight(first, tz))
+    if projects is not None:
+        rows = rows.filter(project_id__in=projects)
     rows = (
-        UsageRollup.objects.filter(account=account, hour__gte=local_midnight(first, tz))
-        .annotate(day=TruncDay("hour", tzinfo=tz))
+        rows.annotate(day=TruncDay("hour", tzinfo=tz))
         .values("day", "api_key__public_id", "api_key__name", "api_key__last4")
         .annotate(credits=Sum("credits"))
     )

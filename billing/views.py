@@ -457,10 +457,7 @@ def wallet_threshold(request):
 
 def _scoped(request, flt: UsageFilter) -> UsageFilter:
     """Developers and viewers see the usage of their projects only; the other roles, all."""
-    membership = request.membership
-    if membership.can(permissions.ALL_PROJECTS):
-        return flt
-    return dataclasses.replace(flt, projects=frozenset(membership.project_ids()))
+    return dataclasses.replace(flt, projects=request.membership.project_scope())
 
 
 def _key_choices(membership, flt: UsageFilter | None) -> list[tuple[str, str]]:

@@ -1,5 +1,7 @@
 """The console's own page: the dashboard."""
 
+import dataclasses
+
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
@@ -31,8 +33,11 @@ def dashboard(request):
     """Balance, spend, daily spend by key, and what happened lately (or how to start):
     recent requests, wallet activity and recent tasks."""
     account = request.account
-    days, series = daily_spend_by_key(account)
-    recent_usage = list(usage_records(account, usage_filter_from(account, {}))[:RECENT])
+    # Developers and viewers: the spend of their projects' keys; the other roles, all of it.
+    projects = request.membership.project_scope()
+    days, series = daily_spend_by_key(account, projects=projects)
+    everything = dataclasses.replace(usage_filter_from(account, {}), projects=projects)
+    recent_usage = list(usage_records(account, everything)[:RECENT])
     # Holds and releases come and go with every call; the activity list shows money moving.
     recent_ledger = list(
         ledger_for_account(account).exclude(kind__in=[LedgerKind.HOLD, LedgerKind.RELEASE])[:RECENT]
@@ -40,7 +45,7 @@ def dashboard(request):
     has_usage = bool(recent_usage) or UsageRecord.objects.filter(account=account).exists()
     context = {
         "wallet": wallet_of(account),
-        "spend": spend_summary(account),
+        "spend": spend_summary(account, projects=projects),
         "chart": charts.stacked_days(
             days, series, id="spend-chart", title="Daily spend by key, last 30 days"
         ),

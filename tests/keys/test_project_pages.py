@@ -329,7 +329,7 @@ def _call(client, secret):
     assert response.status_code == 200, response.content
 
 
-def test_a_developer_sees_the_usage_of_their_projects_only(
+def test_a_developer_sees_the_usage_of_their_projects_only_on_usage_and_dashboard(
     client, world, client_for, research, groups
 ):
     _, shared = issue_key(world.account, groups["default"], actor=world.owner, name="Shared one")
@@ -344,6 +344,10 @@ def test_a_developer_sees_the_usage_of_their_projects_only(
     assert "Shared one" in text and "Lab only" not in text
     page = client_for(world.developer).get(reverse("billing:usage"), by_key).text
     assert "Shared one" in page and "Lab only" not in page
+    # The dashboard's chart by key and recent requests too.
+    dashboard = client_for(world.developer).get(reverse("console:dashboard")).text
+    assert "Shared one" in dashboard and "Lab only" not in dashboard
+    assert "Lab only" in client_for(world.owner).get(reverse("console:dashboard")).text
     for role in (Role.OWNER, Role.FINANCE):
         text = client_for(world.member(role)).get(reverse("billing:usage-export"), by_key)
         assert "Shared one" in text.content.decode() and "Lab only" in text.content.decode()
