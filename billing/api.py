@@ -55,6 +55,11 @@ NO_SUCH_KEY = {
 
 class UsageFilterIn(Schema):
     api_key_id: str | None = Field(None, description="Only this key (`key_...`).")
+    project_id: str | None = Field(
+        None,
+        description="Only this project's usage (`proj_...`): the calls settled while the key "
+        "was in it, whichever project the key is in now.",
+    )
     model: str | None = Field(None, description="Only this model (its slug).")
     family: str | None = Field(None, description=f"One of {', '.join(Family.values)}.")
     tag: str | None = Field(

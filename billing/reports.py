@@ -15,7 +15,7 @@ from django.http import Http404
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from accounts.models import Account
+from accounts.models import Account, Project
 from billing.models import LedgerEntry, LedgerKind, UsageRecord, UsageRollup, UsageTagRollup
 from billing.tags import tag_filter
 from catalogue.models import AIModel, Family
@@ -76,7 +76,7 @@ class UsageFilter:
     tz: tzinfo = timezone.UTC  # the zone dates and days are read in
     preset: str = ""
     tag: str = ""  # key=value (billing/tags.py); the URL and the API say key:value
-
+    project: Project | None = None  # ?project_id=: only this project's usage
     # Only the usage of these projects (ids): a developer's or viewer's view of the account.
     # None: the whole account. Not a URL parameter; set from who is looking.
     projects: frozenset[int] | None = None
@@ -109,6 +109,8 @@ class UsageFilter:
             params["family"] = self.family
         if self.tag:
             params["tag"] = self.tag_param
+        if self.project:
+            params["project_id"] = self.project.public_id
         return params
 
 
@@ -238,7 +240,14 @@ def usage_filter_from(
             raise FilterError(
                 error.message, "tag", console="Write a tag as key:value, like team:search."
             ) from None
-    return UsageFilter(since_at, until_at, group_by, api_key, model, family, tz, preset, tag)
+    project = None
+    if project_id := params.get("project_id"):
+        project = Project.objects.filter(account=account, public_id=project_id).first()
+        if project is None:
+            raise FilterError("No project with this id in your account.", "project_id")
+    return UsageFilter(
+        since_at, until_at, group_by, api_key, model, family, tz, preset, tag, project
+    )
 
 
 def _rollups(flt: UsageFilter) -> QuerySet:
@@ -270,6 +279,8 @@ def _filtered(queryset: QuerySet, account: Account, flt: UsageFilter, time_field
         queryset = queryset.filter(model=flt.model)
     if flt.family:
         queryset = queryset.filter(family=flt.family)
+    if flt.project:
+        queryset = queryset.filter(project=flt.project)
     if flt.projects is not None:
         queryset = queryset.filter(project_id__in=flt.projects)
     return queryset

@@ -98,6 +98,7 @@ def test_usage_report_documents_its_csv_form_and_the_404_for_a_foreign_key(schem
     parameters = {parameter["name"] for parameter in report["parameters"]}
     assert parameters == {
         "api_key_id",
+        "project_id",
         "model",
         "family",
         "tag",
@@ -107,7 +108,9 @@ def test_usage_report_documents_its_csv_form_and_the_404_for_a_foreign_key(schem
         "format",
     }
     records = schema["paths"]["/api/v1/usage/records"]["get"]
-    assert {"page", "page_size", "api_key_id"} <= {p["name"] for p in records["parameters"]}
+    assert {"page", "page_size", "api_key_id", "project_id"} <= {
+        p["name"] for p in records["parameters"]
+    }
     for operation in (report, records):
         assert {"400", "401", "404"} <= set(operation["responses"])
 

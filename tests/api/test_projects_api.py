@@ -164,3 +164,46 @@ def test_moving_a_key_through_the_api(world, api, group):
         "invalid_param",
         "project_id",
     )
+
+
+def test_usage_by_project_keeps_calls_where_they_were_settled(
+    world, api, client, django_capture_on_commit_callbacks
+):
+    import json
+
+    from keys.services import api_key_update
+    from tests.factories import funded_catalogue
+
+    groups = funded_catalogue(world.account)
+    research = project(world.account, "Research")
+    key, secret = issue_key(world.account, groups["default"], actor=world.owner)
+
+    def call():
+        body = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "Hi"}]}
+        response = client.post(
+            "/v1/chat/completions",
+            json.dumps(body),
+            content_type="application/json",
+            headers={"x-api-key": secret},
+        )
+        assert response.status_code == 200
+
+    call()
+    with django_capture_on_commit_callbacks(execute=True):
+        api_key_update(key=key, project=research)
+    call()
+    call()
+
+    def calls(project_id):
+        report = api.get("/api/v1/usage", {"project_id": project_id})
+        assert report.status_code == 200, report.content
+        return report.json()["totals"]["calls"]
+
+    assert calls(project_default(world.account).public_id) == 1
+    assert calls(research.public_id) == 2
+    records = api.get("/api/v1/usage/records", {"project_id": research.public_id}).json()
+    assert records["total"] == 2 and len(records["items"]) == 2
+    theirs = project_default(world.outsider_account).public_id
+    assert_error(
+        api.get("/api/v1/usage", {"project_id": theirs}), 400, "invalid_param", "project_id"
+    )
