@@ -310,6 +310,14 @@ ACTION_LABELS = {
     "management_key.create": "Created a management key",
     "management_key.revoke": "Revoked a management key",
     "wallet.topup": "Topped up the wallet",
+    "wallet.statement_emails": "Changed statement e-mails",
+    "budget.set": "Set a budget",
+    "project.create": "Created a project",
+    "project.update": "Changed a project",
+    "project.delete": "Deleted a project",
+    "project.member_add": "Added a member to a project",
+    "project.member_role": "Changed a project role",
+    "project.member_remove": "Removed a member from a project",
 }
 
 

@@ -389,3 +389,9 @@ def test_a_developer_sees_only_the_tasks_of_their_projects_keys(
     assert hidden.public_id not in dashboard
     owner = client_for(world.owner).get(reverse("generation:tasks")).text
     assert hidden.public_id in owner and visible.public_id in owner
+
+
+def test_project_changes_read_as_words_in_the_audit_log(world, client_for):
+    client_for(world.owner).post(url("project-create"), {"name": "Mobile"})
+    text = client_for(world.owner).get(reverse("accounts:audit")).text
+    assert "Created a project" in text and "Mobile" in text
