@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from django.db.models import Q, Sum
 from django.utils import timezone
 
+from accounts.models import Project
 from billing.metering.limits import BudgetLimit
 from billing.models import Budget, BudgetScope, Hold, HoldStatus, UsageRecord
 
@@ -30,11 +31,12 @@ THRESHOLDS = (50, 80, 100)
 class BudgetRule:
     """A hard budget as the engine keeps it for an account's calls."""
 
-    scope: str  # account:<account id> or member:<account id>:<user id>
+    scope: str  # account:<account id>, member:<account id>:<user id> or project:<project id>
     member_id: int | None
     monthly: int | None
     lifetime: int | None
     label: str  # "the account's", "the budget of alice@acme.test's keys"
+    project_id: int | None = None
 
 
 def scope_of(budget: Budget) -> str:
@@ -68,15 +70,28 @@ def rules_for_account(account_id: int) -> tuple[tuple[BudgetRule, ...], str]:
         for b in budgets
         if b.monthly or b.lifetime
     )
+    # A project's budgets (set on the project) are hard: its calls are refused past them.
+    projects = Project.objects.filter(account_id=account_id, deleted_at__isnull=True).filter(
+        Q(monthly_budget__isnull=False) | Q(budget__isnull=False)
+    )
+    rules += tuple(
+        BudgetRule(f"project:{p.pk}", None, p.monthly_budget, p.budget,
+                   f"the budget of the project {p.name}", project_id=p.pk)
+        for p in projects
+    )  # fmt: skip
     return rules, str(account.zone)
 
 
-def limits_for(rules, zone: str, *, member_id: int | None, now: datetime) -> tuple:
-    """The ``BudgetLimit``s a call by a key created by ``member_id`` counts against."""
+def limits_for(rules, zone: str, *, member_id: int | None, project_id: int | None,
+               now: datetime) -> tuple:  # fmt: skip
+    """The ``BudgetLimit``s a call with a key of ``project_id`` created by ``member_id`` counts
+    against."""
     limits = []
     month, _, end = period_of(now, ZoneInfo(zone))
     for rule in rules:
         if rule.member_id is not None and rule.member_id != member_id:
+            continue
+        if rule.project_id is not None and rule.project_id != project_id:
             continue
         if rule.monthly:
             label = rule.label.replace("budget", "monthly budget", 1)
@@ -88,10 +103,14 @@ def limits_for(rules, zone: str, *, member_id: int | None, now: datetime) -> tup
     return tuple(limits)
 
 
-def _scope_filter(scope: str) -> Q:
+def _scope_filter(scope: str, *, holds: bool = False) -> Q:
+    """The usage rows (or, ``holds``, the holds) of ``scope``. A usage row records its project
+    (where the key was when the call settled); a hold only its key."""
     kind, *ids = scope.split(":")
     if kind == "member":
         return Q(account_id=int(ids[0]), api_key__created_by_id=int(ids[1]))
+    if kind == "project":
+        return Q(api_key__project_id=int(ids[0])) if holds else Q(project_id=int(ids[0]))
     return Q(account_id=int(ids[0]))
 
 
@@ -114,7 +133,7 @@ def budget_spend(budget: Budget, period: str, *, zone: str) -> int:
 
 
 def _held(scope: str, *, kinds=None) -> int:
-    holds = Hold.objects.filter(_scope_filter(scope), status=HoldStatus.OPEN)
+    holds = Hold.objects.filter(_scope_filter(scope, holds=True), status=HoldStatus.OPEN)
     if kinds:
         holds = holds.filter(kind__in=kinds)
     return holds.aggregate(total=Sum("amount"))["total"] or 0

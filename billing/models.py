@@ -259,6 +259,7 @@ class UsageTagRollup(models.Model):
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
     api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, null=True, related_name="+")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, null=True, related_name="+")
     model = models.ForeignKey("catalogue.AIModel", on_delete=models.CASCADE, related_name="+")
     family = models.CharField(max_length=8)
     tag = models.CharField(max_length=129)  # key=value
@@ -275,7 +276,7 @@ class UsageTagRollup(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["account", "api_key", "model", "tag", "hour"],
+                fields=["account", "api_key", "project", "model", "tag", "hour"],
                 name="tag_rollup_unique_bucket",
             )
         ]

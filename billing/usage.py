@@ -114,7 +114,8 @@ def record_usage_batch(batch: str, records: list[tuple[Charge, int, int]]) -> No
             sums[n] += amount
         for tag in usage.tags:
             tagged = tag_rollups.setdefault(
-                (call.account_id, usage.api_key_id, usage.model_id, tag, hour, usage.family),
+                (call.account_id, usage.api_key_id, project_id, usage.model_id, tag, hour,
+                 usage.family),
                 [0] * 8,
             )
             for n, amount in enumerate(amounts):
@@ -138,10 +139,10 @@ def record_usage_batch(batch: str, records: list[tuple[Charge, int, int]]) -> No
     )  # fmt: skip
     if tag_rollups:
         sql.upsert_add(
-            UsageTagRollup, ("account_id", "api_key_id", "model_id", "tag", "hour"),
-            [{"account_id": a, "api_key_id": k, "model_id": m, "tag": t, "hour": h, "family": f,
-              **dict(zip(_ROLLUP_FIELDS, sums, strict=True))}
-             for (a, k, m, t, h, f), sums in tag_rollups.items()],
+            UsageTagRollup, ("account_id", "api_key_id", "project_id", "model_id", "tag", "hour"),
+            [{"account_id": a, "api_key_id": k, "project_id": p, "model_id": m, "tag": t,
+              "hour": h, "family": f, **dict(zip(_ROLLUP_FIELDS, sums, strict=True))}
+             for (a, k, p, m, t, h, f), sums in tag_rollups.items()],
             amounts=_ROLLUP_FIELDS,
         )  # fmt: skip
     sql.upsert_add(

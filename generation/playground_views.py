@@ -511,7 +511,7 @@ def chat_code(request):
         body = chat_body(payload, model)
     except ApiError as error:
         return error_response(Protocol.OPENAI, error)
-    key = api_keys_for_account(request.account).get(pk=principal.key_id)
+    key = api_keys_visible_to(request.membership).get(pk=principal.key_id)
     context = {
         "key": key,
         "snippets": snippets.chat_request(base_url=public_base_url(request), body=body),

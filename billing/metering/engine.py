@@ -224,8 +224,10 @@ class Meter:
         _, rules, zone = cached
         if not rules:
             return ()
-        member = getattr(principal, "member_id", None)
-        return budgets.limits_for(rules, zone, member_id=member, now=_now())
+        return budgets.limits_for(
+            rules, zone, member_id=getattr(principal, "member_id", None),
+            project_id=getattr(principal, "project_id", None), now=_now(),
+        )  # fmt: skip
 
     def budgets_changed(self, account_id: int) -> None:
         """This process changed the account's budgets: read them again at its next call."""

@@ -182,3 +182,18 @@ def test_a_task_submitted_while_the_counters_are_down_is_checked_by_the_database
                            content_type="application/json", headers={"x-api-key": key})  # fmt: skip
     assert response.status_code == 402
     assert response.json()["error"]["code"] == "budget_exceeded"
+
+
+def test_a_projects_budget_refuses_its_keys_calls_only(client, world, catalogue):
+    from accounts.models import Project
+    from keys.models import ApiKey
+
+    inside = key_of(world, catalogue, world.owner)
+    outside = key_of(world, catalogue, world.owner)
+    search = Project.objects.create(account=world.account, name="Search", monthly_budget=1)
+    first = ApiKey.objects.filter(account=world.account).order_by("pk").first()
+    ApiKey.objects.filter(pk=first.pk).update(project=search)  # the key `inside`
+    refused = chat(client, inside)
+    assert refused.status_code == 402
+    assert "the monthly budget of the project Search" in refused.json()["error"]["message"]
+    assert chat(client, outside).status_code == 200
