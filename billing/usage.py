@@ -113,11 +113,9 @@ def record_usage_batch(batch: str, records: list[tuple[Charge, int, int]]) -> No
         for n, amount in enumerate(amounts):
             sums[n] += amount
         for tag in usage.tags:
-            tagged = tag_rollups.setdefault(
-                (call.account_id, usage.api_key_id, project_id, usage.model_id, tag, hour,
-                 usage.family),
-                [0] * 8,
-            )
+            bucket_of_tag = (call.account_id, usage.api_key_id, project_id, usage.model_id, tag,
+                             hour, usage.family)  # fmt: skip
+            tagged = tag_rollups.setdefault(bucket_of_tag, [0] * 8)
             for n, amount in enumerate(amounts):
                 tagged[n] += amount
         if usage.api_key_id is not None and charged:
