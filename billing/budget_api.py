@@ -5,6 +5,7 @@ from typing import Literal
 
 from django.http import Http404
 from ninja import Field, Router, Schema, Status
+from pydantic import ConfigDict
 
 from accounts.models import Membership
 from billing.budgets import BudgetStatus, budget_set, budgets_for_account
@@ -17,6 +18,8 @@ Credits = credits_in(allow_zero=False)
 
 
 class BudgetIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
     monthly: Credits | None = Field(
         None, description="Credits per calendar month of the account's time zone; null: none."
     )

@@ -53,3 +53,10 @@ def test_another_accounts_member_is_a_404(world, api, outsider_api):
     assert_error(api.put(path, {"monthly": 5}), 404, "not_found")
     api.put("/api/v1/budgets/account", {"monthly": 5})
     assert outsider_api.get("/api/v1/budgets").json()["items"] == []
+
+
+def test_a_body_that_is_not_an_object_is_refused(world, api):
+    for body in ("[]", '"x"', "null", '{"monthly": 5, "surprise": 1}'):
+        response = api.put("/api/v1/budgets/account", body)
+        assert response.status_code == 400, (body, response.content)
+    assert not Budget.objects.exists()

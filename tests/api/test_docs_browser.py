@@ -18,7 +18,7 @@ def test_docs_render_and_try_it_out_works(live_server, page, world, shot):  # no
 
     page.goto(f"{live_server.url}/api/v1/docs")
 
-    expect(page.locator(".opblock")).to_have_count(32)
+    expect(page.locator(".opblock")).to_have_count(36)
     expect(page.locator(".info .title")).to_contain_text("ByteSpike management API")
 
     page.locator("button.authorize").first.click()

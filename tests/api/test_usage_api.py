@@ -122,6 +122,7 @@ def test_report_by_day_sums_each_day_and_the_total(api, usage):
         "api_key_id": None,
         "model": None,
         "family": None,
+        "tag": None,
     }
 
 

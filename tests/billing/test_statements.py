@@ -132,6 +132,10 @@ def test_owners_read_the_list_the_page_and_the_pdf(client_for, world, history):
     assert statement.closing  # the page showed a real month
 
 
+def test_finance_reads_statements(client_for, world):
+    assert client_for(world.member("finance")).get("/wallet/statements/").status_code == 200
+
+
 @pytest.mark.parametrize("role", ["admin", "developer", "viewer"])
 def test_other_roles_cannot_read_statements(client_for, world, role):
     client = client_for(getattr(world, role))
@@ -173,7 +177,7 @@ def test_statements_are_emailed_once_on_the_first_to_those_who_opted_in(client_f
     first = first.replace(day=1, hour=0, minute=5)
     assert notifications.statement_emails_send(now=first) == 1
     (message,) = mail.outbox
-    assert message.to == [world.owner.email]
+    assert sorted(message.to) == sorted([world.owner.email, world.member("finance").email])
     assert this_month.strftime("%B %Y") in message.subject
     ((filename, content, mimetype),) = message.attachments
     assert filename.endswith(f"{this_month:%Y-%m}.pdf") and content.startswith(b"%PDF")

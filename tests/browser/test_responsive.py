@@ -10,6 +10,7 @@ the loaded page, which is what a phone turned sideways or a system switching to 
 import pytest
 from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.urls import reverse
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from accounts.models import User
@@ -84,6 +85,12 @@ def demo_world(transactional_db, settings, sandbox_clock):
         "management-keys": reverse("keys:management-keys"),
         "groups": reverse("keys:groups"),
         "wallet": reverse("billing:wallet"),
+        "top-up": reverse("billing:top-up"),
+        "budgets": reverse("billing:budgets"),
+        "statements": reverse("billing:statements"),
+        "statement": reverse("billing:statement", args=[f"{timezone.now():%Y-%m}"]),
+        "projects": reverse("keys:projects"),
+        "project-detail": reverse("keys:project-detail", args=[key.project.public_id]),
         "usage": reverse("billing:usage"),
         "playground": reverse("generation:playground"),
         "tasks": reverse("generation:tasks"),

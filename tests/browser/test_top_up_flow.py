@@ -69,7 +69,7 @@ def test_an_owner_tops_up_with_the_sandbox_and_sees_the_credits_land(
     payment = Payment.objects.get()
     row = page.locator("#ledger tbody tr").filter(has_text=payment.provider_payment_id)
     expect(row).to_contain_text("Top-up")
-    expect(row).to_contain_text(re.compile(r"\+25\.00\s+27\.00"))
+    expect(row).to_contain_text(re.compile(r"\+25\.0000\s+27\.0000"))
     assert (
         LedgerEntry.objects.filter(kind="topup", reference=payment.provider_payment_id).count() == 1
     )

@@ -75,7 +75,9 @@ def test_renaming_to_a_taken_name_is_refused_and_to_its_own_name_is_no_change(wo
 @pytest.mark.django_db
 def test_the_database_refuses_duplicates_among_keys_not_deleted(world, group):
     key, _ = issue_key(world.account, group, name="Backend")
-    twin = ApiKey(account=world.account, group=group, name="Backend", digest="x" * 64)
+    twin = ApiKey(
+        account=world.account, group=group, project=key.project, name="Backend", digest="x" * 64
+    )
 
     with pytest.raises(IntegrityError), transaction.atomic():
         twin.save()
@@ -117,7 +119,8 @@ def test_the_edit_form_refuses_a_taken_name(world, client_for, group):
 
 # --- The migration that renamed existing duplicates ------------------------------------------
 
-BEFORE = [("keys", "0002_apikey_allowed_models")]
+# Accounts as they are now (their time zone and projects came after keys' 0002, apart from it).
+BEFORE = [("keys", "0002_apikey_allowed_models"), ("accounts", "0004_projects_and_finance_role")]
 AFTER = [("keys", "0003_apikey_unique_names")]
 
 
