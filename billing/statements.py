@@ -8,7 +8,7 @@ of its request id. A charge no usage row explains (none should exist; ``wallet_p
 so) is shown as "other charges", so the statement still adds up."""
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.db.models import Count, Min, Q, Sum
@@ -66,6 +66,11 @@ class Statement:
     @property
     def label(self) -> str:
         return self.month.strftime("%B %Y")
+
+    @property
+    def last_day(self) -> date:
+        """The month's last day (``end`` is the next month's first instant)."""
+        return (self.end - timedelta(days=1)).date()
 
     @property
     def slug(self) -> str:

@@ -49,6 +49,13 @@ def credits_fixed(micros, places=2) -> str:
     return format_credits_fixed(int(micros or 0), int(places))
 
 
+@register.filter
+def signed_credits_fixed(micros, places=2) -> str:
+    """+5.000000 or -1.250000 with ``places`` decimals and a true minus sign."""
+    micros = int(micros or 0)
+    return _signed(micros, format_credits_fixed(abs(micros), int(places)))
+
+
 @register.inclusion_tag("partials/money_cell.html")
 def money_cell(
     micros,

@@ -211,3 +211,18 @@ def test_a_failed_send_gives_the_month_back_for_the_next_run(client_for, world, 
             notifications.statement_emails_send(now=later)
     assert notifications.statement_emails_send(now=later) == 1
     assert len(mail.outbox) == 1
+
+
+def test_months_are_the_accounts_time_zones(world):
+    world.account.time_zone = "Europe/Berlin"  # UTC+1 in winter
+    world.account.save(update_fields=["time_zone"])
+    entry = services.wallet_top_up(account=world.account, amount=7 * M, reference="pay_tz")
+    # 31 October 23:30 UTC is 1 November 00:30 in Berlin: November's.
+    LedgerEntry.objects.filter(pk=entry.pk).update(
+        created_at=datetime(2026, 10, 31, 23, 30, tzinfo=utc)
+    )
+    november = statements.statement_for(world.account, date(2026, 11, 1))
+    october = statements.statement_for(world.account, date(2026, 10, 1))
+    assert [e.reference for e in november.entries] == ["pay_tz"]
+    assert october.entries == [] and october.closing == 0 and november.opening == 0
+    assert november.zone == "Europe/Berlin" and november.last_day == date(2026, 11, 30)
