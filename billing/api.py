@@ -108,7 +108,8 @@ class UsageBucket(UsageSums):
         description=(
             "The bucket's start (ISO 8601, UTC) for day and hour; the model's slug or the key's "
             "id for model and api_key (null for calls made without a key, as in the console); "
-            "the tag (key:value) for tag."
+            "the tag (key:value) for tag; the project's id for project (where the key was when "
+            "the call settled); the key creator's e-mail for member."
         )
     )
     label: str | None = Field(

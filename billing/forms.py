@@ -19,6 +19,8 @@ GROUP_BY_CHOICES = [
     ("hour", "Hour"),
     ("model", "Model"),
     ("api_key", "Key"),
+    ("project", "Project"),
+    ("member", "Member"),
     ("tag", "Tag"),
     ("key_model", "Key, then model"),
     ("model_key", "Model, then key"),

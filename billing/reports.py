@@ -22,7 +22,7 @@ from catalogue.models import AIModel, Family
 from core.errors import ApiError
 from keys.models import ApiKey
 
-GROUP_BYS = ("day", "hour", "model", "api_key", "tag")
+GROUP_BYS = ("day", "hour", "model", "api_key", "project", "member", "tag")
 # The console's attribution views too: every key and model pair, grouped by key then model, or
 # by model then key.
 PAIR_GROUP_BYS = ("key_model", "model_key")
@@ -310,15 +310,19 @@ def usage_report(account: Account, flt: UsageFilter) -> UsageReport:
         buckets = rows.annotate(bucket=F("model__slug"), label=F("model__display_name"))
     elif flt.group_by == "tag":
         buckets = rows.annotate(bucket=F("tag"))
+    elif flt.group_by == "project":  # where the key was when the call settled
+        buckets = rows.annotate(bucket=F("project__public_id"), label=F("project__name"))
+    elif flt.group_by == "member":  # the key's creator
+        buckets = rows.annotate(bucket=F("api_key__created_by__email"))
     else:
         buckets = rows.annotate(
             bucket=F("api_key__public_id"), label=F("api_key__name"), last4=F("api_key__last4")
         )
-    group = ["bucket"] + (["label"] if flt.group_by in ("model", "api_key") else [])
+    group = ["bucket"] + (["label"] if flt.group_by in ("model", "api_key", "project") else [])
     if flt.group_by == "api_key":
         group.append("last4")  # one per key: tells apart a deleted key and its namesake
     result = list(buckets.values(*group).annotate(**_sums()).order_by("bucket"))
-    if flt.group_by in ("model", "api_key", "tag"):
+    if flt.group_by in ("model", "api_key", "project", "member", "tag"):
         result.sort(key=lambda row: -(row["credits"] or 0))
     elif flt.group_by == "hour":
         for row in result:

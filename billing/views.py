@@ -60,7 +60,9 @@ from keys.selectors import api_keys_visible_to, groups_available
 
 LEDGER_PAGE_SIZE = 25
 LOG_PAGE_SIZE = 50
-USAGE_PARAMS = ("api_key_id", "model", "family", "tag", "preset", "since", "until", "group_by")
+USAGE_PARAMS = (
+    "api_key_id", "model", "family", "tag", "project_id", "preset", "since", "until", "group_by",
+)  # fmt: skip
 LEDGER_PARAMS = ("kind", "preset", "since", "until")
 LEDGER_ALL = "all"  # the kind filter's "everything, holds too"; no kind means balance changes
 
@@ -82,6 +84,8 @@ BUCKET_COLUMNS = {
     "model": (("model", "Model ID"), ("model_name", "Model")),
     "api_key": (("api_key_id", "Key ID"), ("key_name", "Key")),
     "tag": (("tag", "Tag"),),
+    "project": (("project_id", "Project ID"), ("project_name", "Project")),
+    "member": (("member", "Member"),),
     "key_model": (
         ("api_key_id", "Key ID"),
         ("key_name", "Key"),
@@ -103,6 +107,8 @@ VIEW_LABELS = {
     "api_key": "By key",
     "model": "By model",
     "tag": "By tag",
+    "project": "By project",
+    "member": "By member",
     "key_model": "Key \N{MULTIPLICATION SIGN} model",
     "model_key": "Model \N{MULTIPLICATION SIGN} key",
 }
@@ -527,6 +533,16 @@ def _bucket_cells(flt: UsageFilter, bucket: dict) -> tuple[list[str], dict]:
         }
     if flt.group_by == "tag":
         return [value], {"label": value, "url": _drill(flt, tag=value, group_by="api_key")}
+    if flt.group_by == "project":
+        if value is None:
+            return ["", "No project"], {"label": "No project"}
+        name = bucket.get("label") or value
+        return [value, name], {
+            "label": name, "detail": value,
+            "url": _drill(flt, project_id=value, group_by="api_key"),
+        }  # fmt: skip
+    if flt.group_by == "member":
+        return [value or ""], {"label": value or "No member (a management key's keys)"}
     if flt.group_by == "api_key":
         if value is None:
             return ["", "No key"], {"label": "No key"}
@@ -611,6 +627,8 @@ def _scope(flt: UsageFilter, zone: str) -> tuple[str, list[str]]:
         scope.append(f"{flt.family.capitalize()} models")
     if flt.tag:
         scope.append(f"Tag {flt.tag_param}")
+    if flt.project:
+        scope.append(f"Project {flt.project.name}")
     scope.append(VIEW_LABELS[flt.group_by].lower())
     scope.append(zone)
     return period, scope
@@ -624,6 +642,8 @@ def _usage_chart(report: UsageReport):
         "model": "Spend by model",
         "api_key": "Spend by key",
         "tag": "Spend by tag",
+        "project": "Spend by project",
+        "member": "Spend by member",
         "key_model": "Spend by key and model",
         "model_key": "Spend by model and key",
     }[flt.group_by]
@@ -759,6 +779,7 @@ def _usage_words(request, flt: UsageFilter) -> tuple[str, str]:
         f"# ByteSpike usage of {request.account.name}; key: {key}; model: {model}; "
         + (f"family: {flt.family}; " if flt.family else "")
         + (f"tag: {flt.tag_param}; " if flt.tag else "")
+        + (f"project: {flt.project.name} ({flt.project.public_id}); " if flt.project else "")
         + f"dates: {period}; time zone: {_zone_name(request.account)}; "
         f"grouped: {VIEW_LABELS[flt.group_by].lower()}"
     )
@@ -771,6 +792,8 @@ def _usage_words(request, flt: UsageFilter) -> tuple[str, str]:
         parts.append(flt.family)
     if flt.tag:
         parts.append(f"tag-{_slug(flt.tag_param)}")
+    if flt.project:
+        parts.append(f"project-{_slug(flt.project.name)}")
     parts += [f"{dates['since']}-to-{dates['until']}", f"by-{flt.group_by.replace('_', '-')}"]
     return words, "-".join(parts) + ".csv"
 

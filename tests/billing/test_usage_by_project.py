@@ -1,0 +1,61 @@
+"""Usage grouped by project and by member (the key's creator), in the API and on the usage page:
+a key moved between projects leaves its past calls where they were (issue 16, item 4)."""
+
+import json
+
+import pytest
+
+from accounts.services import project_default
+from keys.services import api_key_update, management_key_issue
+from tests.factories import funded_catalogue, issue_key, project
+
+pytestmark = pytest.mark.django_db
+CHAT = {"model": "gpt-4.1", "max_tokens": 20, "messages": [{"role": "user", "content": "Hi"}]}
+
+
+def chat(client, secret):
+    response = client.post(
+        "/v1/chat/completions", data=json.dumps(CHAT), content_type="application/json",
+        headers={"x-api-key": secret},
+    )  # fmt: skip
+    assert response.status_code == 200
+
+
+def test_usage_by_project_and_by_member(client, world, client_for,
+                                        django_capture_on_commit_callbacks):  # fmt: skip
+    groups = funded_catalogue(world.account)
+    default = project_default(world.account)
+    search = project(world.account, "Search", world.developer)
+    mine, my_secret = issue_key(world.account, groups["default"], actor=world.developer)
+    _, owner_secret = issue_key(world.account, groups["default"], actor=world.owner)
+    chat(client, my_secret)  # in the default project
+    with django_capture_on_commit_callbacks(execute=True):
+        api_key_update(key=mine, actor=world.owner, project=search)
+    chat(client, my_secret)  # in Search
+    chat(client, owner_secret)
+    _, secret = management_key_issue(account=world.account, actor=world.admin, name="CI")
+    api = {"x-api-key": secret}
+
+    by_project = client.get("/api/v1/usage", {"group_by": "project"}, headers=api).json()
+    calls = {b["label"]: b["calls"] for b in by_project["buckets"]}
+    assert calls == {default.name: 2, "Search": 1}
+    by_member = client.get("/api/v1/usage", {"group_by": "member"}, headers=api).json()
+    assert {b["bucket"]: b["calls"] for b in by_member["buckets"]} == {
+        world.developer.email: 2, world.owner.email: 1,
+    }  # fmt: skip
+    only_search = client.get("/api/v1/usage", {"project_id": search.public_id}, headers=api)
+    assert only_search.json()["totals"]["calls"] == 1
+
+    page = client_for(world.owner).get("/usage/", {"group_by": "project", "preset": "today"})
+    assert page.status_code == 200 and "Search" in page.text
+    assert f"project_id={search.public_id}" in page.text  # the row drills down to the project
+    csv_text = (
+        client_for(world.owner)
+        .get(
+            "/usage/export.csv",
+            {"group_by": "member", "project_id": search.public_id, "preset": "today"},
+        )
+        .text
+    )
+    assert "project: Search" in csv_text.splitlines()[0]
+    assert world.developer.email in csv_text and world.owner.email not in csv_text.split("\n", 2)[2]
