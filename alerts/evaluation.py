@@ -13,9 +13,9 @@ from functools import cached_property
 
 from django.db.models import Max, Q, Sum
 
-from accounts.models import Account, zone_named
+from accounts.models import Account, Project, zone_named
 from alerts.models import AlertRule, RuleKind
-from billing.budgets import LIFETIME, THRESHOLDS, budget_spend
+from billing.budgets import LIFETIME, THRESHOLDS, budget_spend, spent
 from billing.limits import WINDOWS
 from billing.models import Budget, KeySpend, KeyTotal, UsageRollup, Wallet
 from core.money import credits_json, format_credits
@@ -120,14 +120,26 @@ class Figures:
         return spend
 
     @cached_property
-    def budgets(self) -> list[tuple[Budget, str, int, int]]:
-        """Per budget and each of its amounts: (budget, period, amount, spent in the period)."""
-        watched = []
-        for budget in Budget.objects.filter(account_id=self.account_id).select_related("member"):
-            for period, amount in ((self.month, budget.monthly), (LIFETIME, budget.lifetime)):
+    def budgets(self) -> list["WatchedBudget"]:
+        """Every amount of every budget (the account's, members', projects'), with its spend."""
+        zone, watched = str(self.zone), []
+
+        def watch(ident, who, scope, member, hard, monthly, lifetime, spend):
+            for period, amount in ((self.month, monthly), (LIFETIME, lifetime)):
                 if amount:
-                    spent = budget_spend(budget, period, zone=str(self.zone))
-                    watched.append((budget, period, amount, spent))
+                    watched.append(WatchedBudget(ident, who, scope, member, hard, period,
+                                                 amount, spend(period)))  # fmt: skip
+
+        for budget in Budget.objects.filter(account_id=self.account_id).select_related("member"):
+            member = budget.member.email if budget.member else None
+            who = f"{member}'s keys" if member else "the account"
+            watch(f"budget:{budget.pk}", who, budget.scope, member, budget.hard, budget.monthly,
+                  budget.lifetime, lambda p, b=budget: budget_spend(b, p, zone=zone))  # fmt: skip
+        projects = Project.objects.filter(account_id=self.account_id, deleted_at__isnull=True)
+        for project in projects.filter(Q(monthly_budget__isnull=False) | Q(budget__isnull=False)):
+            watch(f"project:{project.pk}", f"the project {project.name}", "project", None, True,
+                  project.monthly_budget, project.budget,
+                  lambda p, pk=project.pk: spent(f"project:{pk}", p, zone=zone))  # fmt: skip
         return watched
 
     @cached_property
@@ -238,28 +250,43 @@ def callback_failure_conditions(rule: AlertRule, figures: Figures) -> list[Condi
     ]
 
 
+@dataclass(frozen=True)
+class WatchedBudget:
+    ident: str  # budget:<pk> or project:<pk>
+    who: str
+    scope: str  # account, member, project
+    member: str | None
+    hard: bool
+    period: str  # YYYY-MM or life
+    amount: int
+    spent: int
+
+
 def budget_conditions(rule: AlertRule, figures: Figures) -> list[Condition]:
     conditions = []
-    for budget, period, amount, spent in figures.budgets:
-        who = f"{budget.member.email}'s keys" if budget.member else "the account"
+    for watched in figures.budgets:
+        period, amount, spent_ = watched.period, watched.amount, watched.spent
         span = "lifetime" if period == LIFETIME else f"{period} monthly"
-        kind = "hard" if budget.hard else "soft"
-        member = budget.member.email if budget.member else None
+        kind = "hard" if watched.hard else "soft"
         for percent in BUDGET_LEVELS:
             conditions.append(
                 Condition(
-                    subject=f"budget:{budget.pk}:{period}:{amount}:{percent}",
-                    crossed=spent * 100 >= amount * percent,
-                    title=f"Spend of {who} at {percent}% of its {span} budget",
+                    subject=f"{watched.ident}:{period}:{amount}:{percent}",
+                    crossed=spent_ * 100 >= amount * percent,
+                    title=f"Spend of {watched.who} at {percent}% of its {span} budget",
                     level=f"{percent}% of {_credits(amount)}",
                     data={
-                        "budget": {"scope": budget.scope, "member": member, "kind": kind},
+                        "budget": {
+                            "scope": watched.scope,
+                            "member": watched.member,
+                            "kind": kind,
+                        },
                         "period": period,
                         "percent": percent,
                         "amount": credits_json(amount),
-                        "spent": credits_json(spent),
+                        "spent": credits_json(spent_),
                     },
-                    group=f"budget:{budget.pk}:{period}:{amount}",
+                    group=f"{watched.ident}:{period}:{amount}",
                 )
             )
     return conditions

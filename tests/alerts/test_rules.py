@@ -306,3 +306,17 @@ def test_a_budget_alerts_at_50_80_and_100_percent_hard_or_soft(world, channels, 
     (full,) = evaluate()
     assert full.data["percent"] == 100 and full.data["spent"] == 10
     assert evaluate() == []
+
+
+def test_a_projects_budget_alerts_too(world, channels, spend, evaluate):
+    from tests.factories import RoutingGroupFactory, issue_key, project
+
+    (webhook, _, _), _ = channels
+    fund(world.account, 100)
+    search = project(world.account, "Search", monthly_budget=10 * M)
+    key, _ = issue_key(world.account, RoutingGroupFactory(), project=search)
+    rule(world, RuleKind.BUDGET, [webhook])
+    spend(8, key=key)  # 80%
+    (alert,) = evaluate()
+    assert alert.data["percent"] == 80 and alert.data["budget"]["scope"] == "project"
+    assert alert.title.startswith("Spend of the project Search at 80%")
