@@ -7,6 +7,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts import permissions
 from accounts.decorators import account_view
+from accounts.models import Project
 from billing import services, statements
 from billing.notifications import statement_filename
 from billing.selectors import wallet_of
@@ -49,6 +50,35 @@ def statement_download(request, month: str):
     statement = _statement(request, month)
     response = HttpResponse(statement_pdf(statement), content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="{statement_filename(statement)}"'
+    return response
+
+
+def _project_statement(request, month: str, project_id: str) -> statements.ProjectStatement:
+    project = Project.objects.filter(account=request.account, public_id=project_id).first()
+    if project is None:
+        raise Http404("No such project.")
+    try:
+        return statements.project_statement_for(project, statements.parse_month(month))
+    except statements.MonthError:
+        raise Http404("No statement for that month.") from None
+
+
+@require_GET
+@account_view(permissions.VIEW_STATEMENTS)
+def project_statement_page(request, month: str, project_id: str):
+    share = _project_statement(request, month, project_id)
+    context = {"statement": share.statement, "project_statement": share}
+    return render(request, "billing/project_statement.html", context)
+
+
+@require_GET
+@account_view(permissions.VIEW_STATEMENTS)
+def project_statement_download(request, month: str, project_id: str):
+    share = _project_statement(request, month, project_id)
+    pdf = statement_pdf(share.statement, project_statement=share)
+    response = HttpResponse(pdf, content_type="application/pdf")
+    name = statement_filename(share.statement).removesuffix(".pdf")
+    response["Content-Disposition"] = f'attachment; filename="{name}-{share.project.public_id}.pdf"'
     return response
 
 

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from django.db.models import Count, Min, Q, Sum
 from django.utils import timezone
 
-from accounts.models import Account
+from accounts.models import Account, Project
 from billing.models import LedgerEntry, LedgerKind, UsageRecord
 
 # The statement's money lines, in the order it shows them; holds and releases move no balance.
@@ -48,6 +48,14 @@ class ModelCharges:
     credits: int
 
 
+@dataclass(frozen=True)
+class ProjectCharges:
+    project_id: str  # its public id ("" for calls without a project)
+    name: str
+    calls: int
+    credits: int
+
+
 @dataclass
 class Statement:
     account: Account
@@ -60,6 +68,7 @@ class Statement:
     lines: list[tuple[str, str, int]]  # (kind, label, amount): every kind, zero or not
     entries: list[LedgerEntry]  # the itemised ones, oldest first
     by_model: list[ModelCharges] = field(default_factory=list)
+    by_project: list[ProjectCharges] = field(default_factory=list)
     other_charges: int = 0
     complete: bool = True  # False for the month in progress
 
@@ -141,22 +150,77 @@ def statement_for(account: Account, month: date) -> Statement:
         account=account, month=month, zone=str(zone), start=start, end=end, opening=opening,
         closing=closing, lines=lines, entries=entries, complete=end <= timezone.now(),
     )  # fmt: skip
-    statement.by_model = _charges_by_model(account, in_month)
+    charged = _charged_rows(account, in_month)
+    statement.by_model = _by_model(charged)
+    statement.by_project = _by_project(charged)
     explained = sum(row.credits for row in statement.by_model)
     statement.other_charges = statement.charged - explained
     return statement
 
 
-def _charges_by_model(account: Account, in_month) -> list[ModelCharges]:
+def _charged_rows(account: Account, in_month):
+    """The usage rows the month's charge entries charged."""
     charges = in_month.filter(kind=LedgerKind.CHARGE).values("reference")
-    rows = (
-        UsageRecord.objects.filter(account=account)
-        .filter(Q(batch__in=charges) | Q(batch="", request_id__in=charges))
-        .values("model__slug", "model__display_name")
+    return UsageRecord.objects.filter(account=account).filter(
+        Q(batch__in=charges) | Q(batch="", request_id__in=charges)
+    )
+
+
+def _by_model(rows) -> list[ModelCharges]:
+    grouped = (
+        rows.values("model__slug", "model__display_name")
         .annotate(calls=Count("id"), credits=Sum("credits"))
         .order_by("-credits", "model__slug")
     )
     return [
         ModelCharges(row["model__slug"], row["model__display_name"], row["calls"], row["credits"])
-        for row in rows
+        for row in grouped
     ]
+
+
+def _by_project(rows) -> list[ProjectCharges]:
+    grouped = (
+        rows.values("project__public_id", "project__name")
+        .annotate(calls=Count("id"), credits=Sum("credits"))
+        .order_by("-credits", "project__name")
+    )
+    return [
+        ProjectCharges(row["project__public_id"] or "", row["project__name"] or "No project",
+                       row["calls"], row["credits"])
+        for row in grouped
+    ]  # fmt: skip
+
+
+@dataclass
+class ProjectStatement:
+    """A project's share of an account's month: the charges its keys' calls made (where the key
+    was when the call settled), by model and by key. Summed over the account's projects, they
+    are the account statement's charges."""
+
+    project: Project
+    statement: Statement  # the account's, for its period
+    by_model: list[ModelCharges]
+    by_key: list[ModelCharges]  # model: the key's id, name: its name
+
+    @property
+    def charged(self) -> int:
+        return sum(row.credits for row in self.by_model)
+
+
+def project_statement_for(project: Project, month: date) -> ProjectStatement:
+    statement = statement_for(project.account, month)
+    in_month = LedgerEntry.objects.filter(
+        account=project.account, created_at__gte=statement.start, created_at__lt=statement.end
+    )
+    rows = _charged_rows(project.account, in_month).filter(project=project)
+    keys = (
+        rows.values("api_key__public_id", "api_key__name")
+        .annotate(calls=Count("id"), credits=Sum("credits"))
+        .order_by("-credits", "api_key__name")
+    )
+    by_key = [
+        ModelCharges(row["api_key__public_id"] or "", row["api_key__name"] or "No key",
+                     row["calls"], row["credits"])
+        for row in keys
+    ]  # fmt: skip
+    return ProjectStatement(project, statement, _by_model(rows), by_key)

@@ -15,6 +15,16 @@ urlpatterns = [
     path("wallet/statements/emails/", statement_views.statement_emails, name="statement-emails"),
     path("wallet/statements/<str:month>/", statement_views.statement_page, name="statement"),
     path(
+        "wallet/statements/<str:month>/projects/<str:project_id>/",
+        statement_views.project_statement_page,
+        name="project-statement",
+    ),
+    path(
+        "wallet/statements/<str:month>/projects/<str:project_id>.pdf",
+        statement_views.project_statement_download,
+        name="project-statement-pdf",
+    ),
+    path(
         "wallet/statements/<str:month>.pdf",
         statement_views.statement_download,
         name="statement-pdf",

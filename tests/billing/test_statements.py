@@ -226,3 +226,43 @@ def test_months_are_the_accounts_time_zones(world):
     assert [e.reference for e in november.entries] == ["pay_tz"]
     assert october.entries == [] and october.closing == 0 and november.opening == 0
     assert november.zone == "Europe/Berlin" and november.last_day == date(2026, 11, 30)
+
+
+# --- Per project ---------------------------------------------------------------------------------
+
+
+def test_project_statements_add_up_to_the_accounts_charges(client_for, world, history):
+    from accounts.services import project_default
+
+    last_month, _ = history
+    statement = statements.statement_for(world.account, last_month)
+    default = project_default(world.account)
+    assert [(row.project_id, row.calls) for row in statement.by_project] == [(default.public_id, 3)]
+    assert sum(row.credits for row in statement.by_project) == statement.charged
+    share = statements.project_statement_for(default, last_month)
+    assert share.charged == statement.charged
+    assert sum(row.credits for row in share.by_key) == share.charged
+
+    client = client_for(world.owner)
+    slug = last_month.strftime("%Y-%m")
+    page = client.get(f"/wallet/statements/{slug}/projects/{default.public_id}/")
+    assert page.status_code == 200 and "By key" in page.text
+    assert (
+        f"/wallet/statements/{slug}/projects/{default.public_id}/"
+        in client.get(f"/wallet/statements/{slug}/").text
+    )  # the account's statement links to it
+    pdf = client.get(f"/wallet/statements/{slug}/projects/{default.public_id}.pdf")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    assert default.public_id in pdf["Content-Disposition"]
+
+
+def test_another_accounts_project_statement_is_a_404_and_developers_get_a_403(client_for, world):
+    from accounts.services import project_default
+
+    theirs = project_default(world.outsider_account)
+    month = f"{statements.current_month(world.account):%Y-%m}"
+    path = f"/wallet/statements/{month}/projects/{theirs.public_id}/"
+    assert client_for(world.owner).get(path).status_code == 404
+    ours = project_default(world.account)
+    mine = f"/wallet/statements/{month}/projects/{ours.public_id}/"
+    assert client_for(world.developer).get(mine).status_code == 403
