@@ -341,6 +341,44 @@ def usage_report(account: Account, flt: UsageFilter) -> UsageReport:
     )
 
 
+# What a dimension's daily series are named by: (value field, name field or None).
+SERIES_FIELDS = {
+    "model": ("model__slug", "model__display_name"),
+    "api_key": ("api_key__public_id", "api_key__name"),
+    "project": ("project__public_id", "project__name"),
+    "member": ("api_key__created_by__email", None),
+    "tag": ("tag", None),
+}
+
+
+def daily_series(account: Account, flt: UsageFilter) -> tuple[list[date], list[dict]]:
+    """The report's days and, per bucket of its dimension (model, key, project, member or tag),
+    its spend on each day: what the usage page stacks over time."""
+    value, name = SERIES_FIELDS[flt.group_by]
+    rows = (
+        _filtered(_rollups(flt), account, flt, "hour")
+        .annotate(day=TruncDay("hour", tzinfo=flt.tz))
+        .values("day", value, *([name] if name else []))
+        .annotate(credits=Sum("credits"))
+        .order_by()
+    )
+    first, last = flt.first_day, flt.last_day
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    series: dict = {}
+    for row in rows:
+        label = (row.get(name) if name else None) or row[value] or "None"
+        if flt.group_by == "tag" and row[value]:
+            label = row[value].replace("=", ":", 1)
+        entry = series.setdefault(row[value], {"name": label, "days": {}})
+        day = row["day"].date()
+        entry["days"][day] = entry["days"].get(day, 0) + (row["credits"] or 0)
+    ordered = []
+    for entry in series.values():
+        values = [entry["days"].get(day, 0) for day in days]
+        ordered.append({"name": entry["name"], "values": values, "total": sum(values)})
+    return days, sorted(ordered, key=lambda entry: -entry["total"])
+
+
 def _pair_report(rows: QuerySet, flt: UsageFilter) -> UsageReport:
     """Every (key, model) pair with usage: keys by spend, each key's models by spend under it
     (``key_model``), or models then keys (``model_key``)."""

@@ -43,6 +43,7 @@ from billing.reports import (
     UsageFilter,
     UsageReport,
     charge_sources,
+    daily_series,
     key_label,
     ledger_filter_from,
     ledger_for_account,
@@ -671,6 +672,23 @@ def _usage_chart(report: UsageReport):
     return charts.ranked_rows(items, id="usage-chart", title=title)
 
 
+SERIES_NOUNS = {"model": "models", "api_key": "keys", "project": "projects",
+                "member": "members", "tag": "tags"}  # fmt: skip
+
+
+def _over_time(account: Account, flt: UsageFilter):
+    """For a view by model, key, project, member or tag: its spend over the days, stacked by
+    that dimension, the biggest on their own and the rest as "other"."""
+    if flt.group_by not in SERIES_NOUNS:
+        return None
+    days, series = daily_series(account, flt)
+    noun = SERIES_NOUNS[flt.group_by]
+    return charts.stacked_days(
+        days, series, id="usage-over-time", title=f"Daily spend by {noun[:-1]}", noun=noun,
+        zone=_zone_label(flt),
+    )  # fmt: skip
+
+
 def _zone_label(flt: UsageFilter) -> str:
     return getattr(flt.tz, "key", None) or str(flt.tz)
 
@@ -749,6 +767,7 @@ def usage(request):
         "filter": flt,
         "table": _usage_table(report),
         "chart": _usage_chart(report),
+        "over_time": _over_time(request.account, flt),
         "csv_url": _url("billing:usage-export", flt.as_params()),
         "presets": _presets("billing:usage", flt.as_params(), flt.preset),
         "views": _views(flt),

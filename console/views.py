@@ -47,7 +47,11 @@ def dashboard(request):
         "wallet": wallet_of(account),
         "spend": spend_summary(account, projects=projects),
         "chart": charts.stacked_days(
-            days, series, id="spend-chart", title="Daily spend by key, last 30 days"
+            days,
+            series,
+            id="spend-chart",
+            title="Daily spend by key, last 30 days",
+            zone=str(request.account.zone),
         ),
         "recent_usage": recent_usage,
         "recent_ledger": recent_ledger,

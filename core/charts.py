@@ -141,8 +141,8 @@ def _day_ticks(days: list[date], left: float, slot: float, most: int = 8) -> lis
     ]
 
 
-def _top_series(series: list[dict]) -> list[dict]:
-    """The biggest keys get their own colour; the rest are summed as one series."""
+def _top_series(series: list[dict], noun: str = "keys") -> list[dict]:
+    """The biggest get their own colour; the rest are summed as one series ("other")."""
     ranked = sorted(series, key=lambda entry: -entry["total"])
     kept = [
         {"name": entry["name"], "values": entry["values"], "css": f"series-{index}"}
@@ -154,7 +154,7 @@ def _top_series(series: list[dict]) -> list[dict]:
     elif rest:
         kept.append(
             {
-                "name": f"{len(rest)} other keys",
+                "name": f"{len(rest)} other {noun}",
                 "values": [sum(day) for day in zip(*(e["values"] for e in rest), strict=True)],
                 "css": "series-7",
             }
@@ -163,11 +163,13 @@ def _top_series(series: list[dict]) -> list[dict]:
 
 
 def stacked_days(
-    days: list[date], series: list[dict], *, id: str, title: str, height: int = 260
-) -> Chart:
+    days: list[date], series: list[dict], *, id: str, title: str, height: int = 260,
+    noun: str = "keys", zone: str = "UTC",
+) -> Chart:  # fmt: skip
     """Stacked columns, one per day, one segment per series (``daily_spend_by_key`` rows:
-    ``{"name", "values", "total"}`` with one value per day)."""
-    series = _top_series([entry for entry in series if entry["total"]])
+    ``{"name", "values", "total"}`` with one value per day): the biggest series, and the rest
+    as one "other" segment. ``noun`` names what the series are (keys, models, projects...)."""
+    series = _top_series([entry for entry in series if entry["total"]], noun)
     chart = Chart(
         id=id,
         title=title,
@@ -191,9 +193,10 @@ def stacked_days(
         for index, day in enumerate(days)
     ]
     if days:
-        keys = f", split by {len(series)} key{'s' if len(series) != 1 else ''}" if series else ""
+        one = noun[:-1] if noun.endswith("s") else noun
+        keys = f", split by {len(series)} {noun if len(series) != 1 else one}" if series else ""
         chart.description = (
-            f"Daily spend from {day_label(days[0])} to {day_label(days[-1])} (UTC), "
+            f"Daily spend from {day_label(days[0])} to {day_label(days[-1])} ({zone}), "
             f"{format_credits_exact(sum(totals))} credits in all{keys}."
         )
     if not days or peak == 0:

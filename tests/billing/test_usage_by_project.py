@@ -59,3 +59,20 @@ def test_usage_by_project_and_by_member(client, world, client_for,
     )
     assert "project: Search" in csv_text.splitlines()[0]
     assert world.developer.email in csv_text and world.owner.email not in csv_text.split("\n", 2)[2]
+
+
+def test_a_view_by_a_dimension_stacks_its_spend_over_the_days_with_the_rest_as_other(
+    client, world, client_for
+):
+    from core import charts
+
+    groups = funded_catalogue(world.account)
+    secrets = [issue_key(world.account, groups["default"], actor=world.owner)[1] for _ in range(9)]
+    for secret in secrets:
+        chat(client, secret)
+    page = client_for(world.owner).get("/usage/", {"group_by": "api_key", "preset": "7d"})
+    assert page.status_code == 200
+    assert 'id="usage-over-time"' in page.text and "Daily spend by key" in page.text
+    assert f"{9 - charts.TOP_SERIES} other keys" in page.text  # the biggest keep their own
+    by_day = client_for(world.owner).get("/usage/", {"preset": "7d"})
+    assert 'id="usage-over-time"' not in by_day.text  # a view by day is over time already
