@@ -12,7 +12,7 @@ Who a member's budget covers: the calls made with the keys that member created.
 """
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from django.db.models import Q, Sum
@@ -21,6 +21,7 @@ from django.utils import timezone
 from accounts.models import Project
 from billing.metering.limits import BudgetLimit
 from billing.models import Budget, BudgetScope, Hold, HoldStatus, UsageRecord
+from billing.statements import month_bounds, parse_month
 
 RULES_SECONDS = 1.0
 LIFETIME = "life"
@@ -54,8 +55,7 @@ def _label(budget: Budget) -> str:
 def period_of(moment: datetime, zone: ZoneInfo) -> tuple[str, datetime, datetime]:
     """The calendar month ``moment`` is in, in ``zone``: its name, start and end."""
     local = moment.astimezone(zone)
-    start = datetime(local.year, local.month, 1, tzinfo=zone)
-    end = datetime(local.year + local.month // 12, local.month % 12 + 1, 1, tzinfo=zone)
+    start, end = month_bounds(date(local.year, local.month, 1), zone)
     return f"{local.year:04d}-{local.month:02d}", start, end
 
 
@@ -119,9 +119,7 @@ def spent(scope: str, period: str, *, zone: str = "UTC") -> int:
     (as the key counters count them): the counter's seed, and the check while Redis is down."""
     usage = UsageRecord.objects.filter(_scope_filter(scope))
     if period != LIFETIME:
-        year, month = (int(part) for part in period.split("-"))
-        start = datetime(year, month, 1, tzinfo=ZoneInfo(zone))
-        _, start, end = period_of(start, ZoneInfo(zone))
+        start, end = month_bounds(parse_month(period), ZoneInfo(zone))
         usage = usage.filter(created_at__gte=start, created_at__lt=end)
     charged = usage.aggregate(total=Sum("credits"))["total"] or 0
     return charged + _held(scope, kinds=("task",))

@@ -217,8 +217,9 @@ class UsageRecord(models.Model):
         return self.request_id
 
 
-class UsageRollup(models.Model):
-    """Usage summed per account, key, model and hour: what reports read."""
+class _Rollup(models.Model):
+    """What a rollup row sums, and the dimensions every rollup has (billing/usage.py adds a
+    settlement batch's calls to them in one upsert per row)."""
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
     api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, null=True, related_name="+")
@@ -234,6 +235,13 @@ class UsageRollup(models.Model):
     images = models.BigIntegerField(default=0)
     seconds = models.BigIntegerField(default=0)
     credits = models.BigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class UsageRollup(_Rollup):
+    """Usage summed per account, key, project, model and hour: what reports read."""
 
     class Meta:
         constraints = [
@@ -253,25 +261,12 @@ class UsageRollup(models.Model):
         return f"{self.hour:%Y-%m-%d %H}h key {self.api_key_id} {self.model_id}"
 
 
-class UsageTagRollup(models.Model):
-    """Usage summed per account, key, model, tag and hour: reports filtered or grouped by tag read
-    it. A call with three tags adds to three rows, so tag groups may sum to more than the total."""
+class UsageTagRollup(_Rollup):
+    """Usage summed per account, key, project, model, tag and hour: reports filtered or grouped
+    by tag read it. A call with three tags adds to three rows, so tag groups may sum to more than
+    the total."""
 
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
-    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, null=True, related_name="+")
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, null=True, related_name="+")
-    model = models.ForeignKey("catalogue.AIModel", on_delete=models.CASCADE, related_name="+")
-    family = models.CharField(max_length=8)
     tag = models.CharField(max_length=129)  # key=value
-    hour = models.DateTimeField()
-    calls = models.BigIntegerField(default=0)
-    input_tokens = models.BigIntegerField(default=0)
-    output_tokens = models.BigIntegerField(default=0)
-    cache_read_tokens = models.BigIntegerField(default=0)
-    cache_write_tokens = models.BigIntegerField(default=0)
-    images = models.BigIntegerField(default=0)
-    seconds = models.BigIntegerField(default=0)
-    credits = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [

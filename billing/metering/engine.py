@@ -186,32 +186,31 @@ class Meter:
                 await self._seed_budget(store, budget)
             return await store.admit(reservation, account_limit, time.time())
 
-    async def _seed(self, store, limits: KeyLimits) -> None:
-        """Load a key's spend into the counters, once however many calls ask at the same time."""
-        name = (id(store), limits.key_id, limits.version)
+    async def _once(self, name: tuple, load) -> None:
+        """Run ``load()`` once however many calls ask for ``name`` at the same time."""
         loading = self._seeding.get(name)
         if loading is None:
-            loading = self._seeding[name] = asyncio.ensure_future(self._load(store, limits))
-            loading.add_done_callback(lambda _: self._seeding.pop(name, None))
-        await asyncio.shield(loading)
-
-    async def _load(self, store, limits: KeyLimits) -> None:
-        seed = await run_db(_load_seed, limits.key_id)
-        await store.seed(limits, seed, time.time())
-
-    async def _seed_budget(self, store, budget: BudgetLimit) -> None:
-        """Load a budget's spend in its period into the counters, once at a time."""
-        name = (id(store), budget.counter)
-        loading = self._seeding.get(name)
-        if loading is None:
-
-            async def load():
-                total = await run_db(budgets.spent, budget.scope, budget.period, zone=budget.zone)
-                await store.seed_budget(budget, total)
-
             loading = self._seeding[name] = asyncio.ensure_future(load())
             loading.add_done_callback(lambda _: self._seeding.pop(name, None))
         await asyncio.shield(loading)
+
+    async def _seed(self, store, limits: KeyLimits) -> None:
+        """Load a key's spend into the counters."""
+
+        async def load():
+            seed = await run_db(_load_seed, limits.key_id)
+            await store.seed(limits, seed, time.time())
+
+        await self._once((id(store), limits.key_id, limits.version), load)
+
+    async def _seed_budget(self, store, budget: BudgetLimit) -> None:
+        """Load a budget's spend in its period into the counters."""
+
+        async def load():
+            total = await run_db(budgets.spent, budget.scope, budget.period, zone=budget.zone)
+            await store.seed_budget(budget, total)
+
+        await self._once((id(store), budget.counter), load)
 
     async def _budgets(self, principal) -> tuple[BudgetLimit, ...]:
         """The hard budgets a call with ``principal``'s key counts against."""
