@@ -202,7 +202,8 @@ class Project(models.Model):
     ("Default"), which new keys and new members join unless told otherwise.
 
     Budgets are micro-credits, NULL for none (a budget is never 0): ``monthly_budget`` per
-    calendar month, ``budget`` for the project's lifetime.
+    calendar month (of the account's time zone), ``budget`` for the project's lifetime. Hard
+    budgets (``budget_hard``) refuse the project's calls past them; soft ones only alert.
     """
 
     public_id = models.CharField(max_length=40, unique=True, default=new_project_id, editable=False)
@@ -211,6 +212,7 @@ class Project(models.Model):
     is_default = models.BooleanField(default=False)
     monthly_budget = models.BigIntegerField(null=True, blank=True)
     budget = models.BigIntegerField(null=True, blank=True)
+    budget_hard = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
     # A deleted project keeps its row (hidden everywhere) so past usage stays attributed to it.
     deleted_at = models.DateTimeField(null=True, blank=True)

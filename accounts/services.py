@@ -412,11 +412,13 @@ def project_create(
     actor_label: str = "",
     monthly_budget: int | None = None,
     budget: int | None = None,
+    budget_hard: bool = True,
 ) -> Project:
     name = clean_project_name(name)
     _check_budgets({"monthly_budget": monthly_budget, "budget": budget})
     _check_name_free(account, name)
-    project = Project(account=account, name=name, monthly_budget=monthly_budget, budget=budget)
+    project = Project(account=account, name=name, monthly_budget=monthly_budget, budget=budget,
+                      budget_hard=bool(budget_hard))  # fmt: skip
     try:
         with transaction.atomic():
             project.save()
@@ -438,8 +440,9 @@ def project_create(
 def project_update(
     *, project: Project, actor: User | None = None, actor_label: str = "", **changes
 ) -> Project:
-    """Rename the project or change its budgets (only the fields given)."""
-    unknown = set(changes) - {"name", *BUDGET_FIELDS}
+    """Rename the project or change its budgets, or whether they are hard (only the fields
+    given)."""
+    unknown = set(changes) - {"name", "budget_hard", *BUDGET_FIELDS}
     if unknown:
         field = sorted(unknown)[0]
         raise ProjectError(f"“{field}” cannot be changed.", field)
@@ -447,6 +450,8 @@ def project_update(
         changes["name"] = clean_project_name(changes["name"])
         _check_name_free(project.account, changes["name"], exclude=project)
     _check_budgets({f: v for f, v in changes.items() if f in BUDGET_FIELDS})
+    if changes.get("budget_hard") is None:
+        changes.pop("budget_hard", None)  # not given: as it is
     changes = {f: v for f, v in changes.items() if getattr(project, f) != v}
     if not changes:
         return project

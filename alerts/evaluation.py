@@ -137,8 +137,8 @@ class Figures:
                   budget.lifetime, lambda p, b=budget: budget_spend(b, p, zone=zone))  # fmt: skip
         projects = Project.objects.filter(account_id=self.account_id, deleted_at__isnull=True)
         for project in projects.filter(Q(monthly_budget__isnull=False) | Q(budget__isnull=False)):
-            watch(f"project:{project.pk}", f"the project {project.name}", "project", None, True,
-                  project.monthly_budget, project.budget,
+            watch(f"project:{project.pk}", f"the project {project.name}", "project", None,
+                  project.budget_hard, project.monthly_budget, project.budget,
                   lambda p, pk=project.pk: spent(f"project:{pk}", p, zone=zone))  # fmt: skip
         return watched
 

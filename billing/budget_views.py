@@ -8,7 +8,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts import permissions
 from accounts.decorators import account_view
 from accounts.models import Membership
-from billing.budgets import budget_set, budgets_for_account
+from billing.budgets import budget_set, budgets_for_account, project_budgets_for_account
 from billing.forms import BudgetForm
 from billing.models import BudgetScope
 from core.money import format_credits_exact
@@ -54,7 +54,11 @@ def _context(request, **extra) -> dict:
         "account_status": account,
         "account_form": form_for("account", account),
         "rows": rows,
+        "projects": project_budgets_for_account(
+            request.account, projects=request.membership.project_scope()
+        ),
         "can_manage": can_manage,
+        "can_manage_projects": request.membership.can(permissions.MANAGE_PROJECTS),
         **extra,
     }
 

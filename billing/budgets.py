@@ -70,10 +70,10 @@ def rules_for_account(account_id: int) -> tuple[tuple[BudgetRule, ...], str]:
         for b in budgets
         if b.monthly or b.lifetime
     )
-    # A project's budgets (set on the project) are hard: its calls are refused past them.
-    projects = Project.objects.filter(account_id=account_id, deleted_at__isnull=True).filter(
-        Q(monthly_budget__isnull=False) | Q(budget__isnull=False)
-    )
+    # A project's budgets are set on the project, hard or soft for both its amounts.
+    projects = Project.objects.filter(
+        account_id=account_id, deleted_at__isnull=True, budget_hard=True
+    ).filter(Q(monthly_budget__isnull=False) | Q(budget__isnull=False))
     rules += tuple(
         BudgetRule(f"project:{p.pk}", None, p.monthly_budget, p.budget,
                    f"the budget of the project {p.name}", project_id=p.pk)
@@ -176,12 +176,14 @@ def budget_set(*, account, scope: str, member=None, monthly: int | None, lifetim
 
 @dataclass(frozen=True)
 class BudgetStatus:
-    """A budget with what its scope spent this month and ever."""
+    """A budget with what its scope spent this month and ever (a project's budgets are on the
+    project: ``budget`` is then an unsaved Budget holding its amounts)."""
 
     budget: Budget
     month: str
     month_spent: int
     lifetime_spent: int
+    project: Project | None = None
 
     @property
     def month_share(self) -> int | None:
@@ -210,3 +212,24 @@ def budgets_for_account(account, *, now: datetime | None = None) -> list[BudgetS
         )
         for b in ordered
     ]
+
+
+def project_budgets_for_account(account, *, projects: frozenset[int] | None = None,
+                                now: datetime | None = None) -> list[BudgetStatus]:  # fmt: skip
+    """The budgets of the account's projects (of ``projects`` only, when given) and their spend,
+    by project name."""
+    zone = str(account.zone)
+    month, _, _ = period_of(now or timezone.now(), account.zone)
+    rows = Project.objects.filter(account=account, deleted_at__isnull=True).filter(
+        Q(monthly_budget__isnull=False) | Q(budget__isnull=False)
+    )
+    if projects is not None:
+        rows = rows.filter(pk__in=projects)
+    statuses = []
+    for project in rows.order_by("name"):
+        amounts = Budget(monthly=project.monthly_budget, lifetime=project.budget,
+                         hard=project.budget_hard)  # fmt: skip
+        scope = f"project:{project.pk}"
+        statuses.append(BudgetStatus(amounts, month, spent(scope, month, zone=zone),
+                                     spent(scope, LIFETIME, zone=zone), project))  # fmt: skip
+    return statuses

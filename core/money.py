@@ -50,6 +50,12 @@ def credits_json(micros: int) -> float | int:
     return float(to_credits(micros))
 
 
+def credits_header(micros: int) -> str:
+    """Credits as a header value: plain decimals, never an exponent ("0.000001", not "1e-06")."""
+    text = f"{to_credits(micros):f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def format_credits(micros: int, *, places: int = 2) -> str:
     """For people: thousands separators, two decimals (more when the amount is tiny)."""
     credits = to_credits(micros)

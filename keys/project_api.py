@@ -2,7 +2,8 @@
 
 A management key acts as the account (as for keys): it sees and changes every project. Errors
 are the project services' ``ProjectError`` (status, code, field), rendered by console/api.py.
-Budgets are credits in and out, ``null`` for none; they are stored and shown, not yet enforced.
+Budgets are credits in and out, ``null`` for none; a hard one refuses the project's calls past
+it (402 ``budget_exceeded``), a soft one only alerts (billing/budgets.py).
 """
 
 from datetime import datetime
@@ -29,17 +30,24 @@ from core.money import credits_json
 router = Router(tags=["projects"])
 
 Credits = credits_in(allow_zero=True)  # 0 reaches the service, which says what to do instead
-MONTHLY = "What the project's keys may spend in a calendar month (UTC), in credits. null: none."
+MONTHLY = (
+    "What the project's keys may spend in a calendar month (of the account's time zone), in "
+    "credits. null: none."
+)
 LIFETIME = "What the project's keys may spend in all, in credits. null: none."
-NOT_ENFORCED = " Stored and reported; calls are not refused on it yet."
+HARD = (
+    "true: the project's calls past a budget are refused (402 budget_exceeded); false: soft "
+    "budgets, which only alert (at 50, 80 and 100%)."
+)
 
 
 class ProjectOut(Schema):
     id: str = Field(examples=["proj_01JD0000000000000000000000"])
     name: str
     is_default: bool = Field(description="New keys and members go to the default project.")
-    monthly_budget: CreditsOut | None = Field(description=MONTHLY + NOT_ENFORCED)
-    budget: CreditsOut | None = Field(description=LIFETIME + NOT_ENFORCED)
+    monthly_budget: CreditsOut | None = Field(description=MONTHLY)
+    budget: CreditsOut | None = Field(description=LIFETIME)
+    budget_hard: bool = Field(description=HARD)
     keys: int = Field(description="Keys in the project (deleted ones aside).")
     members: int = Field(
         description="Members with a project role (owners, admins and finance reach every "
@@ -64,6 +72,7 @@ class ProjectCreateIn(Schema):
     name: str = Field(max_length=MAX_PROJECT_NAME)
     monthly_budget: Credits | None = Field(None, description=MONTHLY)
     budget: Credits | None = Field(None, description=LIFETIME)
+    budget_hard: bool = Field(True, description=HARD)
 
 
 class ProjectUpdateIn(Schema):
@@ -76,6 +85,7 @@ class ProjectUpdateIn(Schema):
     name: str = Field(None, max_length=MAX_PROJECT_NAME)
     monthly_budget: Credits | None = Field(None, description=MONTHLY)
     budget: Credits | None = Field(None, description=LIFETIME)
+    budget_hard: bool = Field(None, description=HARD)
 
 
 class MemberOut(Schema):
@@ -127,6 +137,7 @@ def project_json(project: Project) -> dict:
         "is_default": project.is_default,
         "monthly_budget": _credits(project.monthly_budget),
         "budget": _credits(project.budget),
+        "budget_hard": project.budget_hard,
         "keys": project.key_count,
         "members": project.member_count,
         "created_at": project.created_at,

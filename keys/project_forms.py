@@ -33,12 +33,17 @@ class ProjectForm(forms.Form):
     )
     monthly_budget = BudgetField(
         label="Monthly budget (credits)",
-        help_text="What the project's keys may spend in a calendar month (UTC). Empty: none.",
+        help_text="What the project's keys may spend in a calendar month (of the account's time "
+        "zone). Empty: none.",
     )
     budget = BudgetField(
         label="Lifetime budget (credits)",
         help_text="What the project's keys may spend in all. Empty: none.",
     )
+    budget_hard = forms.BooleanField(
+        label="Refuse calls past a budget", required=False, initial=True,
+        help_text="Off: soft budgets, which only alert at 50, 80 and 100%.",
+    )  # fmt: skip
 
     def __init__(self, *args, budgets: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
@@ -47,6 +52,7 @@ class ProjectForm(forms.Form):
         if not budgets:  # project admins rename; budgets are the account admins'
             del self.fields["monthly_budget"]
             del self.fields["budget"]
+            del self.fields["budget_hard"]
 
     def clean_name(self):
         name = self.cleaned_data["name"].strip()

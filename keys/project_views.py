@@ -34,6 +34,7 @@ def _budget_initial(project: Project) -> dict:
         "name": project.name,
         "monthly_budget": credits_text(project.monthly_budget),
         "budget": credits_text(project.budget),
+        "budget_hard": project.budget_hard,
     }
 
 

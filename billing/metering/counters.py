@@ -310,9 +310,10 @@ def _limit_state(
         if h.name != "quota"
     ]  # fmt: skip
     tightest = min(after, key=lambda h: h.share_left, default=None)
+    budget = min((h for h in after if h.name == "budget"), key=lambda h: h.remaining, default=None)
     if quota_left is not None:
         quota_left -= reservation.credits
-    return LimitState(quota_remaining=quota_left, tightest=tightest)
+    return LimitState(quota_remaining=quota_left, tightest=tightest, budget=budget)
 
 
 def now() -> float:

@@ -116,21 +116,26 @@ class Headroom:
 
 @dataclass(frozen=True)
 class LimitState:
-    """What an admitted call reports: the key's quota left, and its tightest rolling limit."""
+    """What an admitted call reports: the key's quota left, its tightest rolling limit, and the
+    hard budget it counts against with the least left."""
 
     quota_remaining: int | None = None
     tightest: Headroom | None = None
+    budget: Headroom | None = None
 
 
 def refusal(headroom: Headroom, now: int) -> Exception:
     """The error for a reached limit, with what frees it up when."""
     if headroom.name == "budget":
         from billing.errors import BudgetExceededError
+        from billing.metering.headers import budget_headers  # it imports this module
 
-        return BudgetExceededError(
+        error = BudgetExceededError(
             f"This call would go over {headroom.label} of {_credits(headroom.limit)} credits "
             f"({_credits(max(headroom.remaining, 0))} left)."
         )
+        error.headers.update(budget_headers(headroom.remaining, headroom.reset))
+        return error
     if headroom.name == "quota":
         return QuotaExceededError(
             f"This key reached its quota of {_credits(headroom.limit)} credits."

@@ -207,3 +207,16 @@ def test_usage_by_project_keeps_calls_where_they_were_settled(
     assert_error(
         api.get("/api/v1/usage", {"project_id": theirs}), 400, "invalid_param", "project_id"
     )
+
+
+def test_budgets_are_hard_unless_made_soft(world, api):
+    body = api.post(URL, {"name": "Hard", "monthly_budget": 5}).json()
+    assert body["budget_hard"] is True
+    body = api.post(URL, {"name": "Soft", "monthly_budget": 5, "budget_hard": False}).json()
+    assert body["budget_hard"] is False
+    path = f"{URL}/{body['id']}"
+    assert api.patch(path, {"name": "Soft 2"}).json()["budget_hard"] is False  # left as it is
+    assert api.patch(path, {"budget_hard": True}).json()["budget_hard"] is True
+    assert Project.objects.get(public_id=body["id"]).budget_hard
+    assert_error(api.patch(path, {"budget_hard": "sometimes"}), 400, "invalid_param",
+                 "budget_hard")  # fmt: skip

@@ -55,3 +55,19 @@ def test_another_accounts_member_is_a_404(client_for, world):
                                             {f"{theirs.public_id}-monthly": "5"})  # fmt: skip
     assert response.status_code == 404
     assert not Budget.objects.exists()
+
+
+def test_the_page_lists_project_budgets_a_member_may_see(client_for, world):
+    from accounts.models import Project, ProjectMembership, ProjectRole
+
+    search = Project.objects.create(account=world.account, name="Search", monthly_budget=30 * M)
+    Project.objects.create(account=world.account, name="Ads", budget=7 * M, budget_hard=False)
+    Project.objects.create(account=world.account, name="Unbudgeted")
+    page = client_for(world.finance).get("/wallet/budgets/").text
+    assert "Search" in page and "30.00 a month" in page
+    assert "Ads" in page and "7.00 ever" in page and "Soft" in page
+    assert "Unbudgeted" not in page
+    ProjectMembership.objects.create(project=search, membership=world.membership(world.developer),
+                                     role=ProjectRole.MEMBER)  # fmt: skip
+    page = client_for(world.developer).get("/wallet/budgets/").text
+    assert "30.00 a month" in page and "Ads" not in page  # only the projects they are in

@@ -9,8 +9,7 @@ import pytest
 from billing.budgets import budget_set, spent
 from billing.invariants import wallet_problems
 from billing.models import UsageRecord
-from generation import routing
-from tests.factories import funded_catalogue, issue_key
+from tests.factories import issue_key
 
 pytestmark = pytest.mark.django_db
 M = 1_000_000
@@ -19,16 +18,8 @@ MESSAGES = {"model": "claude-sonnet-4-5", "max_tokens": 20,
             "messages": [{"role": "user", "content": "Hi"}]}  # fmt: skip
 
 
-@pytest.fixture
-def catalogue(world, settings):
-    settings.BYTESPIKE_PUBLIC_URL = "http://testserver"
-    routing.forget()
-    yield funded_catalogue(world.account, 50)
-    routing.forget()
-
-
-def key_of(world, catalogue, creator, group="default") -> str:
-    return issue_key(world.account, catalogue[group], actor=creator)[1]
+def key_of(world, groups, creator, group="default") -> str:
+    return issue_key(world.account, groups[group], actor=creator)[1]
 
 
 def chat(client, key):
@@ -48,8 +39,8 @@ def account_budget(world, **amounts):
                       **{**defaults, **amounts})  # fmt: skip
 
 
-def test_a_hard_monthly_budget_refuses_the_call_that_would_go_over_it(client, world, catalogue):
-    key = key_of(world, catalogue, world.owner)
+def test_a_hard_monthly_budget_refuses_the_call_that_would_go_over_it(client, world, groups):
+    key = key_of(world, groups, world.owner)
     price = one_call_costs(client, key)
     account_budget(world, monthly=30 * price)
     statuses = []
@@ -64,8 +55,8 @@ def test_a_hard_monthly_budget_refuses_the_call_that_would_go_over_it(client, wo
     assert wallet_problems(world.account.pk) == []
 
 
-def test_the_refusal_is_in_anthropics_envelope_too(client, world, catalogue):
-    key = key_of(world, catalogue, world.owner, "claude-default")
+def test_the_refusal_is_in_anthropics_envelope_too(client, world, groups):
+    key = key_of(world, groups, world.owner, "claude-default")
     account_budget(world, lifetime=1)  # less than any call's worst case
     headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
     response = client.post("/v1/messages", data=json.dumps(MESSAGES),
@@ -76,8 +67,8 @@ def test_the_refusal_is_in_anthropics_envelope_too(client, world, catalogue):
     assert not UsageRecord.objects.exists()
 
 
-def test_a_task_submit_is_refused_by_a_budget(client, world, catalogue):
-    key = key_of(world, catalogue, world.owner, "gemini-default")
+def test_a_task_submit_is_refused_by_a_budget(client, world, groups):
+    key = key_of(world, groups, world.owner, "gemini-default")
     account_budget(world, monthly=1)
     body = {"model": "veo-3-fast", "params": {"prompt": "a fox", "duration": 4}}
     response = client.post("/v1/tasks/submit", data=json.dumps(body),
@@ -86,14 +77,14 @@ def test_a_task_submit_is_refused_by_a_budget(client, world, catalogue):
     assert response.json()["error"]["code"] == "budget_exceeded"
 
 
-def test_a_soft_budget_never_refuses(client, world, catalogue):
-    key = key_of(world, catalogue, world.owner)
+def test_a_soft_budget_never_refuses(client, world, groups):
+    key = key_of(world, groups, world.owner)
     account_budget(world, monthly=1, hard=False)
     assert chat(client, key).status_code == 200
 
 
-def test_a_budget_set_below_what_is_spent_refuses_the_next_call(client, world, catalogue):
-    key = key_of(world, catalogue, world.owner)
+def test_a_budget_set_below_what_is_spent_refuses_the_next_call(client, world, groups):
+    key = key_of(world, groups, world.owner)
     assert chat(client, key).status_code == 200
     account_budget(world, monthly=1)
     assert chat(client, key).json()["error"]["code"] == "budget_exceeded"
@@ -101,9 +92,9 @@ def test_a_budget_set_below_what_is_spent_refuses_the_next_call(client, world, c
     assert chat(client, key).status_code == 200
 
 
-def test_a_members_budget_covers_only_the_keys_they_created(client, world, catalogue):
-    mine = key_of(world, catalogue, world.developer)
-    theirs = key_of(world, catalogue, world.owner)
+def test_a_members_budget_covers_only_the_keys_they_created(client, world, groups):
+    mine = key_of(world, groups, world.developer)
+    theirs = key_of(world, groups, world.owner)
     budget_set(account=world.account, scope="member", member=world.developer, monthly=1,
                lifetime=None, hard=True, actor=world.owner)  # fmt: skip
     refused = chat(client, mine)
@@ -112,8 +103,8 @@ def test_a_members_budget_covers_only_the_keys_they_created(client, world, catal
     assert chat(client, theirs).status_code == 200
 
 
-def test_when_a_budget_is_the_tightest_limit_the_headers_say_what_is_left(client, world, catalogue):
-    key = key_of(world, catalogue, world.owner)
+def test_when_a_budget_is_the_tightest_limit_the_headers_say_what_is_left(client, world, groups):
+    key = key_of(world, groups, world.owner)
     account_budget(world, monthly=20 * M)
     response = chat(client, key)
     assert response.status_code == 200
@@ -122,12 +113,12 @@ def test_when_a_budget_is_the_tightest_limit_the_headers_say_what_is_left(client
     assert float(response["X-RateLimit-Remaining"]) == pytest.approx((20 * M - charged) / M)
 
 
-def test_spend_of_last_month_does_not_count_against_this_months_budget(client, world, catalogue):
+def test_spend_of_last_month_does_not_count_against_this_months_budget(client, world, groups):
     from datetime import timedelta
 
     from billing.metering import meter
 
-    key = key_of(world, catalogue, world.owner)
+    key = key_of(world, groups, world.owner)
     price = one_call_costs(client, key)
     record = UsageRecord.objects.get()
     UsageRecord.objects.filter(pk=record.pk).update(
@@ -153,11 +144,11 @@ class Unreachable:
 
 
 def test_while_the_counters_are_down_the_database_enforces_budgets(
-    client, world, catalogue, monkeypatch
+    client, world, groups, monkeypatch
 ):
     from billing.metering import meter
 
-    key = key_of(world, catalogue, world.owner)
+    key = key_of(world, groups, world.owner)
     price = one_call_costs(client, key)
     account_budget(world, lifetime=price + 1)  # what is spent, and less than a call
     monkeypatch.setattr(meter, "counters", Unreachable)
@@ -170,11 +161,11 @@ def test_while_the_counters_are_down_the_database_enforces_budgets(
 
 
 def test_a_task_submitted_while_the_counters_are_down_is_checked_by_the_database(
-    client, world, catalogue, monkeypatch
+    client, world, groups, monkeypatch
 ):
     from billing.metering import meter
 
-    key = key_of(world, catalogue, world.owner, "gemini-default")
+    key = key_of(world, groups, world.owner, "gemini-default")
     account_budget(world, monthly=1)
     monkeypatch.setattr(meter, "counters", Unreachable)
     body = {"model": "veo-3-fast", "params": {"prompt": "a fox", "duration": 4}}
@@ -184,12 +175,12 @@ def test_a_task_submitted_while_the_counters_are_down_is_checked_by_the_database
     assert response.json()["error"]["code"] == "budget_exceeded"
 
 
-def test_a_projects_budget_refuses_its_keys_calls_only(client, world, catalogue):
+def test_a_projects_budget_refuses_its_keys_calls_only(client, world, groups):
     from accounts.models import Project
     from keys.models import ApiKey
 
-    inside = key_of(world, catalogue, world.owner)
-    outside = key_of(world, catalogue, world.owner)
+    inside = key_of(world, groups, world.owner)
+    outside = key_of(world, groups, world.owner)
     search = Project.objects.create(account=world.account, name="Search", monthly_budget=1)
     first = ApiKey.objects.filter(account=world.account).order_by("pk").first()
     ApiKey.objects.filter(pk=first.pk).update(project=search)  # the key `inside`

@@ -395,3 +395,16 @@ def test_project_changes_read_as_words_in_the_audit_log(world, client_for):
     client_for(world.owner).post(url("project-create"), {"name": "Mobile"})
     text = client_for(world.owner).get(reverse("accounts:audit")).text
     assert "Created a project" in text and "Mobile" in text
+
+
+def test_an_owner_makes_the_projects_budgets_soft(world, client_for, research):
+    client = client_for(world.owner)
+    client.post(url("project-update", research.public_id),
+                {"name": "Research", "monthly_budget": "10"})  # the box unticked  # fmt: skip
+    research.refresh_from_db()
+    assert research.monthly_budget == 10_000_000 and not research.budget_hard
+    assert "Soft" in client.get(url("projects")).text
+    client.post(url("project-update", research.public_id),
+                {"name": "Research", "monthly_budget": "10", "budget_hard": "on"})  # fmt: skip
+    research.refresh_from_db()
+    assert research.budget_hard
