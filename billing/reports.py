@@ -295,88 +295,90 @@ class UsageReport:
     filter: UsageFilter
     buckets: list[dict] = field(default_factory=list)
     totals: dict = field(default_factory=dict)
+    # By a dimension (model, key, project, member, tag): the report's days and, per bucket, its
+    # spend on each day, biggest first (what the usage page stacks over time).
+    days: list[date] = field(default_factory=list)
+    series: list[dict] = field(default_factory=list)
 
 
-def usage_report(account: Account, flt: UsageFilter) -> UsageReport:
-    """Buckets by day, hour, model or key, plus the totals, from the hourly rollup."""
-    rows = _filtered(_rollups(flt), account, flt, "hour")
-    if flt.group_by in PAIR_GROUP_BYS:
-        return _pair_report(rows, flt)
-    if flt.group_by == "day":
-        buckets = rows.annotate(bucket=TruncDay("hour", tzinfo=flt.tz))
-    elif flt.group_by == "hour":
-        buckets = rows.annotate(bucket=F("hour"))
-    elif flt.group_by == "model":
-        buckets = rows.annotate(bucket=F("model__slug"), label=F("model__display_name"))
-    elif flt.group_by == "tag":
-        buckets = rows.annotate(bucket=F("tag"))
-    elif flt.group_by == "project":  # where the key was when the call settled
-        buckets = rows.annotate(bucket=F("project__public_id"), label=F("project__name"))
-    elif flt.group_by == "member":  # the key's creator
-        buckets = rows.annotate(bucket=F("api_key__created_by__email"))
-    else:
-        buckets = rows.annotate(
-            bucket=F("api_key__public_id"), label=F("api_key__name"), last4=F("api_key__last4")
-        )
-    group = ["bucket"] + (["label"] if flt.group_by in ("model", "api_key", "project") else [])
-    if flt.group_by == "api_key":
-        group.append("last4")  # one per key: tells apart a deleted key and its namesake
-    result = list(buckets.values(*group).annotate(**_sums()).order_by("bucket"))
-    if flt.group_by in ("model", "api_key", "project", "member", "tag"):
-        result.sort(key=lambda row: -(row["credits"] or 0))
-    elif flt.group_by == "hour":
-        for row in result:
-            row["bucket"] = row["bucket"].astimezone(flt.tz)
-    if flt.group_by == "tag":  # stored key=value, named key:value in reports and filters
-        for row in result:
-            row["bucket"] = row["bucket"].replace("=", ":", 1)
-    if flt.group_by == "tag" and not flt.tag:
-        # The total is every call's once, tagged or not (tag groups may add up to more).
-        rows = _filtered(UsageRollup.objects.all(), account, flt, "hour")
-    totals = rows.aggregate(**_sums())
-    return UsageReport(
-        flt,
-        [{name: row.get(name) or 0 for name in SUMS} | _bucket_fields(row) for row in result],
-        {name: totals[name] or 0 for name in SUMS},
-    )
-
-
-# What a dimension's daily series are named by: (value field, name field or None).
-SERIES_FIELDS = {
-    "model": ("model__slug", "model__display_name"),
-    "api_key": ("api_key__public_id", "api_key__name"),
-    "project": ("project__public_id", "project__name"),
-    "member": ("api_key__created_by__email", None),
-    "tag": ("tag", None),
+# What a dimension's buckets are: the value grouped on, and the names shown beside it.
+DIMENSIONS = {
+    "model": ("model__slug", {"label": "model__display_name"}),
+    # last4 tells apart a deleted key and a live key of the same name
+    "api_key": ("api_key__public_id", {"label": "api_key__name", "last4": "api_key__last4"}),
+    "project": ("project__public_id", {"label": "project__name"}),  # the key's when it settled
+    "member": ("api_key__created_by__email", {}),  # the key's creator
+    "tag": ("tag", {}),
 }
 
 
-def daily_series(account: Account, flt: UsageFilter) -> tuple[list[date], list[dict]]:
-    """The report's days and, per bucket of its dimension (model, key, project, member or tag),
-    its spend on each day: what the usage page stacks over time."""
-    value, name = SERIES_FIELDS[flt.group_by]
-    rows = (
-        _filtered(_rollups(flt), account, flt, "hour")
-        .annotate(day=TruncDay("hour", tzinfo=flt.tz))
-        .values("day", value, *([name] if name else []))
-        .annotate(credits=Sum("credits"))
+def usage_report(account: Account, flt: UsageFilter) -> UsageReport:
+    """Buckets by day, hour, model, key, project, member or tag, and the totals, in one read of
+    the hourly rollup (a second for the totals of a report by tag: a call with several tags
+    counts in each of their groups, and once in the total)."""
+    rows = _filtered(_rollups(flt), account, flt, "hour")
+    if flt.group_by in PAIR_GROUP_BYS:
+        return _pair_report(rows, flt)
+    if flt.group_by in ("day", "hour"):
+        bucket = TruncDay("hour", tzinfo=flt.tz) if flt.group_by == "day" else F("hour")
+        result = list(rows.annotate(bucket=bucket).values("bucket").annotate(**_sums())
+                      .order_by("bucket"))  # fmt: skip
+        for row in result:
+            row["bucket"] = row["bucket"].astimezone(flt.tz)
+        buckets = [_sums_of(row) | _bucket_fields(row) for row in result]
+        return UsageReport(flt, buckets, _added(buckets))
+    return _dimension_report(account, rows, flt)
+
+
+def _dimension_report(account: Account, rows: QuerySet, flt: UsageFilter) -> UsageReport:
+    """By model, key, project, member or tag, biggest spend first: each bucket's sums and its
+    spend per day, from one query grouped by day and bucket."""
+    value, shown = DIMENSIONS[flt.group_by]
+    grid = (
+        rows.annotate(day=TruncDay("hour", tzinfo=flt.tz), bucket=F(value),
+                      **{name: F(path) for name, path in shown.items()})
+        .values("day", "bucket", *shown)
+        .annotate(**_sums())
         .order_by()
-    )
+    )  # fmt: skip
     first, last = flt.first_day, flt.last_day
     days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
-    series: dict = {}
-    for row in rows:
-        label = (row.get(name) if name else None) or row[value] or "None"
-        if flt.group_by == "tag" and row[value]:
-            label = row[value].replace("=", ":", 1)
-        entry = series.setdefault(row[value], {"name": label, "days": {}})
-        day = row["day"].date()
-        entry["days"][day] = entry["days"].get(day, 0) + (row["credits"] or 0)
-    ordered = []
-    for entry in series.values():
-        values = [entry["days"].get(day, 0) for day in days]
-        ordered.append({"name": entry["name"], "values": values, "total": sum(values)})
-    return days, sorted(ordered, key=lambda entry: -entry["total"])
+    merged: dict = {}
+    for row in grid:
+        if flt.group_by == "tag":  # stored key=value, named key:value in reports and filters
+            row["bucket"] = row["bucket"].replace("=", ":", 1)
+        key = (row["bucket"], *(row[name] for name in shown))
+        if key not in merged:
+            names = {name: row[name] for name in shown}
+            merged[key] = {**dict.fromkeys(SUMS, 0), "bucket": row["bucket"], **names, "days": {}}
+        bucket = merged[key]
+        for name in SUMS:
+            bucket[name] += row[name] or 0
+        day = row["day"].astimezone(flt.tz).date()
+        bucket["days"][day] = bucket["days"].get(day, 0) + (row["credits"] or 0)
+    ordered = sorted(merged.values(), key=lambda b: (-b["credits"], b["bucket"] is None,
+                                                     str(b["bucket"] or "")))  # fmt: skip
+    buckets = [_sums_of(bucket) | _bucket_fields(bucket) for bucket in ordered]
+    series = [
+        {"name": bucket.get("label") or bucket["bucket"] or "None",
+         "values": [bucket["days"].get(day, 0) for day in days], "total": bucket["credits"]}
+        for bucket in ordered
+    ]  # fmt: skip
+    if flt.group_by == "tag" and not flt.tag:
+        # The total is every call's once, tagged or not (tag groups may add up to more).
+        totals = _filtered(UsageRollup.objects.all(), account, flt, "hour").aggregate(**_sums())
+        totals = _sums_of(totals)
+    else:
+        totals = _added(buckets)
+    return UsageReport(flt, buckets, totals, days, series)
+
+
+def _sums_of(row: dict) -> dict:
+    return {name: row.get(name) or 0 for name in SUMS}
+
+
+def _added(buckets: list[dict]) -> dict:
+    return {name: sum(bucket[name] for bucket in buckets) for name in SUMS}
 
 
 def _pair_report(rows: QuerySet, flt: UsageFilter) -> UsageReport:
@@ -403,22 +405,18 @@ def _pair_report(rows: QuerySet, flt: UsageFilter) -> UsageReport:
             str(row[inner]),
         )
     )
-    totals = rows.aggregate(**_sums())
-    return UsageReport(
-        flt,
-        [
-            {name: row.get(name) or 0 for name in SUMS}
-            | {
-                "bucket": f"{row['api_key__public_id'] or ''}/{row['model__slug']}",
-                "api_key_id": row["api_key__public_id"],
-                "key_name": row["api_key__name"],
-                "model": row["model__slug"],
-                "model_name": row["model__display_name"],
-            }
-            for row in result
-        ],
-        {name: totals[name] or 0 for name in SUMS},
-    )
+    buckets = [
+        _sums_of(row)
+        | {
+            "bucket": f"{row['api_key__public_id'] or ''}/{row['model__slug']}",
+            "api_key_id": row["api_key__public_id"],
+            "key_name": row["api_key__name"],
+            "model": row["model__slug"],
+            "model_name": row["model__display_name"],
+        }
+        for row in result
+    ]
+    return UsageReport(flt, buckets, _added(buckets))
 
 
 def _bucket_fields(row: dict) -> dict:

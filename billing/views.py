@@ -43,7 +43,6 @@ from billing.reports import (
     UsageFilter,
     UsageReport,
     charge_sources,
-    daily_series,
     key_label,
     ledger_filter_from,
     ledger_for_account,
@@ -676,16 +675,16 @@ SERIES_NOUNS = {"model": "models", "api_key": "keys", "project": "projects",
                 "member": "members", "tag": "tags"}  # fmt: skip
 
 
-def _over_time(account: Account, flt: UsageFilter):
+def _over_time(report: UsageReport):
     """For a view by model, key, project, member or tag: its spend over the days, stacked by
     that dimension, the biggest on their own and the rest as "other"."""
+    flt = report.filter
     if flt.group_by not in SERIES_NOUNS:
         return None
-    days, series = daily_series(account, flt)
     noun = SERIES_NOUNS[flt.group_by]
     return charts.stacked_days(
-        days, series, id="usage-over-time", title=f"Daily spend by {noun[:-1]}", noun=noun,
-        zone=_zone_label(flt),
+        report.days, report.series, id="usage-over-time", title=f"Daily spend by {noun[:-1]}",
+        noun=noun, zone=_zone_label(flt),
     )  # fmt: skip
 
 
@@ -693,8 +692,11 @@ def _zone_label(flt: UsageFilter) -> str:
     return getattr(flt.tz, "key", None) or str(flt.tz)
 
 
-def _log_context(request, flt: UsageFilter, params: dict) -> dict:
-    total = usage_record_count(request.account, flt)
+def _log_context(request, flt: UsageFilter, params: dict, total: int | None = None) -> dict:
+    """A page of the usage log; ``total``: how many calls the filter covers, when the report
+    has counted them already."""
+    if total is None:
+        total = usage_record_count(request.account, flt)
     pages = max(1, ceil(total / LOG_PAGE_SIZE))
     number = _page_number(request.GET.get("page"), pages)
     offset = (number - 1) * LOG_PAGE_SIZE
@@ -767,12 +769,12 @@ def usage(request):
         "filter": flt,
         "table": _usage_table(report),
         "chart": _usage_chart(report),
-        "over_time": _over_time(request.account, flt),
+        "over_time": _over_time(report),
         "csv_url": _url("billing:usage-export", flt.as_params()),
         "presets": _presets("billing:usage", flt.as_params(), flt.preset),
         "views": _views(flt),
         "time_zone": zone,
-        **_log_context(request, flt, params),
+        **_log_context(request, flt, params, total=report.totals["calls"]),
     }
     response = render(request, f"{page}#usage-report" if request.htmx else page, context)
     return _push_filters(request, response, params)
