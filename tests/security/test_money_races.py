@@ -578,6 +578,35 @@ def test_a_web_process_killed_under_load_loses_no_answered_call(installation):
     assert answered_once(installation, answered)
 
 
+def test_a_web_process_killed_under_load_never_overruns_a_budget(installation):
+    """A hard monthly budget with room for a few dozen calls: a web process is killed under load
+    and replaced, and racing calls go on until the budget refuses them. Every call answered
+    before the kill is billed once, and the month's spend never passes the budget (the killed
+    process's calls in flight count until they are swept, which only refuses sooner)."""
+    public_id, secret = installation.key()
+    assert chat(installation.bases[0], secret, "hi", max_tokens=20).status_code == 200
+    assert wait_until(lambda: installation.books(public_id)["spent"] > 0, timeout=30)  # settled
+    price = installation.books(public_id)["spent"]
+    already = account_budget(installation, 80 * price)
+    budget = already + 80 * price
+    try:
+        answered = kill_under_load(installation, secret, list(installation.bases))
+        answered_once(installation, answered)
+        answers = race(spread(installation, 120,
+                              lambda base: chat(base, secret, "hi", max_tokens=20)))  # fmt: skip
+        # Racing calls may meet the account's concurrency limit first: then one at a time.
+        for _ in range(100):
+            if any(a.status_code == 402 for a in answers):
+                break
+            answers.append(chat(installation.bases[0], secret, "hi", max_tokens=20))
+        refused = {a.json()["error"]["code"] for a in answers if a.status_code == 402}
+        assert refused == {"budget_exceeded"}, [a.status_code for a in answers]
+    finally:
+        spent = account_budget(installation, 0)  # what the month spent, and no budget after
+    assert already < spent <= budget, (already, spent, budget)
+    assert installation.books()["problems"] == []
+
+
 FAULTS_SCRIPT = """
 from catalogue.models import Channel
 Channel.objects.filter(slug="openai").update(sandbox_failure_rate={rate})
