@@ -60,6 +60,12 @@ class UsageFilterIn(Schema):
         description="Only this project's usage (`proj_...`): the calls settled while the key "
         "was in it, whichever project the key is in now.",
     )
+    member: str | None = Field(
+        None,
+        description="Only the calls of the keys this member created (their e-mail, as "
+        "group_by=member names them).",
+        examples=["alice@example.com"],
+    )
     model: str | None = Field(None, description="Only this model (its slug).")
     family: str | None = Field(None, description=f"One of {', '.join(Family.values)}.")
     tag: str | None = Field(
@@ -122,6 +128,8 @@ class UsageFilterOut(Schema):
     until: datetime = Field(description="Exclusive.")
     group_by: str
     api_key_id: str | None
+    project_id: str | None
+    member: str | None
     model: str | None
     family: str | None
     tag: str | None
@@ -235,6 +243,8 @@ def _filter_json(flt: UsageFilter) -> dict:
         "until": flt.until,
         "group_by": flt.group_by,
         "api_key_id": flt.api_key.public_id if flt.api_key else None,
+        "project_id": flt.project.public_id if flt.project else None,
+        "member": flt.member.email if flt.member else None,
         "model": flt.model.slug if flt.model else None,
         "family": flt.family or None,
         "tag": flt.tag_param or None,

@@ -53,6 +53,8 @@ class FilterForm(forms.Form):
 
 
 class UsageFilterForm(FilterForm):
+    project_id = _select("Project", [])
+    member = _select("Member", [])
     api_key_id = _select("Key", [])
     model = _select("Model", [])
     family = _select("Family", [("", "All families"), *Family.choices])
@@ -64,8 +66,10 @@ class UsageFilterForm(FilterForm):
     until = _date("To")
     group_by = _select("Group by", GROUP_BY_CHOICES)
 
-    def __init__(self, data, *, keys=(), models=(), **kwargs):
+    def __init__(self, data, *, projects=(), members=(), keys=(), models=(), **kwargs):
         super().__init__(data, **kwargs)
+        self.fields["project_id"].widget.choices = [("", "All projects"), *projects]
+        self.fields["member"].widget.choices = [("", "All members"), *members]
         self.fields["api_key_id"].widget.choices = [("", "All keys"), *keys]
         self.fields["model"].widget.choices = [("", "All models"), *models]
 

@@ -15,7 +15,7 @@ from django.http import Http404
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from accounts.models import Account, Project
+from accounts.models import Account, Project, User
 from billing.models import LedgerEntry, LedgerKind, UsageRecord, UsageRollup, UsageTagRollup
 from billing.tags import tag_filter
 from catalogue.models import AIModel, Family
@@ -77,6 +77,7 @@ class UsageFilter:
     preset: str = ""
     tag: str = ""  # key=value (billing/tags.py); the URL and the API say key:value
     project: Project | None = None  # ?project_id=: only this project's usage
+    member: User | None = None  # ?member=<e-mail>: only the calls of the keys they created
     # Only the usage of these projects (ids): a developer's or viewer's view of the account.
     # None: the whole account. Not a URL parameter; set from who is looking.
     projects: frozenset[int] | None = None
@@ -111,6 +112,8 @@ class UsageFilter:
             params["tag"] = self.tag_param
         if self.project:
             params["project_id"] = self.project.public_id
+        if self.member:
+            params["member"] = self.member.email
         return params
 
 
@@ -245,8 +248,16 @@ def usage_filter_from(
         project = Project.objects.filter(account=account, public_id=project_id).first()
         if project is None:
             raise FilterError("No project with this id in your account.", "project_id")
+    member = None
+    if email := (params.get("member") or "").strip():
+        # Whoever created a key of the account, a member still or not (as group_by=member).
+        member = User.objects.filter(
+            email__iexact=email, pk__in=ApiKey.objects.filter(account=account).values("created_by")
+        ).first()
+        if member is None:
+            raise FilterError("No key of your account was created by this e-mail.", "member")
     return UsageFilter(
-        since_at, until_at, group_by, api_key, model, family, tz, preset, tag, project
+        since_at, until_at, group_by, api_key, model, family, tz, preset, tag, project, member
     )
 
 
@@ -281,6 +292,8 @@ def _filtered(queryset: QuerySet, account: Account, flt: UsageFilter, time_field
         queryset = queryset.filter(family=flt.family)
     if flt.project:
         queryset = queryset.filter(project=flt.project)
+    if flt.member:
+        queryset = queryset.filter(api_key__created_by=flt.member)
     if flt.projects is not None:
         queryset = queryset.filter(project_id__in=flt.projects)
     return queryset

@@ -26,7 +26,8 @@ from django_htmx.http import push_url, trigger_client_event
 
 from accounts import permissions
 from accounts.decorators import account_view
-from accounts.models import Account
+from accounts.models import Account, Membership
+from accounts.selectors import projects_visible_to
 from billing import errors, redemption, services
 from billing.forms import (
     LedgerFilterForm,
@@ -61,7 +62,8 @@ from keys.selectors import api_keys_visible_to, groups_available
 LEDGER_PAGE_SIZE = 25
 LOG_PAGE_SIZE = 50
 USAGE_PARAMS = (
-    "api_key_id", "model", "family", "tag", "project_id", "preset", "since", "until", "group_by",
+    "project_id", "member", "api_key_id", "model", "family", "tag", "preset", "since", "until",
+    "group_by",
 )  # fmt: skip
 LEDGER_PARAMS = ("kind", "preset", "since", "until")
 LEDGER_ALL = "all"  # the kind filter's "everything, holds too"; no kind means balance changes
@@ -466,6 +468,24 @@ def _scoped(request, flt: UsageFilter) -> UsageFilter:
     return dataclasses.replace(flt, projects=request.membership.project_scope())
 
 
+def _project_choices(membership, flt: UsageFilter | None) -> list[tuple[str, str]]:
+    """The projects the member may see (a deleted one's usage can still be looked at)."""
+    projects = list(projects_visible_to(membership))
+    if flt and flt.project and flt.project.pk not in {project.pk for project in projects}:
+        projects.append(flt.project)
+    return [(project.public_id, project.name) for project in projects]
+
+
+def _member_choices(membership, flt: UsageFilter | None) -> list[tuple[str, str]]:
+    """The account's members, and whoever the filter names (someone who has left)."""
+    emails = sorted(
+        Membership.objects.filter(account=membership.account).values_list("user__email", flat=True)
+    )
+    if flt and flt.member and flt.member.email not in emails:
+        emails.append(flt.member.email)
+    return [(email, email) for email in emails]
+
+
 def _key_choices(membership, flt: UsageFilter | None) -> list[tuple[str, str]]:
     """The keys the member may see (those of their projects, for developers and viewers)."""
     keys = sorted(api_keys_visible_to(membership), key=lambda key: (key.name.lower(), key.pk))
@@ -497,6 +517,8 @@ def _usage_form(membership, params, flt=None, error=None) -> UsageFilterForm:
     return UsageFilterForm(
         shown,
         error=error,
+        projects=_project_choices(membership, flt),
+        members=_member_choices(membership, flt),
         keys=_key_choices(membership, flt),
         models=_model_choices(membership.account, flt),
     )
@@ -542,7 +564,9 @@ def _bucket_cells(flt: UsageFilter, bucket: dict) -> tuple[list[str], dict]:
             "url": _drill(flt, project_id=value, group_by="api_key"),
         }  # fmt: skip
     if flt.group_by == "member":
-        return [value or ""], {"label": value or "No member (a management key's keys)"}
+        if not value:
+            return [""], {"label": "No member (a management key's keys)"}
+        return [value], {"label": value, "url": _drill(flt, member=value, group_by="api_key")}
     if flt.group_by == "api_key":
         if value is None:
             return ["", "No key"], {"label": "No key"}
@@ -629,6 +653,8 @@ def _scope(flt: UsageFilter, zone: str) -> tuple[str, list[str]]:
         scope.append(f"Tag {flt.tag_param}")
     if flt.project:
         scope.append(f"Project {flt.project.name}")
+    if flt.member:
+        scope.append(f"Keys of {flt.member.email}")
     scope.append(VIEW_LABELS[flt.group_by].lower())
     scope.append(zone)
     return period, scope
@@ -801,6 +827,7 @@ def _usage_words(request, flt: UsageFilter) -> tuple[str, str]:
         + (f"family: {flt.family}; " if flt.family else "")
         + (f"tag: {flt.tag_param}; " if flt.tag else "")
         + (f"project: {flt.project.name} ({flt.project.public_id}); " if flt.project else "")
+        + (f"member: {flt.member.email}; " if flt.member else "")
         + f"dates: {period}; time zone: {_zone_name(request.account)}; "
         f"grouped: {VIEW_LABELS[flt.group_by].lower()}"
     )
@@ -815,6 +842,8 @@ def _usage_words(request, flt: UsageFilter) -> tuple[str, str]:
         parts.append(f"tag-{_slug(flt.tag_param)}")
     if flt.project:
         parts.append(f"project-{_slug(flt.project.name)}")
+    if flt.member:
+        parts.append(f"member-{_slug(flt.member.email)}")
     parts += [f"{dates['since']}-to-{dates['until']}", f"by-{flt.group_by.replace('_', '-')}"]
     return words, "-".join(parts) + ".csv"
 

@@ -99,6 +99,7 @@ def test_usage_report_documents_its_csv_form_and_the_404_for_a_foreign_key(schem
     assert parameters == {
         "api_key_id",
         "project_id",
+        "member",
         "model",
         "family",
         "tag",
@@ -108,7 +109,7 @@ def test_usage_report_documents_its_csv_form_and_the_404_for_a_foreign_key(schem
         "format",
     }
     records = schema["paths"]["/api/v1/usage/records"]["get"]
-    assert {"page", "page_size", "api_key_id", "project_id"} <= {
+    assert {"page", "page_size", "api_key_id", "project_id", "member"} <= {
         p["name"] for p in records["parameters"]
     }
     for operation in (report, records):

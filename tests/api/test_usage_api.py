@@ -120,6 +120,8 @@ def test_report_by_day_sums_each_day_and_the_total(api, usage):
         "until": "2026-03-04T00:00:00Z",
         "group_by": "day",
         "api_key_id": None,
+        "project_id": None,
+        "member": None,
         "model": None,
         "family": None,
         "tag": None,

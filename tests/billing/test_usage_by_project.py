@@ -76,3 +76,31 @@ def test_a_view_by_a_dimension_stacks_its_spend_over_the_days_with_the_rest_as_o
     assert f"{9 - charts.TOP_SERIES} other keys" in page.text  # the biggest keep their own
     by_day = client_for(world.owner).get("/usage/", {"preset": "7d"})
     assert 'id="usage-over-time"' not in by_day.text  # a view by day is over time already
+
+
+def test_usage_filtered_by_member_in_the_api_and_on_the_page(client, world, client_for):
+    groups = funded_catalogue(world.account)
+    _, my_secret = issue_key(world.account, groups["default"], actor=world.developer)
+    _, owner_secret = issue_key(world.account, groups["default"], actor=world.owner)
+    chat(client, my_secret)
+    chat(client, my_secret)
+    chat(client, owner_secret)
+    _, secret = management_key_issue(account=world.account, actor=world.admin, name="CI")
+    api = {"x-api-key": secret}
+
+    mine = client.get("/api/v1/usage", {"member": world.developer.email.upper()}, headers=api)
+    body = mine.json()
+    assert body["totals"]["calls"] == 2 and body["filter"]["member"] == world.developer.email
+    records = client.get("/api/v1/usage/records", {"member": world.owner.email}, headers=api)
+    assert records.json()["total"] == 1
+    unknown = client.get("/api/v1/usage", {"member": "nobody@example.com"}, headers=api)
+    assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "member"
+
+    client = client_for(world.owner)
+    by_member = client.get("/usage/", {"group_by": "member", "preset": "today"}).text
+    assert f"member={world.developer.email.replace('@', '%40')}" in by_member  # drill-down
+    page = client.get("/usage/", {"member": world.developer.email, "preset": "today"})
+    assert page.status_code == 200 and f"Keys of {world.developer.email}" in page.text
+    assert '<option value="' + world.developer.email + '" selected' in page.text
+    csv_text = client.get("/usage/export.csv", {"member": world.developer.email}).text
+    assert f"member: {world.developer.email}" in csv_text.splitlines()[0]
