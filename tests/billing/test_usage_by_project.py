@@ -104,3 +104,11 @@ def test_usage_filtered_by_member_in_the_api_and_on_the_page(client, world, clie
     assert '<option value="' + world.developer.email + '" selected' in page.text
     csv_text = client.get("/usage/export.csv", {"member": world.developer.email}).text
     assert f"member: {world.developer.email}" in csv_text.splitlines()[0]
+
+
+def test_the_page_says_how_projects_and_tags_count(world, client_for):
+    client = client_for(world.owner)
+    by_project = client.get("/usage/", {"group_by": "project"}).text
+    assert 'id="usage-project-note"' in by_project and "moving a key moves" in by_project
+    assert 'id="usage-project-note"' not in client.get("/usage/").text
+    assert 'id="usage-tag-note"' in client.get("/usage/", {"group_by": "tag"}).text
