@@ -72,7 +72,9 @@ def rule_condition(rule: AlertRule) -> str:
     if rule.kind == RuleKind.BALANCE_BELOW:
         return f"Available balance below {format_credits(rule.threshold)} credits"
     if rule.kind == RuleKind.MONTHLY_SPEND:
-        return f"Spend in a calendar month (UTC) reaches {format_credits(rule.threshold)} credits"
+        zone = rule.account.time_zone  # the months the rule counts in (alerts/evaluation.py)
+        amount = format_credits(rule.threshold)
+        return f"Spend in a calendar month ({zone}) reaches {amount} credits"
     if rule.kind == RuleKind.KEY_QUOTA:
         which = f"Key {rule.api_key.name}" if rule.api_key else "Any key"
         return f"{which} at 80% and 100% of its quota or a cap"

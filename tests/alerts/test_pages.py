@@ -321,3 +321,14 @@ def test_test_alerts_are_limited_per_account(world, client_for, email_channel, s
     assert refused.status_code == 422
     assert f"At most {TEST_ALERTS_PER_HOUR} test alerts an hour" in refused.content.decode()
     assert email_channel.deliveries.count() == TEST_ALERTS_PER_HOUR
+
+
+def test_a_monthly_spend_rule_names_the_accounts_time_zone(world, client_for, email_channel):
+    world.account.time_zone = "Europe/Paris"
+    world.account.save(update_fields=["time_zone"])
+    services.rule_create(
+        account=world.account, actor=world.owner, kind=RuleKind.MONTHLY_SPEND,
+        channels=[email_channel], threshold=100 * M,
+    )  # fmt: skip
+    page = client_for(world.owner).get("/alerts/").text
+    assert "Spend in a calendar month (Europe/Paris) reaches 100.00 credits" in page
