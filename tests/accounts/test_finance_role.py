@@ -131,6 +131,7 @@ def ids(world, settings):
     from generation.models import Task
 
     settings.BYTESPIKE_PUBLIC_URL = "http://testserver"
+    settings.BYTESPIKE_PAYMENT_PROVIDER = "sandbox"  # payments on, whatever the environment's
     key = funded_key(world.account, world.owner, group="gemini-default", name="Render")[0]
     project = Project.objects.create(account=world.account, name="Search")
     task = Task.objects.create(account=world.account, api_key=key, request_digest="x",
