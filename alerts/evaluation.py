@@ -18,8 +18,9 @@ from alerts.models import AlertRule, RuleKind
 from billing.budgets import LIFETIME, THRESHOLDS, budget_spend, spent
 from billing.limits import WINDOWS
 from billing.models import Budget, KeySpend, KeyTotal, UsageRollup, Wallet
+from core.delivery import DeliveryStatus
 from core.money import credits_json, format_credits
-from generation.models import CallbackDelivery, DeliveryStatus
+from generation.models import CallbackDelivery
 from keys.models import ApiKey, KeyStatus
 
 # A key is watched at these shares of each of its limits (percent), the highest crossed first.

@@ -13,6 +13,7 @@ from django.db import models
 from django.utils import timezone
 
 from accounts.models import Account
+from core.delivery import Delivery, DeliveryStatus
 from core.ids import new_public_id
 from keys.models import ApiKey
 
@@ -172,17 +173,11 @@ class Alert(models.Model):
         return self.title
 
 
-class DeliveryStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    DELIVERED = "delivered", "Delivered"
-    FAILED = "failed", "Failed"
-
-
 def new_message_id() -> str:
     return new_public_id("msg")
 
 
-class AlertDelivery(models.Model):
+class AlertDelivery(Delivery):
     """An alert sent to one channel: retried with backoff until delivered or given up. The
     channel's kind and name are kept, so the history reads the same after it is deleted."""
 
@@ -197,15 +192,6 @@ class AlertDelivery(models.Model):
     channel_kind = models.CharField(max_length=8, choices=ChannelKind.choices)
     channel_name = models.CharField(max_length=100)
     webhook_id = models.CharField(max_length=40, unique=True, default=new_message_id)
-    status = models.CharField(
-        max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
-    )
-    attempts = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    last_status_code = models.PositiveIntegerField(null=True, blank=True)
-    last_error = models.CharField(max_length=300, blank=True)
-    delivered_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["created_at", "id"]

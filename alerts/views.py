@@ -25,7 +25,7 @@ from accounts.permissions import MANAGE_ALERTS
 from alerts import services
 from alerts.delivery import TargetError
 from alerts.forms import ChannelForm, RuleForm
-from alerts.models import AlertRule, ChannelKind, DeliveryStatus, NotificationChannel, RuleKind
+from alerts.models import AlertRule, ChannelKind, NotificationChannel, RuleKind
 from alerts.selectors import (
     alerts_for_account,
     channel_get_for_account,
@@ -34,6 +34,7 @@ from alerts.selectors import (
     rule_get_for_account,
     rules_for_account,
 )
+from core.delivery import DeliveryStatus
 from core.money import format_credits
 from keys.selectors import api_keys_for_account
 

@@ -6,9 +6,10 @@ from celery import shared_task
 from django.utils import timezone
 
 from core import tracing
+from core.delivery import DeliveryStatus
 from generation import health
 from generation.callbacks.services import callback_deliver, deliveries_due
-from generation.models import CallbackDelivery, DeliveryStatus
+from generation.models import CallbackDelivery
 
 # --- Callbacks --------------------------------------------------------------------------------
 

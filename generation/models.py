@@ -5,6 +5,7 @@ from django.db import models
 from django.utils import timezone
 
 from catalogue.models import AIModel
+from core.delivery import Delivery
 from generation.storage import media_storage
 
 # --- Async tasks -------------------------------------------------------------------------------
@@ -142,13 +143,7 @@ class Artifact(models.Model):
         return self.key
 
 
-class DeliveryStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    DELIVERED = "delivered", "Delivered"
-    FAILED = "failed", "Failed"
-
-
-class CallbackDelivery(models.Model):
+class CallbackDelivery(Delivery):
     """A task's terminal event for its callback URL. The payload and ``webhook_id`` are fixed
     when it is created, so every attempt (and a manual redelivery) sends the same message."""
 
@@ -157,15 +152,6 @@ class CallbackDelivery(models.Model):
     event_type = models.CharField(max_length=32)
     url = models.URLField(max_length=2000)
     payload = models.JSONField()
-    status = models.CharField(
-        max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
-    )
-    attempts = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    last_status_code = models.PositiveIntegerField(null=True, blank=True)
-    last_error = models.CharField(max_length=300, blank=True)
-    delivered_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -22,9 +22,10 @@ from django_htmx.http import trigger_client_event
 from accounts.decorators import account_view
 from accounts.permissions import MANAGE_WEBHOOKS
 from accounts.webhooks import webhook_rotation_overlap_until, webhook_secret_rotate
+from core.delivery import DeliveryStatus
 from generation.callbacks.selectors import deliveries_for_account, delivery_get_for_account
 from generation.callbacks.services import RedeliveryBusyError, callback_redeliver
-from generation.models import CallbackDelivery, DeliveryStatus
+from generation.models import CallbackDelivery
 from generation.task_pages import seconds_text
 
 PAGE_SIZE = 25

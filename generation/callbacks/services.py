@@ -22,12 +22,13 @@ from accounts.models import User
 from accounts.services import audit_record
 from accounts.webhooks import WebhookSecretError, webhook_signing_keys
 from core import logs, metrics
+from core.delivery import DeliveryStatus
 from core.ids import new_public_id
 from generation.callbacks.signals import callback_attempted
 from generation.callbacks.signing import payload_body, webhook_headers
 from generation.callbacks.targets import CallbackURLError, callback_target
 from generation.callbacks.transport import SendResult, callback_send, short_error
-from generation.models import CallbackAttempt, CallbackDelivery, DeliveryStatus, Task, TaskStatus
+from generation.models import CallbackAttempt, CallbackDelivery, Task, TaskStatus
 
 logger = logging.getLogger(__name__)
 # One line per attempt (docs/operations.md#logs): never the URL's path or query, nor a secret.

@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from alerts import jobs, services
 from alerts.delivery import Message, Target, TargetError, target_check, target_send
-from alerts.models import Alert, AlertDelivery, ChannelKind, DeliveryStatus, RuleKind
+from alerts.models import Alert, AlertDelivery, ChannelKind, RuleKind
+from core.delivery import DeliveryStatus
 from generation.callbacks.services import MAX_ATTEMPTS
 from tests.alerts.conftest import M
 from tests.callbacks.conftest import Answer, Receiver

@@ -12,6 +12,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from accounts.webhooks import webhook_secret_rotate
+from core.delivery import DeliveryStatus
 from generation.callbacks import services
 from generation.callbacks.services import (
     MAX_ATTEMPTS,
@@ -26,7 +27,7 @@ from generation.jobs import (
     callback_enqueue_next,
     callbacks_resend_due,
 )
-from generation.models import CallbackAttempt, CallbackDelivery, DeliveryStatus
+from generation.models import CallbackAttempt, CallbackDelivery
 from tests.callbacks.conftest import Answer, Receiver, finished_task, make_due, task_data
 from tests.conftest import run_enqueued
 

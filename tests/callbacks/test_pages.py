@@ -10,9 +10,10 @@ from django.utils import timezone
 
 from accounts.models import Account, AuditEvent, Role
 from core import crypto
+from core.delivery import DeliveryStatus
 from generation.callbacks import services
 from generation.callbacks.services import callback_deliver, callback_schedule
-from generation.models import CallbackAttempt, CallbackDelivery, DeliveryStatus
+from generation.models import CallbackAttempt, CallbackDelivery
 from tests.callbacks.conftest import Answer, finished_task, task_data
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.callbacks.urls")]

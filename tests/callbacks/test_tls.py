@@ -10,9 +10,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from core.delivery import DeliveryStatus
 from generation.callbacks import transport
 from generation.callbacks.services import callback_deliver, callback_schedule
-from generation.models import DeliveryStatus
 from tests.callbacks.conftest import Receiver, finished_task, task_data
 
 pytestmark = pytest.mark.django_db
