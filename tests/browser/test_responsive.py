@@ -13,9 +13,10 @@ from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from accounts.models import User
+from accounts.models import Project, User
 from alerts import services as alerts
 from alerts.models import ChannelKind, RuleKind
+from billing.models import Payment, PaymentStatus
 from catalogue.models import AIModel
 from console.demo import seed_demo
 from generation import services
@@ -77,6 +78,13 @@ def demo_world(transactional_db, settings, sandbox_clock):
         account=key.account, actor=user, kind=RuleKind.BALANCE_BELOW, channels=[channel],
         threshold=1_000_000,
     )  # fmt: skip
+    # A paid top-up (the top-up page's recent payments) and a soft project budget (the Budgets
+    # page's projects): tables with rows, on phones too.
+    Payment.objects.create(
+        account=key.account, provider="sandbox", amount=25_000_000, created_by=user,
+        status=PaymentStatus.PAID, paid_at=timezone.now(), provider_payment_id="sbx_responsive",
+    )  # fmt: skip
+    Project.objects.filter(pk=key.project_id).update(monthly_budget=500_000_000, budget_hard=False)
     pages = {
         "dashboard": reverse("console:dashboard"),
         "keys": reverse("keys:keys"),
