@@ -1,5 +1,6 @@
 """Management API for budgets (issue 16, item 2): the account's and each member's, monthly and
-lifetime, hard or soft, with what each scope spent (billing/budgets.py)."""
+lifetime, hard or soft, with what each scope spent (billing/budgets.py). The list has the
+projects' budgets too; those are set on the project (/api/v1/projects)."""
 
 from typing import Literal
 
@@ -8,7 +9,12 @@ from ninja import Field, Router, Schema, Status
 from pydantic import ConfigDict
 
 from accounts.models import Membership
-from billing.budgets import BudgetStatus, budget_set, budgets_for_account
+from billing.budgets import (
+    BudgetStatus,
+    budget_set,
+    budgets_for_account,
+    project_budgets_for_account,
+)
 from billing.models import BudgetScope
 from core.api import CreditsOut, credits_in
 from core.money import credits_json
@@ -31,8 +37,11 @@ class BudgetIn(Schema):
 
 
 class BudgetOut(Schema):
-    scope: Literal["account", "member"]
+    scope: Literal["account", "member", "project"]
     member_id: str | None = Field(description="The member's id (`mem_...`) for a member budget.")
+    project_id: str | None = Field(
+        None, description="The project's id (`proj_...`) for a project budget, set on the project."
+    )
     member_email: str | None
     monthly: CreditsOut | None
     lifetime: CreditsOut | None
@@ -50,8 +59,9 @@ def _json(status: BudgetStatus, members: dict[int, Membership]) -> dict:
     budget = status.budget
     membership = members.get(budget.member_id) if budget.member_id else None
     return {
-        "scope": budget.scope,
+        "scope": "project" if status.project else budget.scope,
         "member_id": membership.public_id if membership else None,
+        "project_id": status.project.public_id if status.project else None,
         "member_email": budget.member.email if budget.member else None,
         "monthly": credits_json(budget.monthly) if budget.monthly else None,
         "lifetime": credits_json(budget.lifetime) if budget.lifetime else None,
@@ -64,7 +74,8 @@ def _json(status: BudgetStatus, members: dict[int, Membership]) -> dict:
 
 def _list(account) -> dict:
     members = {m.user_id: m for m in Membership.objects.filter(account=account)}
-    return {"items": [_json(status, members) for status in budgets_for_account(account)]}
+    statuses = budgets_for_account(account) + project_budgets_for_account(account)
+    return {"items": [_json(status, members) for status in statuses]}
 
 
 def _set(request, scope: str, body: BudgetIn, member=None) -> dict:
@@ -89,7 +100,8 @@ def _member(request, member_id: str) -> Membership:
 
 @router.get("/budgets", response=BudgetList, operation_id="budgets_list", summary="List budgets")
 def budgets_list(request):
-    """The account's budget and its members' budgets, with this month's and lifetime spend."""
+    """The account's budget, its members' and its projects' budgets, with this month's and
+    lifetime spend."""
     return _list(request.auth.account)
 
 

@@ -60,3 +60,14 @@ def test_a_body_that_is_not_an_object_is_refused(world, api):
         response = api.put("/api/v1/budgets/account", body)
         assert response.status_code == 400, (body, response.content)
     assert not Budget.objects.exists()
+
+
+def test_the_list_has_the_projects_budgets_too(world, api):
+    from accounts.models import Project
+
+    search = Project.objects.create(account=world.account, name="Search", monthly_budget=30 * M,
+                                    budget_hard=False)  # fmt: skip
+    (budget,) = api.get("/api/v1/budgets").json()["items"]
+    assert budget["scope"] == "project" and budget["project_id"] == search.public_id
+    assert budget["monthly"] == 30 and budget["hard"] is False and budget["member_id"] is None
+    assert budget["month_spent"] == 0
