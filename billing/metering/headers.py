@@ -1,10 +1,16 @@
-"""The wallet and limit headers of a data-plane answer (SPEC §4, §11)."""
+"""The wallet and limit headers of a data-plane answer (SPEC §4, §11). Made of plain numbers, so
+that the refusals (billing/errors.py, billing/metering/limits.py) and the answers share them
+without importing each other."""
 
-from billing.metering.limits import LimitState
+from typing import TYPE_CHECKING
+
 from core.money import credits_header
 
+if TYPE_CHECKING:
+    from billing.metering.limits import LimitState
 
-def limit_headers(available: int, limits: LimitState, reserved: int = 0,
+
+def limit_headers(available: int, limits: "LimitState", reserved: int = 0,
                   charged: int | None = None) -> dict:  # fmt: skip
     """``limits`` counts the call's reservation; once settled, what it was charged counts
     instead (``charged``). Credits are in credits, requests and tokens as counts."""

@@ -20,6 +20,7 @@ burst of concurrent calls cannot overrun a limit together.
 from dataclasses import dataclass
 
 from billing.errors import QuotaExceededError, RateLimitExceededError
+from billing.metering.headers import budget_headers
 
 BUCKET_SECONDS = 300  # credit windows
 WINDOWS = (("5h", 5 * 3600, "rate_limit_5h"), ("1d", 86400, "rate_limit_1d"),
@@ -128,7 +129,6 @@ def refusal(headroom: Headroom, now: int) -> Exception:
     """The error for a reached limit, with what frees it up when."""
     if headroom.name == "budget":
         from billing.errors import BudgetExceededError
-        from billing.metering.headers import budget_headers  # it imports this module
 
         error = BudgetExceededError(
             f"This call would go over {headroom.label} of {_credits(headroom.limit)} credits "
