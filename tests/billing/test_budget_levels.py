@@ -44,7 +44,10 @@ def call(client, surface: str, key: str, stream: bool = False):
     headers = {"x-api-key": key}
     if path == "/v1/messages":
         headers["anthropic-version"] = "2023-06-01"
-    body = {**body, "stream": True} if stream else body
+    if stream and surface == "gemini":
+        path = path.replace(":generateContent", ":streamGenerateContent?alt=sse")
+    elif stream:
+        body = {**body, "stream": True}
     return client.post(path, data=json.dumps(body), content_type="application/json",
                        headers=headers)  # fmt: skip
 
@@ -111,16 +114,23 @@ def test_a_soft_budget_never_refuses(client, world, groups, search, level, surfa
     assert "X-Budget-Remaining-Credits" not in response  # it limits nothing
 
 
+TEXT = ["openai chat", "openai responses", "anthropic messages", "gemini"]
+
+
+@pytest.mark.parametrize("surface", TEXT)
 @pytest.mark.parametrize("level", ["account", "project", "member"])
-def test_a_lifetime_budget_refuses_a_stream_before_its_first_byte(client, world, groups,
-                                                                  search, level):  # fmt: skip
-    key = issue_key(world.account, groups["default"], actor=world.developer, project=search)[1]
+def test_a_lifetime_budget_refuses_a_stream_before_its_first_byte(
+    client, world, groups, search, level, surface
+):
+    key = issue_key(world.account, groups[SURFACES[surface][1]], actor=world.developer,
+                    project=search)[1]  # fmt: skip
     set_budget(world, search, level, hard=True, lifetime=1)
     forget_budgets(world)
-    refused = call(client, "openai chat", key, stream=True)
-    assert refused.status_code == 402
-    assert "lifetime budget" in refused.json()["error"]["message"]
+    refused = call(client, surface, key, stream=True)
+    assert refused.status_code == 402, refused.content[:300]
+    assert "lifetime budget" in budget_message(surface, refused)
     assert refused["X-Budget-Reset"] == "0"  # a lifetime budget never resets
+    assert not UsageRecord.objects.exists()
 
 
 def test_the_budget_headers_name_the_budget_with_the_least_left(client, world, groups, search):
