@@ -213,6 +213,9 @@ class Project(models.Model):
     monthly_budget = models.BigIntegerField(null=True, blank=True)
     budget = models.BigIntegerField(null=True, blank=True)
     budget_hard = models.BooleanField(default=True)
+    # When the budgets were last set or changed: a hard budget's counter is kept under it
+    # (billing/budgets.py), so a budget set again starts from what was spent meanwhile.
+    budget_set_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(default=timezone.now)
     # A deleted project keeps its row (hidden everywhere) so past usage stays attributed to it.
     deleted_at = models.DateTimeField(null=True, blank=True)

@@ -456,6 +456,8 @@ def project_update(
     if not changes:
         return project
     before = {field: getattr(project, field) for field in changes}
+    if set(changes) & {"budget_hard", *BUDGET_FIELDS}:
+        changes["budget_set_at"] = timezone.now()
     for field, value in changes.items():
         setattr(project, field, value)
     try:

@@ -38,6 +38,7 @@ class BudgetRule:
     lifetime: int | None
     label: str  # "the account's", "the budget of alice@acme.test's keys"
     project_id: int | None = None
+    version: str = ""  # when it was set (BudgetLimit.version)
 
 
 def scope_of(budget: Budget) -> str:
@@ -66,20 +67,26 @@ def rules_for_account(account_id: int) -> tuple[tuple[BudgetRule, ...], str]:
     account = Account.objects.get(pk=account_id)
     budgets = Budget.objects.filter(account_id=account_id, hard=True).select_related("member")
     rules = tuple(
-        BudgetRule(scope_of(b), b.member_id, b.monthly, b.lifetime, _label(b))
+        BudgetRule(scope_of(b), b.member_id, b.monthly, b.lifetime, _label(b),
+                   version=_version(b.updated_at))
         for b in budgets
         if b.monthly or b.lifetime
-    )
+    )  # fmt: skip
     # A project's budgets are set on the project, hard or soft for both its amounts.
     projects = Project.objects.filter(
         account_id=account_id, deleted_at__isnull=True, budget_hard=True
     ).filter(Q(monthly_budget__isnull=False) | Q(budget__isnull=False))
     rules += tuple(
         BudgetRule(f"project:{p.pk}", None, p.monthly_budget, p.budget,
-                   f"the budget of the project {p.name}", project_id=p.pk)
+                   f"the budget of the project {p.name}", project_id=p.pk,
+                   version=_version(p.budget_set_at))
         for p in projects
     )  # fmt: skip
     return rules, str(account.zone)
+
+
+def _version(moment: datetime) -> str:
+    return str(int(moment.timestamp() * 1_000_000))
 
 
 def limits_for(rules, zone: str, *, member_id: int | None, project_id: int | None,
@@ -96,10 +103,14 @@ def limits_for(rules, zone: str, *, member_id: int | None, project_id: int | Non
         if rule.monthly:
             label = rule.label.replace("budget", "monthly budget", 1)
             reset = int(end.timestamp())
-            limits.append(BudgetLimit(rule.scope, month, rule.monthly, label, reset, zone))
+            limits.append(
+                BudgetLimit(rule.scope, month, rule.monthly, label, reset, zone, rule.version)
+            )
         if rule.lifetime:
             label = rule.label.replace("budget", "lifetime budget", 1)
-            limits.append(BudgetLimit(rule.scope, LIFETIME, rule.lifetime, label, 0, zone))
+            limits.append(
+                BudgetLimit(rule.scope, LIFETIME, rule.lifetime, label, 0, zone, rule.version)
+            )
     return tuple(limits)
 
 

@@ -88,10 +88,13 @@ class BudgetLimit:
     label: str  # "the account's monthly budget"
     reset: int = 0  # unix seconds when the period ends (a lifetime budget: never, 0)
     zone: str = "UTC"  # the account's time zone, which the months are of
+    # When the budget was set: calls count against it only while it is there (and hard), so a
+    # budget set again must not carry on the counter of the one before it.
+    version: str = ""
 
     @property
     def counter(self) -> str:
-        return f"{self.scope}:{self.period}"
+        return f"{self.scope}:{self.period}:{self.version}"
 
 
 @dataclass(frozen=True)

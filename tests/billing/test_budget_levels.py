@@ -7,6 +7,7 @@ import json
 from datetime import datetime
 
 import pytest
+from django.utils import timezone
 
 from accounts.models import Project
 from billing.budgets import budget_set
@@ -70,7 +71,7 @@ def set_budget(world, search, level: str, *, hard: bool, **amounts) -> str:
     monthly, lifetime = amounts.get("monthly"), amounts.get("lifetime")
     if level == "project":
         Project.objects.filter(pk=search.pk).update(
-            monthly_budget=monthly, budget=lifetime, budget_hard=hard
+            monthly_budget=monthly, budget=lifetime, budget_hard=hard, budget_set_at=timezone.now()
         )
         return "of the project Search"
     member = world.developer if level == "member" else None

@@ -156,7 +156,9 @@ def test_while_the_counters_are_down_the_database_enforces_budgets(
     account_budget(world, lifetime=100 * M)
     assert chat(client, key).status_code == 200
     # The budget's counter missed that call: it is loaded afresh once Redis answers again.
-    assert set(meter._unheard_budgets) == {f"account:{world.account.pk}:life"}
+    # (one counter per version of the budget: it was set twice)
+    unheard = {counter.rsplit(":", 1)[0] for counter in meter._unheard_budgets}
+    assert unheard == {f"account:{world.account.pk}:life"}
     assert wallet_problems(world.account.pk) == []
 
 
@@ -188,3 +190,44 @@ def test_a_projects_budget_refuses_its_keys_calls_only(client, world, groups):
     assert refused.status_code == 402
     assert "the monthly budget of the project Search" in refused.json()["error"]["message"]
     assert chat(client, outside).status_code == 200
+
+
+def test_a_budget_removed_and_set_again_counts_the_spend_made_meanwhile(client, world, groups):
+    """While there is no budget, calls do not count against one: a budget set again starts from
+    what was spent, not from the counter of the budget before it (found by the attack runs)."""
+    key = key_of(world, groups, world.owner)
+    account_budget(world, monthly=100 * M)
+    assert chat(client, key).status_code == 200  # counted against the budget
+    account_budget(world)  # removed
+    for _ in range(3):
+        assert chat(client, key).status_code == 200  # counted against nothing
+    account_budget(world, monthly=spent(f"account:{world.account.pk}", "life") + 1)
+    assert chat(client, key).json()["error"]["code"] == "budget_exceeded"
+
+
+def test_a_project_budget_made_soft_and_hard_again_counts_the_spend_made_meanwhile(
+    client, world, groups
+):
+    from accounts.models import Project
+    from accounts.services import project_update
+
+    api_key, key = issue_key(world.account, groups["default"], actor=world.owner)
+    search = Project.objects.create(account=world.account, name="Search", monthly_budget=100 * M)
+    api_key.project = search
+    api_key.save(update_fields=["project"])
+    meter_forgets(world)
+    assert chat(client, key).status_code == 200  # counted against the project's budget
+    project_update(project=search, budget_hard=False)
+    meter_forgets(world)
+    for _ in range(3):
+        assert chat(client, key).status_code == 200
+    spent_now = spent(f"project:{search.pk}", "life")
+    project_update(project=search, budget_hard=True, monthly_budget=spent_now + 1)
+    meter_forgets(world)
+    assert chat(client, key).json()["error"]["code"] == "budget_exceeded"
+
+
+def meter_forgets(world):
+    from billing.metering import meter
+
+    meter.budgets_changed(world.account.pk)  # at once, not within RULES_SECONDS
