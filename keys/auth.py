@@ -75,6 +75,8 @@ class KeyPrincipal:
     # The key's project, whose usage its calls are (a principal cached before projects has
     # None: settlement then reads the key's project).
     project_id: int | None = None
+    # When its limits last changed, in unix microseconds (KeyLimits.version; 0: cached before).
+    limits_set_at: int = 0
 
     @classmethod
     def from_key(cls, key: ApiKey) -> "KeyPrincipal":
@@ -99,6 +101,7 @@ class KeyPrincipal:
             account_public_id=key.account.public_id,
             member_id=key.created_by_id,
             project_id=key.project_id,
+            limits_set_at=int(key.limits_set_at.timestamp() * 1_000_000),
         )
 
     def may_call(self, slug: str) -> bool:

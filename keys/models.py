@@ -106,6 +106,9 @@ class ApiKey(SecretKey):
     rpm = models.PositiveIntegerField("requests per minute", null=True, blank=True)
     tpm = models.PositiveBigIntegerField("tokens per minute", null=True, blank=True)
     max_concurrent = models.PositiveIntegerField("calls at once", null=True, blank=True)
+    # When the limits above last changed: the metering counters keep a key's spend per version
+    # of its limits, and a set of limits that comes back must start from a fresh seed.
+    limits_set_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(null=True, blank=True)
     ip_allowlist = models.JSONField(default=list, blank=True)
     ip_denylist = models.JSONField(default=list, blank=True)

@@ -353,9 +353,13 @@ def api_key_update(
     before = {field: getattr(key, field) for field in changes}
     for field, value in changes.items():
         setattr(key, field, value)
+    saved = list(changes)
+    if any(changes[field] != before[field] for field in LIMIT_FIELDS if field in changes):
+        key.limits_set_at = timezone.now()  # a new version of the limits (KeyLimits.version)
+        saved.append("limits_set_at")
     with transaction.atomic():
         if changes:
-            _save_named(key, update_fields=list(changes))
+            _save_named(key, update_fields=saved)
             audit_record(
                 account=key.account,
                 actor=actor,

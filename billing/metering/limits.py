@@ -40,6 +40,7 @@ class KeyLimits:
     rpm: int | None = None
     tpm: int | None = None
     max_concurrent: int | None = None
+    limits_set_at: int = 0  # when the key's limits last changed (unix microseconds)
 
     @classmethod
     def of(cls, principal) -> "KeyLimits":
@@ -52,6 +53,7 @@ class KeyLimits:
             rpm=getattr(principal, "rpm", None) or None,
             tpm=getattr(principal, "tpm", None) or None,
             max_concurrent=getattr(principal, "max_concurrent", None) or None,
+            limits_set_at=getattr(principal, "limits_set_at", 0),
         )
 
     @property
@@ -70,9 +72,10 @@ class KeyLimits:
 
     @property
     def version(self) -> str:
-        """Changes when the limits do: counters kept under it start afresh."""
+        """Changes when the limits do, even back to values they had before (``limits_set_at``):
+        counters kept under it start afresh, seeded with what was spent meanwhile."""
         values = (self.quota, self.rate_limit_5h, self.rate_limit_1d, self.rate_limit_7d,
-                  self.rpm, self.tpm, self.max_concurrent)  # fmt: skip
+                  self.rpm, self.tpm, self.max_concurrent, self.limits_set_at)  # fmt: skip
         return "-".join("" if v is None else str(v) for v in values)
 
 
