@@ -4,8 +4,7 @@
 from django import forms
 
 from alerts.models import ChannelKind, NotificationChannel, RuleKind
-from billing.forms import credits_text
-from core.money import AmountError, to_micros
+from core.money import AmountError, credits_text, to_micros
 
 TARGET_HELP = (
     "Email: one or more addresses, separated by commas. Webhook: an https URL; messages are "

@@ -12,7 +12,7 @@ from billing.errors import BillingError
 from billing.models import LedgerKind
 from billing.reports import FilterError
 from catalogue.models import Family
-from core.money import AmountError, to_credits, to_micros
+from core.money import AmountError, to_micros
 
 GROUP_BY_CHOICES = [
     ("day", "Day"),
@@ -96,12 +96,6 @@ class RedeemForm(forms.Form):
             }
         ),
     )
-
-
-def credits_text(micros: int) -> str:
-    """An amount as typed in a form: 12.5, not 12.500000."""
-    text = f"{to_credits(micros):f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 class ThresholdForm(forms.Form):

@@ -15,11 +15,12 @@ from accounts import permissions
 from accounts.decorators import account_view
 from billing import topups
 from billing.errors import BillingError
-from billing.forms import TopUpForm, credits_text
+from billing.forms import TopUpForm
 from billing.models import PaymentStatus
 from billing.payments import PaymentsOffError, WebhookError, payments_enabled, provider_named
 from billing.reports import runway_days
 from billing.selectors import payment_get_for_account, payments_for_account, wallet_of
+from core.money import credits_text
 
 logger = logging.getLogger(__name__)
 

@@ -34,7 +34,6 @@ from billing.forms import (
     RedeemForm,
     ThresholdForm,
     UsageFilterForm,
-    credits_text,
 )
 from billing.models import LedgerKind
 from billing.reports import (
@@ -56,7 +55,7 @@ from billing.reports import (
 from billing.selectors import wallet_of
 from catalogue.models import AIModel
 from core import charts
-from core.money import format_credits, plain_credits
+from core.money import credits_text, format_credits, plain_credits
 from keys.selectors import api_keys_visible_to, groups_available
 
 LEDGER_PAGE_SIZE = 25

@@ -50,8 +50,9 @@ def credits_json(micros: int) -> float | int:
     return float(to_credits(micros))
 
 
-def credits_header(micros: int) -> str:
-    """Credits as a header value: plain decimals, never an exponent ("0.000001", not "1e-06")."""
+def credits_text(micros: int) -> str:
+    """An amount as typed in a form and sent in a header: plain decimals without trailing zeros
+    (12.5, not 12.500000) and never an exponent (0.000001, not 1e-06)."""
     text = f"{to_credits(micros):f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
 

@@ -14,7 +14,8 @@ from django.utils import timezone
 
 from catalogue.models import AIModel
 from catalogue.selectors import models_in_group
-from core.money import AmountError, to_credits, to_micros
+from core import money
+from core.money import AmountError, to_micros
 from keys.models import ApiKey
 from keys.services import COUNT_LIMITS, MAX_NAME, KeyRuleError, clean_cidrs
 
@@ -31,10 +32,7 @@ ZERO_LIMIT_MESSAGE = (
 
 def credits_text(micros: int | None) -> str:
     """A form value in credits: empty for no limit, no trailing zeros otherwise."""
-    if micros is None:
-        return ""
-    text = f"{to_credits(micros):f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
+    return "" if micros is None else money.credits_text(micros)
 
 
 class CreditsField(forms.CharField):
