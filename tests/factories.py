@@ -181,3 +181,11 @@ def funded_keys(account, actor, *, credits: int = 50, groups=PUBLIC_GROUPS) -> d
     group slug: what a test of the data plane starts from."""
     catalogue = funded_catalogue(account, credits)
     return {slug: issue_key(account, catalogue[slug], actor=actor)[1] for slug in groups}
+
+
+def budgets_reread(account) -> None:
+    """This process reads the account's budgets again at its next call (not within
+    billing.budgets.RULES_SECONDS): for budgets changed without the budget service."""
+    from billing.metering import meter
+
+    meter.budgets_changed(account.pk)

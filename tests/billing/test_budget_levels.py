@@ -13,7 +13,7 @@ from accounts.models import Project
 from billing.budgets import budget_set
 from billing.invariants import wallet_problems
 from billing.models import UsageRecord
-from tests.factories import issue_key
+from tests.factories import budgets_reread, issue_key
 
 pytestmark = pytest.mark.django_db
 M = 1_000_000
@@ -80,12 +80,6 @@ def set_budget(world, search, level: str, *, hard: bool, **amounts) -> str:
     return world.developer.email if member else "the account's"
 
 
-def forget_budgets(world):
-    from billing.metering import meter
-
-    meter.budgets_changed(world.account.pk)
-
-
 @pytest.mark.parametrize("surface", list(SURFACES))
 @pytest.mark.parametrize("level", ["account", "project", "member"])
 def test_a_hard_budget_refuses_in_the_callers_envelope(client, world, groups, search,
@@ -93,7 +87,7 @@ def test_a_hard_budget_refuses_in_the_callers_envelope(client, world, groups, se
     key = issue_key(world.account, groups[SURFACES[surface][1]], actor=world.developer,
                     project=search)[1]  # fmt: skip
     names = set_budget(world, search, level, hard=True, monthly=1)  # less than any call
-    forget_budgets(world)
+    budgets_reread(world.account)
     refused = call(client, surface, key)
     assert refused.status_code == 402, refused.content[:300]
     message = budget_message(surface, refused)
@@ -109,7 +103,7 @@ def test_a_soft_budget_never_refuses(client, world, groups, search, level, surfa
     key = issue_key(world.account, groups[SURFACES[surface][1]], actor=world.developer,
                     project=search)[1]  # fmt: skip
     set_budget(world, search, level, hard=False, monthly=1, lifetime=1)
-    forget_budgets(world)
+    budgets_reread(world.account)
     response = call(client, surface, key)
     assert response.status_code in (200, 201), response.content[:300]
     assert "X-Budget-Remaining-Credits" not in response  # it limits nothing
@@ -126,7 +120,7 @@ def test_a_lifetime_budget_refuses_a_stream_before_its_first_byte(
     key = issue_key(world.account, groups[SURFACES[surface][1]], actor=world.developer,
                     project=search)[1]  # fmt: skip
     set_budget(world, search, level, hard=True, lifetime=1)
-    forget_budgets(world)
+    budgets_reread(world.account)
     refused = call(client, surface, key, stream=True)
     assert refused.status_code == 402, refused.content[:300]
     assert "lifetime budget" in budget_message(surface, refused)
@@ -139,7 +133,7 @@ def test_the_budget_headers_name_the_budget_with_the_least_left(client, world, g
     set_budget(world, search, "account", hard=True, monthly=40 * M)
     set_budget(world, search, "project", hard=True, monthly=30 * M)
     set_budget(world, search, "member", hard=True, lifetime=35 * M)
-    forget_budgets(world)
+    budgets_reread(world.account)
     response = call(client, "openai chat", key)
     assert response.status_code == 200
     charged = UsageRecord.objects.get().credits
@@ -155,7 +149,7 @@ def test_the_budget_headers_name_the_budget_with_the_least_left(client, world, g
 def test_a_key_without_a_hard_budget_gets_no_budget_headers(client, world, groups, search):
     key = issue_key(world.account, groups["default"], actor=world.owner)[1]  # not in Search
     set_budget(world, search, "project", hard=True, monthly=30 * M)
-    forget_budgets(world)
+    budgets_reread(world.account)
     response = call(client, "openai chat", key)
     assert response.status_code == 200
     assert "X-Budget-Remaining-Credits" not in response

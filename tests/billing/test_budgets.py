@@ -9,7 +9,7 @@ import pytest
 from billing.budgets import budget_set, spent
 from billing.invariants import wallet_problems
 from billing.models import UsageRecord
-from tests.factories import issue_key
+from tests.factories import budgets_reread, issue_key
 
 pytestmark = pytest.mark.django_db
 M = 1_000_000
@@ -215,19 +215,13 @@ def test_a_project_budget_made_soft_and_hard_again_counts_the_spend_made_meanwhi
     search = Project.objects.create(account=world.account, name="Search", monthly_budget=100 * M)
     api_key.project = search
     api_key.save(update_fields=["project"])
-    meter_forgets(world)
+    budgets_reread(world.account)
     assert chat(client, key).status_code == 200  # counted against the project's budget
     project_update(project=search, budget_hard=False)
-    meter_forgets(world)
+    budgets_reread(world.account)
     for _ in range(3):
         assert chat(client, key).status_code == 200
     spent_now = spent(f"project:{search.pk}", "life")
     project_update(project=search, budget_hard=True, monthly_budget=spent_now + 1)
-    meter_forgets(world)
+    budgets_reread(world.account)
     assert chat(client, key).json()["error"]["code"] == "budget_exceeded"
-
-
-def meter_forgets(world):
-    from billing.metering import meter
-
-    meter.budgets_changed(world.account.pk)  # at once, not within RULES_SECONDS
